@@ -1,0 +1,237 @@
+"""Vectorised gymnax environments and the wrappers PPO needs, as pure functions over explicit state.
+
+Every wrapper keeps its state (running statistics, episode counters) in the env state pytree, which the
+agent carries in its train state: nothing lives in Python objects, so a whole run stays one ``jit`` and
+vmaps over seeds. All observations are flattened to ``[num_envs, obs_dim]``.
+
+Each ``step`` returns ``(obs, state, reward, terminated, truncated, info)`` in gymnax 1.0's convention:
+the env auto-resets on ``terminated | truncated``, ``obs`` is then the first observation of the next
+episode, and ``info["final_observation"]`` is the true next observation of this step (it equals ``obs``
+when the episode did not end), processed by the same wrappers as ``obs``.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnax
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
+MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar")
+OTHER = ("Catch-bsuite", "DeepSea-bsuite", "FourRooms-misc")
+SUPPORTED_ENVS: tuple[str, ...] = CLASSIC_CONTROL + MINATAR + OTHER
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know about an environment before building its networks."""
+
+    name: str
+    obs_dim: int
+    discrete: bool
+    action_dim: int
+    action_low: float | None
+    action_high: float | None
+    max_steps_in_episode: int
+
+
+def check_env_name(name: str) -> None:
+    if name not in SUPPORTED_ENVS:
+        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}")
+
+
+def make_gymnax(name: str) -> tuple[Any, Any]:
+    check_env_name(name)
+    return gymnax.make(name)
+
+
+def env_spec(name: str) -> EnvSpec:
+    env, params = make_gymnax(name)
+    action_space = env.action_space(params)
+    obs_shape = env.observation_space(params).shape
+    obs_dim = math.prod(obs_shape)
+    if isinstance(action_space, spaces.Discrete):
+        return EnvSpec(name, obs_dim, True, int(action_space.n), None, None, int(params.max_steps_in_episode))
+    return EnvSpec(
+        name,
+        obs_dim,
+        False,
+        int(action_space.shape[0]),
+        float(jnp.min(action_space.low)),
+        float(jnp.max(action_space.high)),
+        int(params.max_steps_in_episode),
+    )
+
+
+class VecEnv:
+    """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened."""
+
+    def __init__(self, name: str, num_envs: int):
+        self.env, self.params = make_gymnax(name)
+        self.num_envs = num_envs
+
+    def _flat(self, obs: jax.Array) -> jax.Array:
+        return obs.reshape(self.num_envs, -1).astype(jnp.float32)
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
+        return self._flat(obs), state
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array):
+        keys = jax.random.split(key, self.num_envs)
+        obs, state, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            keys, state, action, self.params
+        )
+        info = {"final_observation": self._flat(info["final_observation"])}
+        return self._flat(obs), state, reward.astype(jnp.float32), terminated, truncated, info
+
+    def observation_stats(self, state: Any) -> "RunningMeanStd | None":
+        return None
+
+
+class Wrapper:
+    """Base wrapper: forwards everything to the inner env; subclasses override ``reset``/``step``."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __getattr__(self, name: str):
+        return getattr(self.env, name)
+
+    def observation_stats(self, state: Any) -> "RunningMeanStd | None":
+        return self.env.observation_stats(state.inner)
+
+
+@struct.dataclass
+class EpisodeStatsState:
+    inner: Any
+    episode_return: jax.Array  # [num_envs] undiscounted return of the running episode, raw rewards
+    episode_length: jax.Array  # [num_envs]
+
+
+class EpisodeStatistics(Wrapper):
+    """Tracks raw episode returns and lengths; ``info`` reports those of episodes that ended at this step."""
+
+    def reset(self, key):
+        obs, inner = self.env.reset(key)
+        zeros = jnp.zeros(self.num_envs, jnp.float32)
+        return obs, EpisodeStatsState(inner, zeros, zeros.astype(jnp.int32))
+
+    def step(self, key, state, action):
+        obs, inner, reward, terminated, truncated, info = self.env.step(key, state.inner, action)
+        done = terminated | truncated
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        info = info | {"episode_done": done, "episode_return": episode_return, "episode_length": episode_length}
+        state = EpisodeStatsState(inner, episode_return * ~done, episode_length * ~done)
+        return obs, state, reward, terminated, truncated, info
+
+
+class ClipAction(Wrapper):
+    """Clips continuous actions to the action space for the env only; the agent keeps the unclipped sample."""
+
+    def __init__(self, env, low: float, high: float):
+        super().__init__(env)
+        self.low, self.high = low, high
+
+    def reset(self, key):
+        return self.env.reset(key)
+
+    def step(self, key, state, action):
+        return self.env.step(key, state, jnp.clip(action, self.low, self.high))
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Running mean and (population) variance over a stream of batches, per feature."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, shape: tuple[int, ...]) -> "RunningMeanStd":
+        # count starts at a tiny epsilon, as in Gym's RunningMeanStd, so the first update dominates.
+        return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
+
+    def update(self, batch: jax.Array) -> "RunningMeanStd":
+        """Merge a batch ``[N, *shape]`` (Chan et al.'s parallel algorithm)."""
+        batch_mean, batch_var = jnp.mean(batch, axis=0), jnp.var(batch, axis=0)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + jnp.square(delta) * self.count * batch_count / total
+        return RunningMeanStd(mean, m2 / total, total)
+
+    def normalize(self, x: jax.Array, clip: float) -> jax.Array:
+        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
+
+
+@struct.dataclass
+class NormalizeObservationState:
+    inner: Any
+    stats: RunningMeanStd
+
+
+class NormalizeObservation(Wrapper):
+    """Observations standardised by running per-feature statistics, then clipped to ``[-clip, clip]``.
+
+    The statistics are updated with every batch of observations the agent sees (CleanRL/Gym behaviour),
+    and ``final_observation`` is normalised with the same statistics as ``obs`` so bootstrapped values match.
+    """
+
+    def __init__(self, env, clip: float = 10.0):
+        super().__init__(env)
+        self.clip = clip
+
+    def reset(self, key):
+        obs, inner = self.env.reset(key)
+        stats = RunningMeanStd.create(obs.shape[1:]).update(obs)
+        return stats.normalize(obs, self.clip), NormalizeObservationState(inner, stats)
+
+    def step(self, key, state, action):
+        obs, inner, reward, terminated, truncated, info = self.env.step(key, state.inner, action)
+        stats = state.stats.update(obs)
+        info = info | {"final_observation": stats.normalize(info["final_observation"], self.clip)}
+        state = NormalizeObservationState(inner, stats)
+        return stats.normalize(obs, self.clip), state, reward, terminated, truncated, info
+
+    def observation_stats(self, state: NormalizeObservationState) -> RunningMeanStd:
+        return state.stats
+
+
+@struct.dataclass
+class ScaleRewardState:
+    inner: Any
+    discounted_return: jax.Array  # [num_envs]
+    stats: RunningMeanStd  # of the discounted return, scalar
+
+
+class ScaleReward(Wrapper):
+    """Rewards divided by the running std of the discounted return, then clipped to ``[-clip, clip]``.
+
+    The return accumulates ``R_t = gamma * R_{t-1} + r_t`` and restarts after an episode ends. (Gym's and
+    PureJaxRL's versions zero ``R`` with the done flag of the current step, dropping that step's history.)
+    """
+
+    def __init__(self, env, gamma: float, clip: float = 10.0):
+        super().__init__(env)
+        self.gamma, self.clip = gamma, clip
+
+    def reset(self, key):
+        obs, inner = self.env.reset(key)
+        return obs, ScaleRewardState(inner, jnp.zeros(self.num_envs, jnp.float32), RunningMeanStd.create(()))
+
+    def step(self, key, state, action):
+        obs, inner, reward, terminated, truncated, info = self.env.step(key, state.inner, action)
+        discounted_return = self.gamma * state.discounted_return + reward
+        stats = state.stats.update(discounted_return)
+        scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -self.clip, self.clip)
+        done = terminated | truncated
+        state = ScaleRewardState(inner, discounted_return * ~done, stats)
+        return obs, state, scaled, terminated, truncated, info

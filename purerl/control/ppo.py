@@ -1,0 +1,369 @@
+"""PPO on gymnax: the whole training run is one pure function ``train(key)``.
+
+``make_train(config)`` builds the environment, network and optimiser once and returns ``train``; inside
+it a ``lax.scan`` over updates runs, per update: a ``lax.scan`` rollout of ``num_steps`` steps in
+``num_envs`` environments (time-major ``[T, B, ...]``), truncation-aware GAE, and ``update_epochs`` epochs
+of shuffled minibatches. ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key; seed ``i`` of that
+run equals ``train(keys[i])``.
+
+Implementation details follow CleanRL's ``ppo.py`` / ``ppo_continuous_action.py`` (Huang et al., "The 37
+Implementation Details of PPO", ICLR blog track 2022); each is named where it is applied.
+"""
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from purerl.control.envs import (
+    ClipAction,
+    EnvSpec,
+    EpisodeStatistics,
+    NormalizeObservation,
+    ScaleReward,
+    VecEnv,
+    check_env_name,
+    env_spec,
+)
+from purerl.core.config import (
+    require_choice,
+    require_divisible,
+    require_in_range,
+    require_non_negative,
+    require_positive,
+)
+from purerl.core.gae import gae
+from purerl.core.kl import kl_k1, kl_k3
+from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
+from purerl.core.networks import ACTIVATIONS, ActorCritic
+from purerl.core.progress import ProgressFn, emit_progress, report_every
+from purerl.core.stats import explained_variance
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings."""
+
+    env: str = "CartPole-v1"
+    total_timesteps: int = 500_000
+    num_envs: int = 4
+    num_steps: int = 128  # rollout length per env and update
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True  # linearly to 0 over training
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 0.5  # global-norm gradient clipping
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    clip_value_loss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    normalize_advantages: bool = True  # per minibatch
+    bootstrap_truncation: bool = True  # False treats time-limit truncation as termination (older libraries)
+    target_kl: float | None = None  # skip the remaining epochs once an epoch's mean approx KL exceeds this
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float | None = None  # continuous actions only; None means 0.0
+    normalize_observations: bool = False
+    scale_rewards: bool = False
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+    eval_episodes: int = 128
+    eval_greedy: bool = False  # evaluate the mode of the policy instead of sampling
+
+    def __post_init__(self) -> None:
+        check_env_name(self.env)
+        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                     "learning_rate", "adam_eps", "max_grad_norm", "obs_clip", "reward_clip", "eval_episodes"):
+            require_positive(name, getattr(self, name))
+        for name in ("clip_eps", "ent_coef", "vf_coef"):
+            require_non_negative(name, getattr(self, name))
+        require_in_range("gamma", self.gamma, 0.0, 1.0)
+        require_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        require_divisible("num_envs*num_steps", self.batch_size, "num_minibatches", self.num_minibatches)
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is less than one rollout, "
+                f"num_envs*num_steps={self.batch_size}"
+            )
+        if self.target_kl is not None:
+            require_positive("target_kl", self.target_kl)
+        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
+            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes!r}")
+        require_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if self.log_std_init is not None and self.spec.discrete:
+            raise ValueError(f"log_std_init is for continuous actions; {self.env} has discrete actions")
+
+    @property
+    def spec(self) -> EnvSpec:
+        return env_spec(self.env)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+class Transition(NamedTuple):
+    """One rollout step for all envs; stacked by the rollout scan to ``[T, B, ...]``."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array  # terminated | truncated
+    final_obs: jax.Array  # the true next observation (before any auto-reset)
+    episode_return: jax.Array  # raw return of the episode that ended here, where done
+    episode_length: jax.Array
+
+
+class RunnerState(NamedTuple):
+    """Everything a run carries between updates: the whole state of one seed."""
+
+    train_state: TrainState
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    last_episode_return: jax.Array  # reported for updates in which no episode ended
+    last_episode_length: jax.Array
+
+
+LOSS_METRICS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction")
+
+
+def make_network(config: PPOConfig) -> ActorCritic:
+    spec = config.spec
+    return ActorCritic(
+        action_dim=spec.action_dim,
+        discrete=spec.discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        log_std_init=0.0 if config.log_std_init is None else config.log_std_init,
+    )
+
+
+def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
+    """The env stack: episode statistics on raw rewards, action clipping (continuous), then normalisers.
+
+    Evaluation (``training=False``) gets no normalisers: it applies the frozen training statistics itself.
+    """
+    spec = config.spec
+    env = EpisodeStatistics(VecEnv(config.env, num_envs))
+    if not spec.discrete:
+        env = ClipAction(env, spec.action_low, spec.action_high)
+    if training and config.normalize_observations:
+        env = NormalizeObservation(env, config.obs_clip)
+    if training and config.scale_rewards:
+        env = ScaleReward(env, config.gamma, config.reward_clip)
+    return env
+
+
+def learning_rate_at(config: PPOConfig, update: jax.Array) -> jax.Array:
+    """Learning rate used during update ``update`` (0-based): linear annealing to 0 (detail 4)."""
+    if not config.anneal_lr:
+        return jnp.asarray(config.learning_rate, jnp.float32)
+    return config.learning_rate * (1.0 - update / config.num_updates)
+
+
+def make_train(config: PPOConfig, progress: ProgressFn | None = None):
+    """Returns ``train(key) -> (RunnerState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
+
+    ``progress``, if given, is called on the host with the mean episodic return of each seed every few updates.
+    """
+    network = make_network(config)
+    env = make_env(config, config.num_envs, training=True)
+    obs_dim = config.spec.obs_dim
+    num_updates, grad_steps = config.num_updates, config.update_epochs * config.num_minibatches
+    progress_every = report_every(num_updates)
+
+    # Adam eps 1e-5 (detail 3); global-norm clipping (detail 11); the schedule counts optimiser steps.
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(lambda count: learning_rate_at(config, count // grad_steps), eps=config.adam_eps),
+    )
+
+    def policy_value(params, obs):
+        return network.apply(params, obs)
+
+    def value_fn(params, obs):
+        return network.apply(params, obs, method=ActorCritic.value)
+
+    def env_step(runner: RunnerState, _) -> tuple[RunnerState, Transition]:
+        key, action_key, env_key = jax.random.split(runner.key, 3)
+        dist, value = policy_value(runner.train_state.params, runner.obs)
+        # The unclipped sample is stored and scored; only the env sees the clipped action (continuous detail 5).
+        action = dist.sample(seed=action_key)
+        log_prob = dist.log_prob(action)
+        obs, env_state, reward, terminated, truncated, info = env.step(env_key, runner.env_state, action)
+        transition = Transition(
+            runner.obs, action, log_prob, value, reward, terminated, terminated | truncated,
+            info["final_observation"], info["episode_return"], info["episode_length"],
+        )
+        return runner._replace(env_state=env_state, obs=obs, key=key), transition
+
+    def loss_fn(params, minibatch: dict[str, jax.Array]):
+        dist, value = policy_value(params, minibatch["obs"])
+        log_ratio = dist.log_prob(minibatch["action"]) - minibatch["log_prob"]
+        advantages = minibatch["advantages"]
+        if config.normalize_advantages:
+            advantages = normalize(advantages)  # per minibatch (detail 7)
+        policy_loss, clipped = clipped_surrogate_loss(log_ratio, advantages, config.clip_eps)
+        value_loss = clipped_value_loss(
+            value, minibatch["value"], minibatch["targets"], config.clip_eps if config.clip_value_loss else None
+        )
+        entropy = dist.entropy()
+        loss = policy_loss.mean() + config.vf_coef * value_loss.mean() - config.ent_coef * entropy.mean()
+        stats = {
+            "loss": loss,
+            "policy_loss": policy_loss.mean(),
+            "value_loss": value_loss.mean(),
+            "entropy": entropy.mean(),
+            "approx_kl": kl_k3(log_ratio).mean(),  # KL(pi_old || pi_new), low-variance estimator
+            "approx_kl_k1": kl_k1(log_ratio).mean(),
+            "clip_fraction": clipped.mean(),
+        }
+        return loss, stats
+
+    def minibatch_step(train_state: TrainState, minibatch):
+        grads, stats = jax.grad(loss_fn, has_aux=True)(train_state.params, minibatch)
+        return train_state.apply_gradients(grads=grads), stats
+
+    def run_epoch(train_state: TrainState, key: jax.Array, batch):
+        # A fresh shuffle of the whole batch every epoch (detail 6).
+        permutation = jax.random.permutation(key, config.batch_size)
+        minibatches = jax.tree.map(
+            lambda x: x[permutation].reshape(config.num_minibatches, config.minibatch_size, *x.shape[1:]), batch
+        )
+        train_state, stats = jax.lax.scan(minibatch_step, train_state, minibatches)
+        return train_state, jax.tree.map(jnp.mean, stats)
+
+    def skip_epoch(train_state: TrainState, key: jax.Array, batch):
+        return train_state, {name: jnp.zeros((), jnp.float32) for name in LOSS_METRICS}
+
+    def epoch_step(carry, key):
+        train_state, batch, stopped = carry
+        if config.target_kl is None:
+            train_state, stats = run_epoch(train_state, key, batch)
+        else:
+            train_state, stats = jax.lax.cond(stopped, skip_epoch, run_epoch, train_state, key, batch)
+            stopped = stopped | (stats["approx_kl"] > config.target_kl)
+        return (train_state, batch, stopped), stats
+
+    def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+        runner, traj = jax.lax.scan(env_step, runner, length=config.num_steps)
+        params = runner.train_state.params
+
+        if config.bootstrap_truncation:
+            # delta_t = r_t + gamma (1 - terminated_t) V(final_obs_t) - V(s_t): a time limit still bootstraps.
+            next_values, terminated = value_fn(params, traj.final_obs), traj.terminated
+        else:
+            last_value = value_fn(params, runner.obs)
+            next_values = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
+            terminated = traj.done
+        advantages, targets = gae(
+            traj.reward, traj.value, next_values, terminated, traj.done, config.gamma, config.gae_lambda
+        )
+
+        batch = {
+            "obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob, "value": traj.value,
+            "advantages": advantages, "targets": targets,
+        }
+        batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+        key, epochs_key = jax.random.split(runner.key)
+        epoch_keys = jax.random.split(epochs_key, config.update_epochs)
+        (train_state, _, _), epoch_stats = jax.lax.scan(
+            epoch_step, (runner.train_state, batch, jnp.asarray(False)), epoch_keys
+        )
+        epochs_run = jnp.sum(epoch_stats["approx_kl"] != 0) if config.target_kl is not None else config.update_epochs
+        epoch_mask = jnp.arange(config.update_epochs) < epochs_run
+        metrics = {
+            name: jnp.sum(jnp.where(epoch_mask, stats, 0.0)) / epochs_run for name, stats in epoch_stats.items()
+        }
+
+        # Episodic metrics are reduced to scalars here; per-step info is never stacked across updates.
+        finished = jnp.sum(traj.done)
+        episode_return = jnp.where(
+            finished > 0, jnp.sum(traj.episode_return * traj.done) / finished, runner.last_episode_return
+        )
+        episode_length = jnp.where(
+            finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
+        )
+        token = emit_progress(progress, update, episode_return, progress_every)
+        metrics |= {
+            "episode_return": episode_return + token,
+            "episode_length": episode_length,
+            "episodes_finished": finished,
+            "explained_variance": explained_variance(traj.value, targets),
+            "learning_rate": learning_rate_at(config, update),
+            "epochs_run": jnp.asarray(epochs_run, jnp.int32),
+            "env_steps": (update + 1) * config.batch_size,
+        }
+        runner = runner._replace(
+            train_state=train_state, key=key,
+            last_episode_return=episode_return, last_episode_length=episode_length,
+        )
+        return runner, metrics
+
+    def train(key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+        init_key, reset_key, run_key = jax.random.split(key, 3)
+        params = network.init(init_key, jnp.zeros((1, obs_dim), jnp.float32))
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
+        obs, env_state = env.reset(reset_key)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        runner = RunnerState(train_state, env_state, obs, run_key, nan, nan)
+        return jax.lax.scan(update_step, runner, jnp.arange(num_updates))
+
+    return train
+
+
+def make_evaluate(config: PPOConfig):
+    """Returns ``evaluate(runner_state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
+
+    Runs E fresh environments, each for exactly one episode (a fixed-length scan of ``max_steps_in_episode``
+    steps, steps after the episode's end masked out), with the stochastic policy (or its mode if
+    ``eval_greedy``) and the training run's frozen observation statistics.
+    """
+    network = make_network(config)
+    train_env = make_env(config, config.num_envs, training=True)
+    eval_env = make_env(config, config.eval_episodes, training=False)
+    max_steps = config.spec.max_steps_in_episode
+
+    def evaluate(runner: RunnerState, key: jax.Array) -> dict[str, jax.Array]:
+        params = runner.train_state.params
+        obs_stats = train_env.observation_stats(runner.env_state)
+        reset_key, steps_key = jax.random.split(key)
+        obs, env_state = eval_env.reset(reset_key)
+
+        def step(carry, step_key):
+            obs, env_state, returns, lengths, active = carry
+            action_key, env_key = jax.random.split(step_key)
+            if obs_stats is not None:
+                obs = obs_stats.normalize(obs, config.obs_clip)
+            dist = network.apply(params, obs, method=ActorCritic.policy)
+            action = dist.mode() if config.eval_greedy else dist.sample(seed=action_key)
+            obs, env_state, reward, terminated, truncated, _ = eval_env.step(env_key, env_state, action)
+            returns = returns + reward * active
+            lengths = lengths + active
+            active = active & ~(terminated | truncated)
+            return (obs, env_state, returns, lengths, active), None
+
+        zeros = jnp.zeros(config.eval_episodes, jnp.float32)
+        carry = (obs, env_state, zeros, zeros.astype(jnp.int32), jnp.ones(config.eval_episodes, bool))
+        (_, _, returns, lengths, _), _ = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
+        return {"returns": returns, "lengths": lengths}
+
+    return evaluate
