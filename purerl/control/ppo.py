@@ -179,6 +179,35 @@ def learning_rate_at(config: PPOConfig, update: jax.Array) -> jax.Array:
     return config.learning_rate * (1.0 - update / config.num_updates)
 
 
+def ppo_loss(
+    params: Any, network: ActorCritic, config: PPOConfig, minibatch: dict[str, jax.Array]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO's loss on one minibatch: clipped surrogate (detail 8) + vf_coef * clipped value loss (detail 9)
+    - ent_coef * entropy (detail 10). ``minibatch`` holds flat ``[N, ...]`` arrays ``obs, action, log_prob``
+    (at rollout time), ``value`` (at rollout time), ``advantages`` and ``targets``."""
+    dist, value = network.apply(params, minibatch["obs"])
+    log_ratio = dist.log_prob(minibatch["action"]) - minibatch["log_prob"]
+    advantages = minibatch["advantages"]
+    if config.normalize_advantages:
+        advantages = normalize(advantages)  # per minibatch (detail 7)
+    policy_loss, clipped = clipped_surrogate_loss(log_ratio, advantages, config.clip_eps)
+    value_loss = clipped_value_loss(
+        value, minibatch["value"], minibatch["targets"], config.clip_eps if config.clip_value_loss else None
+    )
+    entropy = dist.entropy()
+    loss = policy_loss.mean() + config.vf_coef * value_loss.mean() - config.ent_coef * entropy.mean()
+    stats = {
+        "loss": loss,
+        "policy_loss": policy_loss.mean(),
+        "value_loss": value_loss.mean(),
+        "entropy": entropy.mean(),
+        "approx_kl": kl_k3(log_ratio).mean(),  # KL(pi_old || pi_new), low-variance estimator
+        "approx_kl_k1": kl_k1(log_ratio).mean(),
+        "clip_fraction": clipped.mean(),
+    }
+    return loss, stats
+
+
 def make_train(config: PPOConfig, progress: ProgressFn | None = None):
     """Returns ``train(key) -> (RunnerState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
 
@@ -196,15 +225,12 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         optax.adam(lambda count: learning_rate_at(config, count // grad_steps), eps=config.adam_eps),
     )
 
-    def policy_value(params, obs):
-        return network.apply(params, obs)
-
     def value_fn(params, obs):
         return network.apply(params, obs, method=ActorCritic.value)
 
     def env_step(runner: RunnerState, _) -> tuple[RunnerState, Transition]:
         key, action_key, env_key = jax.random.split(runner.key, 3)
-        dist, value = policy_value(runner.train_state.params, runner.obs)
+        dist, value = network.apply(runner.train_state.params, runner.obs)
         # The unclipped sample is stored and scored; only the env sees the clipped action (continuous detail 5).
         action = dist.sample(seed=action_key)
         log_prob = dist.log_prob(action)
@@ -215,31 +241,8 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         )
         return runner._replace(env_state=env_state, obs=obs, key=key), transition
 
-    def loss_fn(params, minibatch: dict[str, jax.Array]):
-        dist, value = policy_value(params, minibatch["obs"])
-        log_ratio = dist.log_prob(minibatch["action"]) - minibatch["log_prob"]
-        advantages = minibatch["advantages"]
-        if config.normalize_advantages:
-            advantages = normalize(advantages)  # per minibatch (detail 7)
-        policy_loss, clipped = clipped_surrogate_loss(log_ratio, advantages, config.clip_eps)
-        value_loss = clipped_value_loss(
-            value, minibatch["value"], minibatch["targets"], config.clip_eps if config.clip_value_loss else None
-        )
-        entropy = dist.entropy()
-        loss = policy_loss.mean() + config.vf_coef * value_loss.mean() - config.ent_coef * entropy.mean()
-        stats = {
-            "loss": loss,
-            "policy_loss": policy_loss.mean(),
-            "value_loss": value_loss.mean(),
-            "entropy": entropy.mean(),
-            "approx_kl": kl_k3(log_ratio).mean(),  # KL(pi_old || pi_new), low-variance estimator
-            "approx_kl_k1": kl_k1(log_ratio).mean(),
-            "clip_fraction": clipped.mean(),
-        }
-        return loss, stats
-
     def minibatch_step(train_state: TrainState, minibatch):
-        grads, stats = jax.grad(loss_fn, has_aux=True)(train_state.params, minibatch)
+        grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, config, minibatch)
         return train_state.apply_gradients(grads=grads), stats
 
     def run_epoch(train_state: TrainState, key: jax.Array, batch):

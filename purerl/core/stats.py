@@ -5,6 +5,7 @@ following Agarwal et al., "Deep RL at the Edge of the Statistical Precipice" (Ne
 robust to a few outlier seeds yet uses half the runs, unlike the median.
 """
 
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -68,3 +69,22 @@ def summarize_runs(x: np.ndarray) -> dict[str, float]:
         "iqm_ci_low": low,
         "iqm_ci_high": high,
     }
+
+
+def bootstrap_mean_ci_curve(
+    curves: np.ndarray, confidence: float = 0.95, num_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs of ``curves [runs, points]`` with a percentile-bootstrap CI at every point.
+
+    NaN entries (e.g. before a run finished its first episode) are left out of that point's mean.
+    Returns ``(mean, low, high)``, each ``[points]``.
+    """
+    curves = np.asarray(curves, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    resampled = curves[rng.integers(0, curves.shape[0], size=(num_resamples, curves.shape[0]))]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, which is what we want
+        means = np.nanmean(resampled, axis=1)
+        alpha = (1.0 - confidence) / 2.0
+        low, high = np.nanquantile(means, [alpha, 1.0 - alpha], axis=0)
+        return np.nanmean(curves, axis=0), low, high

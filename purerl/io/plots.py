@@ -1,0 +1,38 @@
+"""Learning-curve figures: mean over seeds with a 95% bootstrap CI band, against env steps."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from purerl.core.stats import bootstrap_mean_ci_curve  # noqa: E402
+
+
+def plot_learning_curve(
+    path: Path,
+    runs: dict[str, dict[str, np.ndarray]],
+    title: str,
+    metric: str = "episode_return",
+    reference: dict[str, float] | None = None,
+) -> None:
+    """One line per entry of ``runs`` (label -> metrics of shape ``[seeds, updates]``); optional horizontal
+    reference lines (label -> value)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for label, metrics in runs.items():
+        steps = metrics["env_steps"][0]
+        mean, low, high = bootstrap_mean_ci_curve(metrics[metric])
+        (line,) = ax.plot(steps, mean, label=label, linewidth=1.5)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+    for label, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="grey", linewidth=1.0, label=label)
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(metric.replace("_", " ") + " (mean, 95% CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

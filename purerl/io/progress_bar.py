@@ -1,0 +1,48 @@
+"""A dependency-free progress bar for training runs, fed by the in-jit progress callback."""
+
+import sys
+import time
+from typing import TextIO
+
+import numpy as np
+
+
+class ProgressBar:
+    """``bar(update, returns)``: draws env steps, throughput and the mean latest return over seeds.
+
+    On a terminal it redraws one line; otherwise (CI logs, files) it prints a line every 10% of the run.
+    """
+
+    def __init__(self, num_updates: int, steps_per_update: int, num_seeds: int, stream: TextIO = sys.stderr):
+        self.num_updates, self.steps_per_update, self.num_seeds = num_updates, steps_per_update, num_seeds
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.start_time = time.perf_counter()
+        self.next_line_fraction = 0.1
+
+    def start(self) -> None:
+        self.start_time = time.perf_counter()
+
+    def __call__(self, update: int, returns: np.ndarray) -> None:
+        done = update + 1
+        fraction = done / self.num_updates
+        if not self.interactive and fraction < self.next_line_fraction and done != self.num_updates:
+            return
+        self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
+        steps = done * self.steps_per_update
+        elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+        sps = steps * self.num_seeds / elapsed
+        mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")
+        width = 24
+        bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
+        line = (
+            f"[{bar}] {fraction:4.0%}  {steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  "
+            f"{sps:,.0f} SPS  return {mean_return:.1f}"
+        )
+        self.stream.write(("\r" + line) if self.interactive else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()

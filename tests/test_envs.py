@@ -1,0 +1,116 @@
+"""Env wrappers: running statistics, episode bookkeeping, reward scaling and action clipping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.control.envs import (
+    ClipAction,
+    EpisodeStatistics,
+    NormalizeObservation,
+    RunningMeanStd,
+    ScaleReward,
+    VecEnv,
+    env_spec,
+)
+
+
+def test_running_mean_std_matches_numpy_over_the_stream():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 3)) for n in (1, 7, 20, 4)]
+    stats = RunningMeanStd.create((3,))
+    for batch in batches:
+        stats = stats.update(jnp.asarray(batch, jnp.float32))
+    data = np.concatenate(batches)
+    # The epsilon prior count (1e-4 at mean 0, var 1) is negligible at this tolerance.
+    np.testing.assert_allclose(stats.mean, data.mean(0), rtol=1e-3)
+    np.testing.assert_allclose(stats.var, data.var(0), rtol=1e-3)
+    assert float(stats.count) == pytest.approx(len(data), abs=1e-3)
+
+
+def rollout(env, steps, action_fn, key=0):
+    key = jax.random.key(key)
+    obs, state = env.reset(key)
+    outs = []
+    for t in range(steps):
+        key, k = jax.random.split(key)
+        obs, state, reward, terminated, truncated, info = env.step(k, state, action_fn(t))
+        outs.append((obs, reward, terminated, truncated, info))
+    return state, outs
+
+
+def test_episode_statistics_report_raw_returns_and_lengths():
+    env = EpisodeStatistics(VecEnv("CartPole-v1", 2))
+    _, outs = rollout(env, 60, lambda t: jnp.zeros(2, jnp.int32))  # always push left: short episodes
+    running, length, finished = np.zeros(2), np.zeros(2), 0
+    for _, reward, terminated, truncated, info in outs:
+        running += np.asarray(reward)
+        length += 1
+        done = np.asarray(terminated | truncated)
+        np.testing.assert_array_equal(info["episode_done"], done)
+        np.testing.assert_allclose(np.asarray(info["episode_return"])[done], running[done])
+        np.testing.assert_array_equal(np.asarray(info["episode_length"])[done], length[done])
+        finished += done.sum()
+        running[done], length[done] = 0, 0
+    assert finished >= 4
+
+
+def test_final_observation_is_pre_reset_and_equals_obs_otherwise():
+    env = VecEnv("CartPole-v1", 3)
+    _, outs = rollout(env, 40, lambda t: jnp.zeros(3, jnp.int32))
+    saw_done = False
+    for obs, _, terminated, truncated, info in outs:
+        done = np.asarray(terminated | truncated)
+        np.testing.assert_array_equal(np.asarray(info["final_observation"])[~done], np.asarray(obs)[~done])
+        if done.any():
+            saw_done = True
+            assert not np.allclose(np.asarray(info["final_observation"])[done], np.asarray(obs)[done])
+    assert saw_done
+
+
+def test_normalize_observation_applies_same_stats_to_final_observation():
+    env = NormalizeObservation(VecEnv("CartPole-v1", 4), clip=10.0)
+    state, outs = rollout(env, 30, lambda t: jnp.ones(4, jnp.int32))
+    obs, _, _, _, info = outs[-1]
+    assert env.observation_stats(state) is state.stats
+    raw_env = VecEnv("CartPole-v1", 4)
+    _, raw_outs = rollout(raw_env, 30, lambda t: jnp.ones(4, jnp.int32))
+    raw_obs, _, _, _, raw_info = raw_outs[-1]
+    np.testing.assert_allclose(obs, state.stats.normalize(raw_obs, 10.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        info["final_observation"], state.stats.normalize(raw_info["final_observation"], 10.0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_scale_reward_divides_by_std_of_discounted_return_and_resets_after_done():
+    gamma = 0.9
+    env = ScaleReward(VecEnv("CartPole-v1", 2), gamma=gamma, clip=10.0)
+    _, outs = rollout(env, 40, lambda t: jnp.zeros(2, jnp.int32))
+    ret, stats, unclipped_seen = np.zeros(2), RunningMeanStd.create(()), False
+    for _, scaled, terminated, truncated, _ in outs:
+        ret = gamma * ret + 1.0  # CartPole pays 1 per step
+        stats = stats.update(jnp.asarray(ret, jnp.float32))
+        expected = min(1.0 / np.sqrt(float(stats.var) + 1e-8), 10.0)  # early on the std is ~0: clipped
+        np.testing.assert_allclose(scaled, expected, rtol=1e-5)
+        ret = ret * ~np.asarray(terminated | truncated)
+        unclipped_seen = unclipped_seen or expected < 10.0
+    assert unclipped_seen
+
+
+def test_clip_action_clips_for_the_env_only():
+    spec = env_spec("Pendulum-v1")
+    assert (spec.action_low, spec.action_high, spec.discrete) == (-2.0, 2.0, False)
+    clipped = EpisodeStatistics(ClipAction(VecEnv("Pendulum-v1", 1), -2.0, 2.0))
+    reference = EpisodeStatistics(VecEnv("Pendulum-v1", 1))
+    _, a = rollout(clipped, 5, lambda t: jnp.full((1, 1), 50.0))
+    _, b = rollout(reference, 5, lambda t: jnp.full((1, 1), 2.0))
+    for (obs_a, r_a, *_), (obs_b, r_b, *_) in zip(a, b):
+        np.testing.assert_allclose(obs_a, obs_b)
+        np.testing.assert_allclose(r_a, r_b)
+
+
+def test_minatar_observations_are_flattened():
+    env = VecEnv("Breakout-MinAtar", 2)
+    obs, _ = env.reset(jax.random.key(0))
+    assert obs.shape == (2, env_spec("Breakout-MinAtar").obs_dim) == (2, 400)

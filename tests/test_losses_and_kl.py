@@ -1,0 +1,89 @@
+"""Loss pieces and KL estimators against hand computations and closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.core.kl import kl_estimate, kl_k1, kl_k2, kl_k3
+from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
+
+
+def test_clipped_surrogate_by_hand():
+    ratios = np.array([0.5, 0.9, 1.0, 1.3, 1.3, 0.7])
+    advantages = np.array([1.0, -2.0, 3.0, 2.0, -1.0, -1.0])
+    # -min(r A, clip(r, 0.8, 1.2) A), element by element:
+    # r=0.5,A=1: min(0.5, 0.8)=0.5 -> -0.5 ; r=0.9,A=-2: min(-1.8,-1.8) -> 1.8 ; r=1,A=3 -> -3
+    # r=1.3,A=2: min(2.6, 2.4)=2.4 -> -2.4 ; r=1.3,A=-1: min(-1.3,-1.2)=-1.3 -> 1.3 ; r=0.7,A=-1: min(-0.7,-0.8) -> 0.8
+    expected = np.array([-0.5, 1.8, -3.0, -2.4, 1.3, 0.8])
+    loss, clipped = clipped_surrogate_loss(jnp.log(ratios), jnp.asarray(advantages), 0.2)
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    np.testing.assert_array_equal(clipped, [1, 0, 0, 1, 1, 1])
+
+
+def test_clip_higher_uses_asymmetric_range():
+    loss, clipped = clipped_surrogate_loss(jnp.log(jnp.array([1.25, 1.25])), jnp.array([1.0, 1.0]), 0.2, 0.28)
+    np.testing.assert_allclose(loss, [-1.25, -1.25], rtol=1e-6)  # 1.25 < 1.28: not clipped
+    np.testing.assert_array_equal(clipped, [0, 0])
+
+
+def test_clipped_value_loss_by_hand():
+    values = jnp.array([1.0, 3.0, 0.0])
+    old_values = jnp.array([0.0, 2.0, 0.0])
+    targets = jnp.array([2.0, 2.0, 1.0])
+    # clip eps 0.5: clipped values = [0.5, 2.5, 0.0]
+    # unclipped sq err = [1, 1, 1]; clipped sq err = [2.25, 0.25, 1] -> 0.5*max = [1.125, 0.5, 0.5]
+    np.testing.assert_allclose(clipped_value_loss(values, old_values, targets, 0.5), [1.125, 0.5, 0.5])
+    np.testing.assert_allclose(clipped_value_loss(values, old_values, targets, None), [0.5, 0.5, 0.5])
+
+
+def test_normalize_and_masked_mean():
+    x = jnp.array([1.0, 2.0, 3.0, 100.0])
+    mask = jnp.array([1, 1, 1, 0])
+    assert masked_mean(x, mask) == pytest.approx(2.0)
+    y = normalize(x, mask)
+    np.testing.assert_allclose(y[:3], (np.array([1, 2, 3]) - 2) / (np.std([1, 2, 3]) + 1e-8), rtol=1e-5)
+    z = normalize(jnp.array([3.0, 5.0, 7.0, 9.0]))
+    assert float(jnp.mean(z)) == pytest.approx(0.0, abs=1e-6)
+    assert float(jnp.std(z)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_kl_estimators_pointwise_formulas():
+    log_ratio = jnp.array([-1.0, 0.0, 0.5])
+    np.testing.assert_allclose(kl_k1(log_ratio), [1.0, 0.0, -0.5])
+    np.testing.assert_allclose(kl_k2(log_ratio), [0.5, 0.0, 0.125])
+    np.testing.assert_allclose(kl_k3(log_ratio), np.exp([-1.0, 0.0, 0.5]) - 1 - np.array([-1.0, 0.0, 0.5]), rtol=1e-6)
+    for name in ("k1", "k2", "k3"):
+        np.testing.assert_array_equal(kl_estimate(jnp.zeros(5), name), np.zeros(5))  # identical policies
+    with pytest.raises(ValueError, match="unknown KL estimator 'k4'"):
+        kl_estimate(log_ratio, "k4")
+
+
+def test_k1_and_k3_are_unbiased_for_gaussian_kl():
+    """Monte Carlo means of k1 and k3 under p match the closed-form KL(p || q) of two Gaussians."""
+    mu_p, s_p, mu_q, s_q = 0.0, 1.0, 0.3, 1.2
+    closed = np.log(s_q / s_p) + (s_p**2 + (mu_p - mu_q) ** 2) / (2 * s_q**2) - 0.5
+    x = mu_p + s_p * jax.random.normal(jax.random.key(0), (400_000,))
+    log_p = -0.5 * ((x - mu_p) / s_p) ** 2 - jnp.log(s_p)
+    log_q = -0.5 * ((x - mu_q) / s_q) ** 2 - jnp.log(s_q)
+    log_ratio = log_q - log_p
+    assert float(kl_k1(log_ratio).mean()) == pytest.approx(closed, abs=3e-3)
+    assert float(kl_k3(log_ratio).mean()) == pytest.approx(closed, abs=3e-3)
+    assert float(kl_k3(log_ratio).min()) >= 0.0
+
+
+def test_k2_gradient_matches_reverse_kl_gradient_for_categoricals():
+    """d/dθ E_{x~p_θ}[k2] with the sampling distribution held fixed equals d/dθ KL(p_θ || q) (Schulman 2020)."""
+    logits_q = jnp.array([0.2, -0.4, 1.0])
+
+    def kl_closed(logits_p):
+        p, log_p, log_q = jax.nn.softmax(logits_p), jax.nn.log_softmax(logits_p), jax.nn.log_softmax(logits_q)
+        return jnp.sum(p * (log_p - log_q))
+
+    def expected_k2(logits_p):
+        weights = jax.lax.stop_gradient(jax.nn.softmax(logits_p))  # samples come from p, not differentiated
+        log_ratio = jax.nn.log_softmax(logits_q) - jax.nn.log_softmax(logits_p)
+        return jnp.sum(weights * kl_k2(log_ratio))
+
+    logits_p = jnp.array([0.5, 0.1, -0.3])
+    np.testing.assert_allclose(jax.grad(expected_k2)(logits_p), jax.grad(kl_closed)(logits_p), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,61 @@
+"""Policy distributions (log-probs, entropy) against closed forms, and the PPO initialisation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.core.networks import ActorCritic
+
+
+def test_categorical_log_prob_and_entropy_closed_form():
+    net = ActorCritic(action_dim=3, discrete=True, hidden_sizes=(8,))
+    obs = jax.random.normal(jax.random.key(0), (5, 4))
+    params = net.init(jax.random.key(1), obs)
+    # Scale the head so the policy is far from uniform.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 300.0 if "actor_head" in str(path) else x, params
+    )
+    dist, _ = net.apply(params, obs)
+    logits = np.asarray(net.apply(params, obs, method=lambda m, o: m.actor_head(m.actor_torso(o))), np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    actions = np.array([0, 1, 2, 1, 0])
+    np.testing.assert_allclose(dist.log_prob(actions), log_probs[np.arange(5), actions], rtol=1e-5)
+    np.testing.assert_allclose(dist.entropy(), -(np.exp(log_probs) * log_probs).sum(-1), rtol=1e-4, atol=1e-6)
+    assert np.ptp(np.exp(log_probs)) > 0.1  # the check above is not on a uniform policy
+
+
+def test_diagonal_gaussian_log_prob_and_entropy_closed_form():
+    net = ActorCritic(action_dim=2, discrete=False, hidden_sizes=(8,), log_std_init=-0.5)
+    obs = jax.random.normal(jax.random.key(0), (6, 3))
+    params = net.init(jax.random.key(1), obs)
+    np.testing.assert_array_equal(params["params"]["log_std"], [-0.5, -0.5])
+    params["params"]["log_std"] = jnp.array([-0.5, 0.3])
+    dist, _ = net.apply(params, obs)
+    mean = np.asarray(dist.mean(), np.float64)
+    std = np.exp([-0.5, 0.3])
+    actions = np.asarray(jax.random.normal(jax.random.key(2), (6, 2)), np.float64) * 2
+    expected = (-0.5 * ((actions - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(dist.log_prob(actions), expected, rtol=1e-5)
+    np.testing.assert_allclose(dist.entropy(), np.full(6, (0.5 * np.log(2 * np.pi * np.e) + np.log(std)).sum()), rtol=1e-5)
+    # State-independent std: every observation gets the same scale.
+    np.testing.assert_allclose(dist.stddev(), np.broadcast_to(std, (6, 2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("layer,gain", [("actor_head", 0.01), ("critic_head", 1.0)])
+def test_orthogonal_init_gains_and_zero_bias(layer, gain):
+    net = ActorCritic(action_dim=3, discrete=True, hidden_sizes=(64, 64))
+    params = net.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
+    kernel = np.asarray(params[layer]["kernel"])  # [64, out]: orthonormal columns scaled by the gain
+    np.testing.assert_allclose(kernel.T @ kernel, gain**2 * np.eye(kernel.shape[1]), atol=1e-5)
+    np.testing.assert_array_equal(params[layer]["bias"], 0.0)
+    hidden = np.asarray(params["actor_torso"]["Dense_1"]["kernel"])
+    np.testing.assert_allclose(hidden.T @ hidden, 2.0 * np.eye(64), atol=1e-4)
+
+
+def test_actor_and_critic_share_no_parameters():
+    net = ActorCritic(action_dim=2, discrete=True)
+    params = net.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
+    assert set(params) == {"actor_torso", "actor_head", "critic_torso", "critic_head"}
+    grads = jax.grad(lambda p: net.apply(p, jnp.ones((1, 4)), method=ActorCritic.value).sum())({"params": params})
+    assert all(float(jnp.abs(g).sum()) == 0.0 for g in jax.tree.leaves(grads["params"]["actor_torso"]))
