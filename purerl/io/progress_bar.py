@@ -13,10 +13,10 @@ class ProgressBar:
     On a terminal it redraws one line; otherwise (CI logs, files) it prints a line every 10% of the run.
     """
 
-    def __init__(self, num_updates: int, steps_per_update: int, num_seeds: int, stream: TextIO = sys.stderr):
+    def __init__(self, num_updates: int, steps_per_update: int, num_seeds: int, stream: TextIO | None = None):
         self.num_updates, self.steps_per_update, self.num_seeds = num_updates, steps_per_update, num_seeds
-        self.stream = stream
-        self.interactive = stream.isatty()
+        self.stream = sys.stderr if stream is None else stream
+        self.interactive = self.stream.isatty()
         self.start_time = time.perf_counter()
         self.next_line_fraction = 0.1
 

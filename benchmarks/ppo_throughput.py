@@ -1,0 +1,98 @@
+"""PPO training throughput: env steps per second for 1, 16, 64 vmapped seeds.
+
+    python benchmarks/ppo_throughput.py                      # CPU: 1, 16, 64 seeds, about 12 minutes on 2 cores
+    python benchmarks/ppo_throughput.py --seeds 1 16 64 256 1024 4096 --tag gpu
+
+Configuration: PureJaxRL's ppo.py CartPole defaults (4 envs x 128 steps, 4 epochs x 4 minibatches,
+lr 2.5e-4 annealed, 499,712 steps per seed), so numbers line up with the peer table in
+shared/reference/peer-baselines-cpu.md. Two variants run side by side in this process: truncation handled
+as PureJaxRL does (``bootstrap_truncation=False``, the like-for-like comparison) and purerl's default
+(``True``, one extra critic pass over the final observations). Compile time is measured apart from the run
+(``jit(...).lower(keys).compile()``); a run is timed around ``block_until_ready``; the best of ``--reps`` runs
+after compilation is reported. Results go to benchmarks/results/ppo_throughput_<tag>.{json,md}.
+"""
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
+from purerl.control.ppo import PPOConfig, make_train
+from purerl.io.run import environment_info, train_return_per_seed
+
+PUREJAXRL_CARTPOLE = PPOConfig(
+    env="CartPole-v1", total_timesteps=500_000, num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4,
+    learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
+    max_grad_norm=0.5, hidden_sizes=(64, 64), activation="tanh",
+)
+
+
+def measure(config: PPOConfig, num_seeds: int, reps: int) -> dict:
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    train = jax.jit(jax.vmap(make_train(config)))
+    start = time.perf_counter()
+    compiled = train.lower(keys).compile()
+    compile_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        _, metrics = jax.block_until_ready(compiled(keys))
+        times.append(time.perf_counter() - start)
+    env_steps = config.num_updates * config.batch_size * num_seeds
+    best = min(times)
+    return {
+        "seeds": num_seeds,
+        "bootstrap_truncation": config.bootstrap_truncation,
+        "env_steps_total": env_steps,
+        "compile_seconds": compile_seconds,
+        "run_seconds": times,
+        "env_steps_per_second": env_steps / best,
+        "train_return_mean": float(np.mean(train_return_per_seed({k: np.asarray(v) for k, v in metrics.items()}))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args()
+
+    rows = []
+    header = f"{'seeds':>6} {'truncation':>12} {'compile s':>10} {'run s':>8} {'env steps/s':>13} {'train return':>13}"
+    print(header)
+    for num_seeds in args.seeds:
+        reps = args.reps if num_seeds < 64 else 1
+        for bootstrap in (False, True):
+            row = measure(replace(PUREJAXRL_CARTPOLE, bootstrap_truncation=bootstrap), num_seeds, reps)
+            rows.append(row)
+            print(f"{num_seeds:>6} {'bootstrap' if bootstrap else 'as done':>12} {row['compile_seconds']:>10.1f} "
+                  f"{min(row['run_seconds']):>8.1f} {row['env_steps_per_second']:>13,.0f} {row['train_return_mean']:>13.1f}",
+                  flush=True)
+
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    record = {"benchmark": "ppo_throughput", "config": "PureJaxRL ppo.py CartPole defaults", "rows": rows} | environment_info()
+    (out / f"ppo_throughput_{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        f"# PPO throughput, CartPole-v1, PureJaxRL config ({record['device']['kind']}, {record['date']})", "",
+        f"jax {record['versions']['jax']}, gymnax {record['versions']['gymnax']}, {record['machine']['cpu_count']} CPU cores", "",
+        "| seeds | truncation | compile s | run s (best) | env steps/s | train return |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['seeds']} | {'bootstrap (purerl default)' if row['bootstrap_truncation'] else 'as termination (PureJaxRL)'} "
+            f"| {row['compile_seconds']:.1f} | {min(row['run_seconds']):.1f} | {row['env_steps_per_second']:,.0f} "
+            f"| {row['train_return_mean']:.1f} |"
+        )
+    (out / f"ppo_throughput_{args.tag}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
