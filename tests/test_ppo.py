@@ -77,8 +77,11 @@ def test_same_key_same_result_and_vmapped_seed_equals_single_run():
 
 
 def test_metrics_are_per_update_scalars_and_env_steps_count_up():
-    _, metrics = jax.jit(make_train(SMALL))(jax.random.key(0))
+    state, metrics = jax.jit(make_train(SMALL))(jax.random.key(0))
     num_updates = SMALL.num_updates
+    # Adam used the reported rate during the last update (the schedule is linear to 0 over updates).
+    last_rate = state.train_state.opt_state[1].hyperparams["learning_rate"]
+    assert float(last_rate) == pytest.approx(SMALL.learning_rate / num_updates, rel=1e-5)
     assert all(v.shape == (num_updates,) for v in metrics.values())
     np.testing.assert_array_equal(metrics["env_steps"], SMALL.batch_size * np.arange(1, num_updates + 1))
     np.testing.assert_allclose(metrics["learning_rate"], SMALL.learning_rate * (1 - np.arange(num_updates) / num_updates), rtol=1e-6)

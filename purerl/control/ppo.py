@@ -11,6 +11,7 @@ Implementation Details of PPO", ICLR blog track 2022); each is named where it is
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import jax
@@ -99,7 +100,7 @@ class PPOConfig:
         if self.log_std_init is not None and self.spec.discrete:
             raise ValueError(f"log_std_init is for continuous actions; {self.env} has discrete actions")
 
-    @property
+    @cached_property
     def spec(self) -> EnvSpec:
         return env_spec(self.env)
 
@@ -179,6 +180,13 @@ def learning_rate_at(config: PPOConfig, update: jax.Array) -> jax.Array:
     return config.learning_rate * (1.0 - update / config.num_updates)
 
 
+def with_learning_rate(train_state: TrainState, learning_rate: jax.Array) -> TrainState:
+    """Sets the Adam learning rate (the injected hyperparameter of the optimiser chain's second stage)."""
+    clip_state, adam_state = train_state.opt_state
+    adam_state = adam_state._replace(hyperparams=adam_state.hyperparams | {"learning_rate": learning_rate})
+    return train_state.replace(opt_state=(clip_state, adam_state))
+
+
 def ppo_loss(
     params: Any, network: ActorCritic, config: PPOConfig, minibatch: dict[str, jax.Array]
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -216,13 +224,14 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
     network = make_network(config)
     env = make_env(config, config.num_envs, training=True)
     obs_dim = config.spec.obs_dim
-    num_updates, grad_steps = config.num_updates, config.update_epochs * config.num_minibatches
+    num_updates = config.num_updates
     progress_every = report_every(num_updates)
 
-    # Adam eps 1e-5 (detail 3); global-norm clipping (detail 11); the schedule counts optimiser steps.
+    # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is an injected
+    # hyperparameter set at the start of every update, so it is exact even when target-KL skips epochs.
     optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(lambda count: learning_rate_at(config, count // grad_steps), eps=config.adam_eps),
+        optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate, eps=config.adam_eps),
     )
 
     def value_fn(params, obs):
@@ -261,10 +270,13 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         train_state, batch, stopped = carry
         if config.target_kl is None:
             train_state, stats = run_epoch(train_state, key, batch)
-        else:
-            train_state, stats = jax.lax.cond(stopped, skip_epoch, run_epoch, train_state, key, batch)
-            stopped = stopped | (stats["approx_kl"] > config.target_kl)
-        return (train_state, batch, stopped), stats
+            return (train_state, batch, stopped), (stats, jnp.asarray(True))
+        # Target-KL early stop (auxiliary detail): once an epoch's mean approx KL exceeds target_kl,
+        # the remaining epochs of this update are skipped.
+        ran = ~stopped
+        train_state, stats = jax.lax.cond(stopped, skip_epoch, run_epoch, train_state, key, batch)
+        stopped = stopped | (stats["approx_kl"] > config.target_kl)
+        return (train_state, batch, stopped), (stats, ran)
 
     def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
         runner, traj = jax.lax.scan(env_step, runner, length=config.num_steps)
@@ -287,15 +299,12 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         key, epochs_key = jax.random.split(runner.key)
-        epoch_keys = jax.random.split(epochs_key, config.update_epochs)
-        (train_state, _, _), epoch_stats = jax.lax.scan(
-            epoch_step, (runner.train_state, batch, jnp.asarray(False)), epoch_keys
+        train_state = with_learning_rate(runner.train_state, learning_rate_at(config, update))
+        (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
+            epoch_step, (train_state, batch, jnp.asarray(False)), jax.random.split(epochs_key, config.update_epochs)
         )
-        epochs_run = jnp.sum(epoch_stats["approx_kl"] != 0) if config.target_kl is not None else config.update_epochs
-        epoch_mask = jnp.arange(config.update_epochs) < epochs_run
-        metrics = {
-            name: jnp.sum(jnp.where(epoch_mask, stats, 0.0)) / epochs_run for name, stats in epoch_stats.items()
-        }
+        epochs_run = jnp.sum(epoch_ran)
+        metrics = {name: jnp.sum(stats * epoch_ran) / epochs_run for name, stats in epoch_stats.items()}
 
         # Episodic metrics are reduced to scalars here; per-step info is never stacked across updates.
         finished = jnp.sum(traj.done)
@@ -312,7 +321,7 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
             "episodes_finished": finished,
             "explained_variance": explained_variance(traj.value, targets),
             "learning_rate": learning_rate_at(config, update),
-            "epochs_run": jnp.asarray(epochs_run, jnp.int32),
+            "epochs_run": epochs_run,
             "env_steps": (update + 1) * config.batch_size,
         }
         runner = runner._replace(
