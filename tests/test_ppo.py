@@ -137,3 +137,14 @@ def test_truncation_flag_changes_advantages_on_a_time_limited_env():
     # Same rollout (same key, same initial params), different value targets -> different value losses.
     np.testing.assert_array_equal(on["episode_return"], off["episode_return"])
     assert not np.allclose(on["value_loss"], off["value_loss"])
+
+
+@pytest.mark.parametrize("normalize_observations", [False, True])
+def test_continuous_evaluation_with_and_without_observation_statistics(normalize_observations):
+    config = PPOConfig(env="Pendulum-v1", total_timesteps=256, num_envs=2, num_steps=128, num_minibatches=1,
+                       update_epochs=1, hidden_sizes=(8,), eval_episodes=3,
+                       normalize_observations=normalize_observations)
+    state, _ = jax.jit(make_train(config))(jax.random.key(0))
+    result = jax.jit(make_evaluate(config))(state, jax.random.key(1))
+    np.testing.assert_array_equal(result["lengths"], [200, 200, 200])  # Pendulum always runs to its limit
+    assert np.all(np.asarray(result["returns"]) < 0)

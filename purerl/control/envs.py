@@ -144,6 +144,9 @@ class ClipAction(Wrapper):
     def step(self, key, state, action):
         return self.env.step(key, state, jnp.clip(action, self.low, self.high))
 
+    def observation_stats(self, state: Any) -> "RunningMeanStd | None":
+        return self.env.observation_stats(state)  # this wrapper adds no state of its own
+
 
 @struct.dataclass
 class RunningMeanStd:
