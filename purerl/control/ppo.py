@@ -30,6 +30,7 @@ from purerl.control.envs import (
     env_spec,
 )
 from purerl.core.config import (
+    doc,
     require_choice,
     require_divisible,
     require_in_range,
@@ -48,34 +49,34 @@ from purerl.core.stats import explained_variance
 class PPOConfig:
     """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings."""
 
-    env: str = "CartPole-v1"
-    total_timesteps: int = 500_000
-    num_envs: int = 4
-    num_steps: int = 128  # rollout length per env and update
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    learning_rate: float = 2.5e-4
-    anneal_lr: bool = True  # linearly to 0 over training
-    adam_eps: float = 1e-5
-    max_grad_norm: float = 0.5  # global-norm gradient clipping
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    clip_value_loss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    normalize_advantages: bool = True  # per minibatch
-    bootstrap_truncation: bool = True  # False treats time-limit truncation as termination (older libraries)
-    target_kl: float | None = None  # skip the remaining epochs once an epoch's mean approx KL exceeds this
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float | None = None  # continuous actions only; None means 0.0
-    normalize_observations: bool = False
-    scale_rewards: bool = False
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    eval_episodes: int = 128
-    eval_greedy: bool = False  # evaluate the mode of the policy instead of sampling
+    env: str = doc("CartPole-v1", "gymnax environment id")
+    total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)")
+    num_envs: int = doc(4, "parallel environments per seed")
+    num_steps: int = doc(128, "rollout length per environment and update")
+    update_epochs: int = doc(4, "passes over each rollout batch")
+    num_minibatches: int = doc(4, "minibatches per epoch; must divide num_envs*num_steps")
+    learning_rate: float = doc(2.5e-4, "Adam learning rate (initial value when annealed)")
+    anneal_lr: bool = doc(True, "anneal the learning rate linearly to 0 over the updates")
+    adam_eps: float = doc(1e-5, "Adam epsilon")
+    max_grad_norm: float = doc(0.5, "global gradient-norm clip")
+    gamma: float = doc(0.99, "discount")
+    gae_lambda: float = doc(0.95, "GAE lambda")
+    clip_eps: float = doc(0.2, "surrogate (and value) clip range")
+    clip_value_loss: bool = doc(True, "clip the value loss around the rollout values")
+    ent_coef: float = doc(0.01, "entropy bonus coefficient")
+    vf_coef: float = doc(0.5, "value loss coefficient")
+    normalize_advantages: bool = doc(True, "standardise advantages per minibatch")
+    bootstrap_truncation: bool = doc(True, "bootstrap from V(final obs) at time limits; false treats truncation as termination")
+    target_kl: float | None = doc(None, "skip an update's remaining epochs once an epoch's mean approx KL exceeds this")
+    hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the actor and of the critic MLP")
+    activation: str = doc("tanh", "hidden activation: tanh or relu")
+    log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
+    normalize_observations: bool = doc(False, "standardise observations by running statistics")
+    scale_rewards: bool = doc(False, "divide rewards by the running std of the discounted return")
+    obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]")
+    reward_clip: float = doc(10.0, "clip scaled rewards to [-reward_clip, reward_clip]")
+    eval_episodes: int = doc(128, "episodes per seed in the final evaluation")
+    eval_greedy: bool = doc(False, "evaluate the policy's mode instead of sampling")
 
     def __post_init__(self) -> None:
         check_env_name(self.env)

@@ -1,8 +1,16 @@
-"""Checks shared by the frozen config dataclasses: each raises a one-line ``ValueError`` naming the field,
-the bad value and what is allowed, before anything is traced or compiled."""
+"""Field helpers and checks shared by the frozen config dataclasses.
 
+Each check raises a one-line ``ValueError`` naming the field, the bad value and what is allowed, before
+anything is traced or compiled."""
+
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
+
+
+def doc(default: Any, help: str) -> Any:
+    """A dataclass field with a default and a one-line description (shown by ``--help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def require_positive(name: str, value: float) -> None:

@@ -96,7 +96,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             dest=f"field_{field.name}",
             metavar=getattr(_is_optional(tp)[1], "__name__", "VALUES").upper(),
             default=argparse.SUPPRESS,
-            help=f"[{shown}]",
+            help=f"{field.metadata.get('help', '')} [{shown}]",
         )
 
 
