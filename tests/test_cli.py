@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from purerl.io import cli, run
@@ -27,6 +28,10 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     assert summary["versions"]["jax"] and summary["device"]["platform"] == "cpu"
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("seed,update,") and len(lines) == 1 + 3 * 8
+    metrics = run.read_metrics_csv(out / "metrics.csv")
+    assert metrics["env_steps"].shape == (3, 8) and metrics["env_steps"][2, -1] == 2048
+    # With 8 updates, "the last 5% of updates" is the last one.
+    np.testing.assert_allclose(metrics["episode_return"][:, -1], summary["train"]["return_per_seed"], rtol=1e-6)
     printed = capsys.readouterr()
     assert "IQM" in printed.out and "steps/seed" in printed.err  # results table and progress bar
     # The saved config loads back to the same config.

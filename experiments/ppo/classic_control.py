@@ -15,9 +15,11 @@ from pathlib import Path
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.io.config_io import config_from_dict, load_config_values
-from purerl.io.run import ALGORITHMS, run_and_write
+from purerl.io.plots import plot_learning_curve
+from purerl.io.run import ALGORITHMS, read_metrics_csv, run_and_write
 
 HERE = Path(__file__).parent
+RUNS = Path("runs/experiments")
 # gymnax-blines PPO (one seed, 164 stochastic test episodes), read from its stored training logs, and the
 # acceptance targets of issue 2.
 REFERENCE = {
@@ -32,16 +34,26 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(REFERENCE))
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--base-seed", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="redo table and plots from runs/experiments")
     args = parser.parse_args()
 
     for env in args.envs:
-        config = config_from_dict(ALGORITHMS["ppo"].config_cls, load_config_values(HERE / f"{env}.json"))
-        run_dir = Path("runs/experiments") / env
-        run_and_write("ppo", config, args.seeds, run_dir, args.base_seed)
+        run_dir = RUNS / env
+        if not args.report_only:
+            config = config_from_dict(ALGORITHMS["ppo"].config_cls, load_config_values(HERE / f"{env}.json"))
+            run_and_write("ppo", config, args.seeds, run_dir, args.base_seed)
         results = HERE / "results" / env
         results.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "config.json", "learning_curve.png"):
+        for name in ("summary.json", "config.json"):
             shutil.copy(run_dir / name, results / name)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        plot_learning_curve(
+            results / "learning_curve.png",
+            {f"purerl PPO ({summary['num_seeds']} seeds)": read_metrics_csv(run_dir / "metrics.csv")},
+            title=f"{env}: training-episode return",
+            reference={"gymnax-blines PPO (final, 1 seed)": REFERENCE[env]["blines"],
+                       "target": REFERENCE[env]["target"]},
+        )
     write_table()
 
 

@@ -164,6 +164,16 @@ def write_metrics_csv(path: Path, metrics: dict[str, np.ndarray]) -> None:
                 writer.writerow([seed, update, *(metrics[name][seed, update].item() for name in names)])
 
 
+def read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
+    """Inverse of ``write_metrics_csv``: metric name -> ``[seeds, updates]`` array."""
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = np.array([[float(x) for x in row] for row in reader])
+    num_seeds, num_updates = int(rows[:, 0].max()) + 1, int(rows[:, 1].max()) + 1
+    return {name: rows[:, i].reshape(num_seeds, num_updates) for i, name in enumerate(header) if i >= 2}
+
+
 def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
     summary = summarize(algorithm, config, result, base_seed)
     write_metrics_csv(out / "metrics.csv", result.metrics)
