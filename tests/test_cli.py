@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from purerl.control.ppo import make_train
 from purerl.io import cli, run
 from purerl.io.config_io import config_from_dict, load_config_values
 
@@ -37,6 +39,10 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     # The saved config loads back to the same config.
     config = config_from_dict(run.ALGORITHMS["ppo"].config_cls, load_config_values(out / "config.json"))
     assert config.hidden_sizes == (16, 16) and config.total_timesteps == 2048
+    # Seed 1 of the CLI run is a plain single run with key split(key(0), 3)[1].
+    _, single = jax.jit(make_train(config))(run.seed_keys(0, 3)[1])
+    for name in ("episode_return", "value_loss", "approx_kl"):
+        np.testing.assert_allclose(metrics[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_config_file_then_flags_override(tmp_path):

@@ -34,6 +34,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.make_train, ppo.make_evaluate),
 }
 
+EVAL_STREAM = 1  # fold_in constant that derives a seed's evaluation key from its training key
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy")
 
 
@@ -55,8 +56,9 @@ def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
 def run_seeds(algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, show_progress: bool = True) -> RunResult:
     """Trains ``num_seeds`` agents in one ``jit(vmap(train))`` and evaluates each final policy."""
     algo = ALGORITHMS[algorithm]
-    keys = seed_keys(base_seed, num_seeds)
-    train_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    train_keys = seed_keys(base_seed, num_seeds)
+    # Seed i trains with exactly train_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
+    eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
     bar = ProgressBar(config.num_updates, config.batch_size, num_seeds) if show_progress else None
     train = jax.jit(jax.vmap(algo.make_train(config, progress=bar)))
 
