@@ -26,9 +26,22 @@ from purerl.control.ppo import PPOConfig, make_train
 from purerl.io.run import environment_info, train_return_per_seed
 
 PUREJAXRL_CARTPOLE = PPOConfig(
-    env="CartPole-v1", total_timesteps=500_000, num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4,
-    learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-    max_grad_norm=0.5, hidden_sizes=(64, 64), activation="tanh",
+    env="CartPole-v1",
+    total_timesteps=500_000,
+    num_envs=4,
+    num_steps=128,
+    update_epochs=4,
+    num_minibatches=4,
+    learning_rate=2.5e-4,
+    anneal_lr=True,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_eps=0.2,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    hidden_sizes=(64, 64),
+    activation="tanh",
 )
 
 
@@ -71,23 +84,34 @@ def main() -> None:
         for bootstrap in (False, True):
             row = measure(replace(PUREJAXRL_CARTPOLE, bootstrap_truncation=bootstrap), num_seeds, reps)
             rows.append(row)
-            print(f"{num_seeds:>6} {'bootstrap' if bootstrap else 'as done':>12} {row['compile_seconds']:>10.1f} "
-                  f"{min(row['run_seconds']):>8.1f} {row['env_steps_per_second']:>13,.0f} {row['train_return_mean']:>13.1f}",
-                  flush=True)
+            truncation = "bootstrap" if bootstrap else "as done"
+            print(
+                f"{num_seeds:>6} {truncation:>12} {row['compile_seconds']:>10.1f} {min(row['run_seconds']):>8.1f} "
+                f"{row['env_steps_per_second']:>13,.0f} {row['train_return_mean']:>13.1f}",
+                flush=True,
+            )
 
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    record = {"benchmark": "ppo_throughput", "config": "PureJaxRL ppo.py CartPole defaults", "rows": rows} | environment_info()
+    record = {
+        "benchmark": "ppo_throughput",
+        "config": "PureJaxRL ppo.py CartPole defaults",
+        "rows": rows,
+    } | environment_info()
     (out / f"ppo_throughput_{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
-        f"# PPO throughput, CartPole-v1, PureJaxRL config ({record['device']['kind']}, {record['date']})", "",
-        f"jax {record['versions']['jax']}, gymnax {record['versions']['gymnax']}, {record['machine']['cpu_count']} CPU cores", "",
+        f"# PPO throughput, CartPole-v1, PureJaxRL config ({record['device']['kind']}, {record['date']})",
+        "",
+        f"jax {record['versions']['jax']}, gymnax {record['versions']['gymnax']}, "
+        f"{record['machine']['cpu_count']} CPU cores",
+        "",
         "| seeds | truncation | compile s | run s (best) | env steps/s | train return |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
+        truncation = "bootstrap (purerl default)" if row["bootstrap_truncation"] else "as termination (PureJaxRL)"
         lines.append(
-            f"| {row['seeds']} | {'bootstrap (purerl default)' if row['bootstrap_truncation'] else 'as termination (PureJaxRL)'} "
+            f"| {row['seeds']} | {truncation} "
             f"| {row['compile_seconds']:.1f} | {min(row['run_seconds']):.1f} | {row['env_steps_per_second']:,.0f} "
             f"| {row['train_return_mean']:.1f} |"
         )

@@ -13,8 +13,18 @@ from purerl.control.ppo import make_train
 from purerl.io import cli, run
 from purerl.io.config_io import config_from_dict, load_config_values
 
-TINY = ["--total-timesteps", "2048", "--num-envs", "4", "--num-steps", "64", "--hidden-sizes", "16,16",
-        "--eval-episodes", "4"]
+TINY = [
+    "--total-timesteps",
+    "2048",
+    "--num-envs",
+    "4",
+    "--num-steps",
+    "64",
+    "--hidden-sizes",
+    "16,16",
+    "--eval-episodes",
+    "4",
+]
 
 
 def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
@@ -99,7 +109,8 @@ def test_out_that_is_a_file_is_rejected_before_compile(monkeypatch, capsys, tmp_
 
 
 def test_console_script_help_lists_every_config_field():
-    result = subprocess.run([sys.executable, "-m", "purerl.io.cli", "train", "ppo", "--help"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "purerl.io.cli", "train", "ppo", "--help"], capture_output=True, text=True, check=True
+    )
     for flag in ("--bootstrap-truncation", "--target-kl", "--normalize-observations", "--eval-greedy"):
         assert flag in result.stdout

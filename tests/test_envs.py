@@ -105,7 +105,7 @@ def test_clip_action_clips_for_the_env_only():
     reference = EpisodeStatistics(VecEnv("Pendulum-v1", 1))
     _, a = rollout(clipped, 5, lambda t: jnp.full((1, 1), 50.0))
     _, b = rollout(reference, 5, lambda t: jnp.full((1, 1), 2.0))
-    for (obs_a, r_a, *_), (obs_b, r_b, *_) in zip(a, b):
+    for (obs_a, r_a, *_), (obs_b, r_b, *_) in zip(a, b, strict=True):
         np.testing.assert_allclose(obs_a, obs_b)
         np.testing.assert_allclose(r_a, r_b)
 

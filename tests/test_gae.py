@@ -34,8 +34,13 @@ def test_gae_matches_python_loop_with_mixed_terminations_and_truncations(seed):
     assert terminated.any() and truncated.any()
     expected_adv, expected_targets = gae_reference(rewards, values, next_values, terminated, done, 0.97, 0.9)
     adv, targets = gae(
-        jnp.asarray(rewards, jnp.float32), jnp.asarray(values, jnp.float32), jnp.asarray(next_values, jnp.float32),
-        jnp.asarray(terminated), jnp.asarray(done), 0.97, 0.9,
+        jnp.asarray(rewards, jnp.float32),
+        jnp.asarray(values, jnp.float32),
+        jnp.asarray(next_values, jnp.float32),
+        jnp.asarray(terminated),
+        jnp.asarray(done),
+        0.97,
+        0.9,
     )
     np.testing.assert_allclose(adv, expected_adv, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(targets, expected_targets, rtol=1e-5, atol=1e-5)

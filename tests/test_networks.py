@@ -13,9 +13,7 @@ def test_categorical_log_prob_and_entropy_closed_form():
     obs = jax.random.normal(jax.random.key(0), (5, 4))
     params = net.init(jax.random.key(1), obs)
     # Scale the head so the policy is far from uniform.
-    params = jax.tree_util.tree_map_with_path(
-        lambda path, x: x * 300.0 if "actor_head" in str(path) else x, params
-    )
+    params = jax.tree_util.tree_map_with_path(lambda path, x: x * 300.0 if "actor_head" in str(path) else x, params)
     dist, _ = net.apply(params, obs)
     logits = np.asarray(net.apply(params, obs, method=lambda m, o: m.actor_head(m.actor_torso(o))), np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -37,7 +35,9 @@ def test_diagonal_gaussian_log_prob_and_entropy_closed_form():
     actions = np.asarray(jax.random.normal(jax.random.key(2), (6, 2)), np.float64) * 2
     expected = (-0.5 * ((actions - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
     np.testing.assert_allclose(dist.log_prob(actions), expected, rtol=1e-5)
-    np.testing.assert_allclose(dist.entropy(), np.full(6, (0.5 * np.log(2 * np.pi * np.e) + np.log(std)).sum()), rtol=1e-5)
+    np.testing.assert_allclose(
+        dist.entropy(), np.full(6, (0.5 * np.log(2 * np.pi * np.e) + np.log(std)).sum()), rtol=1e-5
+    )
     # State-independent std: every observation gets the same scale.
     np.testing.assert_allclose(dist.stddev(), np.broadcast_to(std, (6, 2)), rtol=1e-6)
 

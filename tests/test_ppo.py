@@ -10,8 +10,15 @@ import pytest
 
 from purerl.control.ppo import PPOConfig, make_evaluate, make_network, make_train, ppo_loss
 
-SMALL = PPOConfig(env="CartPole-v1", total_timesteps=4 * 32 * 6, num_envs=4, num_steps=32, num_minibatches=2,
-                  update_epochs=2, hidden_sizes=(16, 16))
+SMALL = PPOConfig(
+    env="CartPole-v1",
+    total_timesteps=4 * 32 * 6,
+    num_envs=4,
+    num_steps=32,
+    num_minibatches=2,
+    update_epochs=2,
+    hidden_sizes=(16, 16),
+)
 
 
 def test_ppo_loss_matches_hand_computation():
@@ -28,8 +35,11 @@ def test_ppo_loss_matches_hand_computation():
     old_value = np.asarray(value, np.float64) + rng.normal(scale=0.5, size=n)
     advantages, targets = rng.normal(size=n), rng.normal(size=n)
     minibatch = {
-        "obs": obs, "action": action, "log_prob": jnp.asarray(old_log_prob, jnp.float32),
-        "value": jnp.asarray(old_value, jnp.float32), "advantages": jnp.asarray(advantages, jnp.float32),
+        "obs": obs,
+        "action": action,
+        "log_prob": jnp.asarray(old_log_prob, jnp.float32),
+        "value": jnp.asarray(old_value, jnp.float32),
+        "advantages": jnp.asarray(advantages, jnp.float32),
         "targets": jnp.asarray(targets, jnp.float32),
     }
     loss, stats = ppo_loss(params, network, config, minibatch)
@@ -71,7 +81,9 @@ def test_same_key_same_result_and_vmapped_seed_equals_single_run():
     for name in single:
         np.testing.assert_array_equal(single[name], again[name], err_msg=name)
         np.testing.assert_allclose(batched[name][2], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    for a, b in zip(jax.tree.leaves(batched_state.train_state.params), jax.tree.leaves(single_state.train_state.params)):
+    for a, b in zip(
+        jax.tree.leaves(batched_state.train_state.params), jax.tree.leaves(single_state.train_state.params), strict=True
+    ):
         np.testing.assert_allclose(a[2], b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(batched["episode_return"][0], batched["episode_return"][1])  # seeds differ
 
@@ -84,7 +96,9 @@ def test_metrics_are_per_update_scalars_and_env_steps_count_up():
     assert float(last_rate) == pytest.approx(SMALL.learning_rate / num_updates, rel=1e-5)
     assert all(v.shape == (num_updates,) for v in metrics.values())
     np.testing.assert_array_equal(metrics["env_steps"], SMALL.batch_size * np.arange(1, num_updates + 1))
-    np.testing.assert_allclose(metrics["learning_rate"], SMALL.learning_rate * (1 - np.arange(num_updates) / num_updates), rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics["learning_rate"], SMALL.learning_rate * (1 - np.arange(num_updates) / num_updates), rtol=1e-6
+    )
     assert np.all(np.asarray(metrics["episodes_finished"]) > 0)
     assert np.all(np.isfinite(metrics["episode_return"]))
 
@@ -111,7 +125,10 @@ def test_evaluation_runs_exactly_one_episode_per_env():
     "overrides,message",
     [
         ({"env": "CartPol-v1"}, "unknown env 'CartPol-v1'; supported: CartPole-v1, Acrobot-v1"),
-        ({"num_envs": 3, "num_steps": 5, "num_minibatches": 4}, "num_envs*num_steps=15 is not divisible by num_minibatches=4"),
+        (
+            {"num_envs": 3, "num_steps": 5, "num_minibatches": 4},
+            "num_envs*num_steps=15 is not divisible by num_minibatches=4",
+        ),
         ({"num_envs": 0}, "num_envs must be > 0, got 0"),
         ({"learning_rate": -1.0}, "learning_rate must be > 0, got -1.0"),
         ({"total_timesteps": 10}, "total_timesteps=10 is less than one rollout"),
@@ -130,8 +147,15 @@ def test_bad_config_gives_one_line_error(overrides, message):
 def test_truncation_flag_changes_advantages_on_a_time_limited_env():
     """Pendulum only ever truncates (200-step limit, never terminates): with bootstrapping on, the value
     targets at the time limit differ from those that treat the cut as a termination."""
-    base = PPOConfig(env="Pendulum-v1", total_timesteps=400, num_envs=2, num_steps=200, num_minibatches=1,
-                     update_epochs=1, hidden_sizes=(8,))
+    base = PPOConfig(
+        env="Pendulum-v1",
+        total_timesteps=400,
+        num_envs=2,
+        num_steps=200,
+        num_minibatches=1,
+        update_epochs=1,
+        hidden_sizes=(8,),
+    )
     _, on = jax.jit(make_train(base))(jax.random.key(0))
     _, off = jax.jit(make_train(dataclasses.replace(base, bootstrap_truncation=False)))(jax.random.key(0))
     # Same rollout (same key, same initial params), different value targets -> different value losses.
@@ -141,9 +165,17 @@ def test_truncation_flag_changes_advantages_on_a_time_limited_env():
 
 @pytest.mark.parametrize("normalize_observations", [False, True])
 def test_continuous_evaluation_with_and_without_observation_statistics(normalize_observations):
-    config = PPOConfig(env="Pendulum-v1", total_timesteps=256, num_envs=2, num_steps=128, num_minibatches=1,
-                       update_epochs=1, hidden_sizes=(8,), eval_episodes=3,
-                       normalize_observations=normalize_observations)
+    config = PPOConfig(
+        env="Pendulum-v1",
+        total_timesteps=256,
+        num_envs=2,
+        num_steps=128,
+        num_minibatches=1,
+        update_epochs=1,
+        hidden_sizes=(8,),
+        eval_episodes=3,
+        normalize_observations=normalize_observations,
+    )
     state, _ = jax.jit(make_train(config))(jax.random.key(0))
     result = jax.jit(make_evaluate(config))(state, jax.random.key(1))
     np.testing.assert_array_equal(result["lengths"], [200, 200, 200])  # Pendulum always runs to its limit

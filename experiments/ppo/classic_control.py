@@ -51,15 +51,18 @@ def main() -> None:
             results / "learning_curve.png",
             {f"purerl PPO ({summary['num_seeds']} seeds)": read_metrics_csv(run_dir / "metrics.csv")},
             title=f"{env}: training-episode return",
-            reference={"gymnax-blines PPO (final, 1 seed)": REFERENCE[env]["blines"],
-                       "target": REFERENCE[env]["target"]},
+            reference={
+                "gymnax-blines PPO (final, 1 seed)": REFERENCE[env]["blines"],
+                "target": REFERENCE[env]["target"],
+            },
         )
     write_table()
 
 
 def write_table() -> None:
     rows = [
-        "| env | env steps | seeds | eval IQM [95% CI] | eval mean | train IQM [95% CI] | gymnax-blines PPO | target | met | train time |",
+        "| env | env steps | seeds | eval IQM [95% CI] | eval mean | train IQM [95% CI] | gymnax-blines PPO "
+        "| target | met | train time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for env, ref in REFERENCE.items():
@@ -70,7 +73,8 @@ def write_table() -> None:
         ev, tr = s["eval"], s["train"]
         rows.append(
             f"| {env} | {s['env_steps_per_seed']:,} | {s['num_seeds']} | {ev['iqm']:.1f} [{ev['iqm_ci_low']:.1f}, "
-            f"{ev['iqm_ci_high']:.1f}] | {ev['mean']:.1f} | {tr['iqm']:.1f} [{tr['iqm_ci_low']:.1f}, {tr['iqm_ci_high']:.1f}] "
+            f"{ev['iqm_ci_high']:.1f}] | {ev['mean']:.1f} | {tr['iqm']:.1f} "
+            f"[{tr['iqm_ci_low']:.1f}, {tr['iqm_ci_high']:.1f}] "
             f"| {ref['blines']} | >= {ref['target']} | {'yes' if ev['iqm'] >= ref['target'] else 'no'} "
             f"| {s['train_seconds']:.0f} s ({s['device']['kind']}) |"
         )

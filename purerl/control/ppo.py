@@ -10,6 +10,7 @@ Implementation details follow CleanRL's ``ppo.py`` / ``ppo_continuous_action.py`
 Implementation Details of PPO", ICLR blog track 2022); each is named where it is applied.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -41,7 +42,7 @@ from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.networks import ACTIVATIONS, ActorCritic
-from purerl.core.progress import ProgressFn, emit_progress, report_every
+from purerl.core.progress import ProgressFn, emit_progress
 from purerl.core.stats import explained_variance
 
 
@@ -66,7 +67,9 @@ class PPOConfig:
     ent_coef: float = doc(0.01, "entropy bonus coefficient")
     vf_coef: float = doc(0.5, "value loss coefficient")
     normalize_advantages: bool = doc(True, "standardise advantages per minibatch")
-    bootstrap_truncation: bool = doc(True, "bootstrap from V(final obs) at time limits; false treats truncation as termination")
+    bootstrap_truncation: bool = doc(
+        True, "bootstrap from V(final obs) at time limits; false treats truncation as termination"
+    )
     target_kl: float | None = doc(None, "skip an update's remaining epochs once an epoch's mean approx KL exceeds this")
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the actor and of the critic MLP")
     activation: str = doc("tanh", "hidden activation: tanh or relu")
@@ -80,8 +83,19 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         check_env_name(self.env)
-        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                     "learning_rate", "adam_eps", "max_grad_norm", "obs_clip", "reward_clip", "eval_episodes"):
+        for name in (
+            "total_timesteps",
+            "num_envs",
+            "num_steps",
+            "update_epochs",
+            "num_minibatches",
+            "learning_rate",
+            "adam_eps",
+            "max_grad_norm",
+            "obs_clip",
+            "reward_clip",
+            "eval_episodes",
+        ):
             require_positive(name, getattr(self, name))
         for name in ("clip_eps", "ent_coef", "vf_coef"):
             require_non_negative(name, getattr(self, name))
@@ -90,8 +104,7 @@ class PPOConfig:
         require_divisible("num_envs*num_steps", self.batch_size, "num_minibatches", self.num_minibatches)
         if self.total_timesteps < self.batch_size:
             raise ValueError(
-                f"total_timesteps={self.total_timesteps} is less than one rollout, "
-                f"num_envs*num_steps={self.batch_size}"
+                f"total_timesteps={self.total_timesteps} is less than one rollout, num_envs*num_steps={self.batch_size}"
             )
         if self.target_kl is not None:
             require_positive("target_kl", self.target_kl)
@@ -217,7 +230,9 @@ def ppo_loss(
     return loss, stats
 
 
-def make_train(config: PPOConfig, progress: ProgressFn | None = None):
+def make_train(
+    config: PPOConfig, progress: ProgressFn | None = None
+) -> Callable[[jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
     """Returns ``train(key) -> (RunnerState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
 
     ``progress``, if given, is called on the host with the mean episodic return of each seed every few updates.
@@ -226,7 +241,6 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
     env = make_env(config, config.num_envs, training=True)
     obs_dim = config.spec.obs_dim
     num_updates = config.num_updates
-    progress_every = report_every(num_updates)
 
     # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is an injected
     # hyperparameter set at the start of every update, so it is exact even when target-KL skips epochs.
@@ -246,8 +260,16 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         log_prob = dist.log_prob(action)
         obs, env_state, reward, terminated, truncated, info = env.step(env_key, runner.env_state, action)
         transition = Transition(
-            runner.obs, action, log_prob, value, reward, terminated, terminated | truncated,
-            info["final_observation"], info["episode_return"], info["episode_length"],
+            runner.obs,
+            action,
+            log_prob,
+            value,
+            reward,
+            terminated,
+            terminated | truncated,
+            info["final_observation"],
+            info["episode_return"],
+            info["episode_length"],
         )
         return runner._replace(env_state=env_state, obs=obs, key=key), transition
 
@@ -295,8 +317,12 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         )
 
         batch = {
-            "obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob, "value": traj.value,
-            "advantages": advantages, "targets": targets,
+            "obs": traj.obs,
+            "action": traj.action,
+            "log_prob": traj.log_prob,
+            "value": traj.value,
+            "advantages": advantages,
+            "targets": targets,
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         key, epochs_key = jax.random.split(runner.key)
@@ -315,7 +341,7 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
         episode_length = jnp.where(
             finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
         )
-        token = emit_progress(progress, update, episode_return, progress_every)
+        token = emit_progress(progress, update, episode_return, num_updates)
         metrics |= {
             "episode_return": episode_return + token,
             "episode_length": episode_length,
@@ -326,8 +352,10 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
             "env_steps": (update + 1) * config.batch_size,
         }
         runner = runner._replace(
-            train_state=train_state, key=key,
-            last_episode_return=episode_return, last_episode_length=episode_length,
+            train_state=train_state,
+            key=key,
+            last_episode_return=episode_return,
+            last_episode_length=episode_length,
         )
         return runner, metrics
 
@@ -343,7 +371,7 @@ def make_train(config: PPOConfig, progress: ProgressFn | None = None):
     return train
 
 
-def make_evaluate(config: PPOConfig):
+def make_evaluate(config: PPOConfig) -> Callable[[RunnerState, jax.Array], dict[str, jax.Array]]:
     """Returns ``evaluate(runner_state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
 
     Runs E fresh environments, each for exactly one episode (a fixed-length scan of ``max_steps_in_episode``

@@ -50,7 +50,5 @@ def gae(
         advantage = delta + gamma * gae_lambda * continues * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(
-        backward_step, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True
-    )
+    _, advantages = jax.lax.scan(backward_step, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
     return advantages, advantages + values

@@ -52,9 +52,7 @@ class ActorCritic(nn.Module):
         self.critic_torso = MLP(self.hidden_sizes, self.activation)
         self.critic_head = dense(1, 1.0)
         if not self.discrete:
-            self.log_std = self.param(
-                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
-            )
+            self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
 
     def policy(self, obs: jax.Array) -> distrax.Distribution:
         out = self.actor_head(self.actor_torso(obs))

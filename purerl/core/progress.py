@@ -16,13 +16,13 @@ ProgressFn = Callable[[int, np.ndarray], None]
 """Host function ``fn(update, values)``: ``update`` is the 0-based update index, ``values`` one value per seed."""
 
 
-def report_every(num_updates: int, max_reports: int = 200) -> int:
-    return max(1, num_updates // max_reports)
+MAX_REPORTS = 200
 
 
-def emit_progress(fn: ProgressFn | None, update: jax.Array, value: jax.Array, every: int) -> jax.Array:
-    """Call ``fn`` on the host every ``every`` updates; returns a float32 zero to add to
-    an output. ``update`` must not be batched (use the scan's ``jnp.arange`` index), ``value`` a scalar."""
+def emit_progress(fn: ProgressFn | None, update: jax.Array, value: jax.Array, num_updates: int) -> jax.Array:
+    """Calls ``fn`` on the host about ``MAX_REPORTS`` times per run, always at the last update; returns a
+    float32 zero to add to an output. ``update`` must not be batched (use the scan's ``jnp.arange`` index),
+    ``value`` is a scalar per seed."""
     if fn is None:
         return jnp.zeros((), jnp.float32)
 
@@ -34,4 +34,6 @@ def emit_progress(fn: ProgressFn | None, update: jax.Array, value: jax.Array, ev
         result = jax.ShapeDtypeStruct(jnp.shape(v), jnp.float32)
         return jax.pure_callback(host, result, u, v.astype(jnp.float32), vmap_method="expand_dims")
 
-    return jax.lax.cond(update % every == 0, call, lambda u, v: jnp.zeros_like(v, jnp.float32), update, value)
+    every = max(1, num_updates // MAX_REPORTS)
+    report = (update % every == 0) | (update == num_updates - 1)
+    return jax.lax.cond(report, call, lambda u, v: jnp.zeros_like(v, jnp.float32), update, value)

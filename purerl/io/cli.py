@@ -32,15 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_summary(summary: dict, out: Path) -> None:
     evaluation, training = summary["eval"], summary["train"]
-    print(f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x "
-          f"{summary['env_steps_per_seed']:,} env steps")
+    print(
+        f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x "
+        f"{summary['env_steps_per_seed']:,} env steps"
+    )
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
     for label, stats in (("eval return", evaluation), ("train return", training)):
         ci = f"[{stats['iqm_ci_low']:.1f}, {stats['iqm_ci_high']:.1f}]"
         print(f"{label:22}{stats['mean']:>10.1f}{stats['iqm']:>10.1f}{ci:>22}")
     print(f"eval: {evaluation['protocol']}; train: {training['protocol']}")
-    print(f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
-          f"{summary['env_steps_per_second']:,.0f} env steps/s on {summary['device']['kind']}")
+    print(
+        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
+        f"{summary['env_steps_per_second']:,.0f} env steps/s on {summary['device']['kind']}"
+    )
     print(f"wrote {out}/config.json, metrics.csv, eval.npz, summary.json, learning_curve.png")
 
 

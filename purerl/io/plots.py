@@ -26,7 +26,7 @@ def plot_learning_curve(
         mean, low, high = bootstrap_mean_ci_curve(metrics[metric])
         (line,) = ax.plot(steps, mean, label=label, linewidth=1.5)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
-    for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.")):
+    for (label, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
         ax.axhline(value, linestyle=style, color="grey", linewidth=1.0, label=label)
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel(metric.replace("_", " ") + " (mean, 95% CI)")

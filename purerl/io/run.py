@@ -100,14 +100,14 @@ def environment_info() -> dict[str, Any]:
         "versions": versions | {"python": platform.python_version()},
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "machine": {"cpu_count": os.cpu_count(), "system": platform.platform()},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
 def train_return_per_seed(metrics: dict[str, np.ndarray], last_fraction: float = 0.05) -> np.ndarray:
     """Mean training-episode return over the last ``last_fraction`` of updates, per seed."""
     returns = metrics["episode_return"]
-    tail = max(1, int(round(returns.shape[1] * last_fraction)))
+    tail = max(1, round(returns.shape[1] * last_fraction))
     with np.errstate(invalid="ignore"):
         return np.nanmean(returns[:, -tail:], axis=1)
 
