@@ -1,15 +1,20 @@
 """Learning tests: real returns within a CI budget on 2 CPU cores, each under its own timeout.
 
-The CartPole setting is experiments/ppo/CartPole-v1.json, which reached 500 on 32 of 32 seeds at 150k steps.
+The settings are the shipped experiment configs; CartPole's reached 500 on 32 of 32 seeds at 150k steps.
 
 Random policies score about 22 on CartPole-v1 and about -1200 on Pendulum-v1.
 """
+
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from purerl.control.ppo import PPOConfig, make_evaluate, make_train
+from purerl.io.config_io import config_from_dict, load_config_values
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments" / "ppo"
 
 pytestmark = pytest.mark.learning
 
@@ -21,11 +26,16 @@ def train_and_evaluate(config: PPOConfig, num_seeds: int, seed: int = 0) -> tupl
     return np.asarray(evaluation["returns"]).mean(axis=1), metrics
 
 
+def experiment_config(env: str, **overrides) -> PPOConfig:
+    """The shipped experiment config of ``env`` (experiments/ppo/<env>.json) with a CI-sized budget."""
+    values = load_config_values(EXPERIMENTS / f"{env}.json") | overrides
+    return config_from_dict(PPOConfig, values)
+
+
 @pytest.mark.timeout(240)
 def test_ppo_solves_cartpole_in_150k_steps():
-    config = PPOConfig(
-        env="CartPole-v1", total_timesteps=150_000, num_envs=16, num_steps=32, learning_rate=2.5e-3, eval_episodes=32
-    )
+    config = experiment_config("CartPole-v1", eval_episodes=32)
+    assert config.total_timesteps == 150_000
     returns, metrics = train_and_evaluate(config, num_seeds=2)
     assert returns.mean() >= 400, returns
     assert np.nanmean(np.asarray(metrics["episode_return"])[:, -10:]) >= 400  # training episodes agree
@@ -33,20 +43,7 @@ def test_ppo_solves_cartpole_in_150k_steps():
 
 @pytest.mark.timeout(300)
 def test_ppo_improves_clearly_on_continuous_pendulum():
-    config = PPOConfig(
-        env="Pendulum-v1",
-        total_timesteps=100_000,
-        num_envs=16,
-        num_steps=128,
-        num_minibatches=32,
-        update_epochs=10,
-        learning_rate=1e-3,
-        gamma=0.9,
-        ent_coef=0.0,
-        normalize_observations=True,
-        scale_rewards=True,
-        eval_episodes=32,
-    )
+    config = experiment_config("Pendulum-v1", total_timesteps=100_000, eval_episodes=32)
     returns, metrics = train_and_evaluate(config, num_seeds=2)
     first_episodes = np.nanmean(np.asarray(metrics["episode_return"])[:, :5])
     assert first_episodes < -900, first_episodes
