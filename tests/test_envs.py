@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from purerl.control.envs import (
+    SUPPORTED_ENVS,
     ClipAction,
     EpisodeStatistics,
     NormalizeObservation,
@@ -114,3 +115,19 @@ def test_minatar_observations_are_flattened():
     env = VecEnv("Breakout-MinAtar", 2)
     obs, _ = env.reset(jax.random.key(0))
     assert obs.shape == (2, env_spec("Breakout-MinAtar").obs_dim) == (2, 400)
+
+
+@pytest.mark.parametrize("name", SUPPORTED_ENVS)
+def test_every_supported_env_resets_and_steps_with_flat_float_observations(name):
+    spec = env_spec(name)
+    env = EpisodeStatistics(VecEnv(name, 2))
+    obs, state = env.reset(jax.random.key(0))
+    if spec.discrete:
+        action = jnp.zeros(2, jnp.int32)
+    else:
+        action = jnp.full((2, spec.action_dim), spec.action_low)
+    next_obs, _, reward, terminated, truncated, info = env.step(jax.random.key(1), state, action)
+    for x in (obs, next_obs, info["final_observation"]):
+        assert x.shape == (2, spec.obs_dim) and x.dtype == jnp.float32
+    assert reward.shape == terminated.shape == truncated.shape == (2,)
+    assert spec.max_steps_in_episode > 0 and spec.action_dim > 0
