@@ -326,7 +326,8 @@ def make_train(
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         key, epochs_key = jax.random.split(runner.key)
-        train_state = with_learning_rate(runner.train_state, learning_rate_at(config, update))
+        learning_rate = learning_rate_at(config, update)
+        train_state = with_learning_rate(runner.train_state, learning_rate)
         (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
             epoch_step, (train_state, batch, jnp.asarray(False)), jax.random.split(epochs_key, config.update_epochs)
         )
@@ -347,7 +348,7 @@ def make_train(
             "episode_length": episode_length,
             "episodes_finished": finished,
             "explained_variance": explained_variance(traj.value, targets),
-            "learning_rate": learning_rate_at(config, update),
+            "learning_rate": learning_rate,
             "epochs_run": epochs_run,
             "env_steps": (update + 1) * config.batch_size,
         }
