@@ -68,17 +68,24 @@ def env_spec(name: str) -> EnvSpec:
 
 
 class VecEnv:
-    """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened."""
+    """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened.
 
-    def __init__(self, name: str, num_envs: int):
+    With ``group_size`` G > 1, ``reset`` gives each consecutive block of G envs the same reset key, hence the
+    same initial state (GRPO's groups); steps still use one key per env.
+    """
+
+    def __init__(self, name: str, num_envs: int, group_size: int = 1):
+        if num_envs % group_size != 0:
+            raise ValueError(f"num_envs={num_envs} is not divisible by group_size={group_size}")
         self.env, self.params = make_gymnax(name)
-        self.num_envs = num_envs
+        self.num_envs, self.group_size = num_envs, group_size
 
     def _flat(self, obs: jax.Array) -> jax.Array:
         return obs.reshape(self.num_envs, -1).astype(jnp.float32)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
-        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
+        keys = jnp.repeat(jax.random.split(key, self.num_envs // self.group_size), self.group_size, axis=0)
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
         return self._flat(obs), state
 
     def step(self, key: jax.Array, state: Any, action: jax.Array):

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
 from purerl.control.envs import (
@@ -30,6 +29,7 @@ from purerl.control.envs import (
     check_env_name,
     env_spec,
 )
+from purerl.control.evaluation import evaluate_episodes
 from purerl.core.config import (
     doc,
     require_choice,
@@ -42,6 +42,7 @@ from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.networks import ACTIVATIONS, ActorCritic
+from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
 from purerl.core.progress import ProgressFn, emit_progress
 from purerl.core.stats import explained_variance
 
@@ -187,20 +188,6 @@ def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
     return env
 
 
-def learning_rate_at(config: PPOConfig, update: jax.Array) -> jax.Array:
-    """Learning rate used during update ``update`` (0-based): linear annealing to 0 (detail 4)."""
-    if not config.anneal_lr:
-        return jnp.asarray(config.learning_rate, jnp.float32)
-    return config.learning_rate * (1.0 - update / config.num_updates)
-
-
-def with_learning_rate(train_state: TrainState, learning_rate: jax.Array) -> TrainState:
-    """Sets the Adam learning rate (the injected hyperparameter of the optimiser chain's second stage)."""
-    clip_state, adam_state = train_state.opt_state
-    adam_state = adam_state._replace(hyperparams=adam_state.hyperparams | {"learning_rate": learning_rate})
-    return train_state.replace(opt_state=(clip_state, adam_state))
-
-
 def ppo_loss(
     params: Any, network: ActorCritic, config: PPOConfig, minibatch: dict[str, jax.Array]
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -242,12 +229,9 @@ def make_train(
     obs_dim = config.spec.obs_dim
     num_updates = config.num_updates
 
-    # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is an injected
-    # hyperparameter set at the start of every update, so it is exact even when target-KL skips epochs.
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate, eps=config.adam_eps),
-    )
+    # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is set at the start of
+    # every update, so the linear annealing (detail 4) is exact even when target-KL skips epochs.
+    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
 
     def value_fn(params, obs):
         return network.apply(params, obs, method=ActorCritic.value)
@@ -326,7 +310,7 @@ def make_train(
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         key, epochs_key = jax.random.split(runner.key)
-        learning_rate = learning_rate_at(config, update)
+        learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
         train_state = with_learning_rate(runner.train_state, learning_rate)
         (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
             epoch_step, (train_state, batch, jnp.asarray(False)), jax.random.split(epochs_key, config.update_epochs)
@@ -375,37 +359,22 @@ def make_train(
 def make_evaluate(config: PPOConfig) -> Callable[[RunnerState, jax.Array], dict[str, jax.Array]]:
     """Returns ``evaluate(runner_state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
 
-    Runs E fresh environments, each for exactly one episode (a fixed-length scan of ``max_steps_in_episode``
-    steps, steps after the episode's end masked out), with the stochastic policy (or its mode if
-    ``eval_greedy``) and the training run's frozen observation statistics.
+    One episode in each of E fresh environments (``evaluate_episodes``), with the stochastic policy (or its
+    mode if ``eval_greedy``) and the training run's frozen observation statistics.
     """
     network = make_network(config)
     train_env = make_env(config, config.num_envs, training=True)
     eval_env = make_env(config, config.eval_episodes, training=False)
-    max_steps = config.spec.max_steps_in_episode
 
     def evaluate(runner: RunnerState, key: jax.Array) -> dict[str, jax.Array]:
         params = runner.train_state.params
         obs_stats = train_env.observation_stats(runner.env_state)
-        reset_key, steps_key = jax.random.split(key)
-        obs, env_state = eval_env.reset(reset_key)
 
-        def step(carry, step_key):
-            obs, env_state, returns, lengths, active = carry
-            action_key, env_key = jax.random.split(step_key)
+        def policy(obs: jax.Array):
             if obs_stats is not None:
                 obs = obs_stats.normalize(obs, config.obs_clip)
-            dist = network.apply(params, obs, method=ActorCritic.policy)
-            action = dist.mode() if config.eval_greedy else dist.sample(seed=action_key)
-            obs, env_state, reward, terminated, truncated, _ = eval_env.step(env_key, env_state, action)
-            returns = returns + reward * active
-            lengths = lengths + active
-            active = active & ~(terminated | truncated)
-            return (obs, env_state, returns, lengths, active), None
+            return network.apply(params, obs, method=ActorCritic.policy)
 
-        zeros = jnp.zeros(config.eval_episodes, jnp.float32)
-        carry = (obs, env_state, zeros, zeros.astype(jnp.int32), jnp.ones(config.eval_episodes, bool))
-        (_, _, returns, lengths, _), _ = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
-        return {"returns": returns, "lengths": lengths}
+        return evaluate_episodes(policy, eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy)
 
     return evaluate

@@ -1,0 +1,41 @@
+"""Evaluating a policy: every environment plays exactly one episode.
+
+A fixed-length scan of ``max_steps`` (the env's ``max_steps_in_episode``) steps, with everything after an
+environment's first ``terminated | truncated`` masked out, so auto-resets never start a second episode.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+PolicyFn = Callable[[jax.Array], distrax.Distribution]
+"""``policy(obs [E, obs_dim]) -> distribution over actions``, with any observation preprocessing applied."""
+
+
+def evaluate_episodes(
+    policy: PolicyFn, env: Any, key: jax.Array, max_steps: int, greedy: bool = False
+) -> dict[str, jax.Array]:
+    """Returns ``{"returns": [E], "lengths": [E]}`` of one episode in each of ``env.num_envs`` fresh envs, with
+    actions sampled from ``policy`` (or its mode if ``greedy``)."""
+    num_episodes = env.num_envs
+    reset_key, steps_key = jax.random.split(key)
+    obs, env_state = env.reset(reset_key)
+
+    def step(carry, step_key):
+        obs, env_state, returns, lengths, active = carry
+        action_key, env_key = jax.random.split(step_key)
+        dist = policy(obs)
+        action = dist.mode() if greedy else dist.sample(seed=action_key)
+        obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action)
+        returns = returns + reward * active
+        lengths = lengths + active
+        active = active & ~(terminated | truncated)
+        return (obs, env_state, returns, lengths, active), None
+
+    zeros = jnp.zeros(num_episodes, jnp.float32)
+    carry = (obs, env_state, zeros, zeros.astype(jnp.int32), jnp.ones(num_episodes, bool))
+    (_, _, returns, lengths, _), _ = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
+    return {"returns": returns, "lengths": lengths}
