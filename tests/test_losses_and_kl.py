@@ -87,3 +87,17 @@ def test_k2_gradient_matches_reverse_kl_gradient_for_categoricals():
 
     logits_p = jnp.array([0.5, 0.1, -0.3])
     np.testing.assert_allclose(jax.grad(expected_k2)(logits_p), jax.grad(kl_closed)(logits_p), rtol=1e-5, atol=1e-7)
+
+
+def test_expected_estimators_equal_categorical_kl_exactly():
+    """Summing over all outcomes (no sampling): E_p[k1] = E_p[k3] = KL(p || q); E_p[k2] >= 0, and every
+    estimator is 0 where p = q."""
+    p = jax.nn.softmax(jnp.array([0.5, 0.1, -0.3, 1.2]))
+    q = jax.nn.softmax(jnp.array([0.2, -0.4, 1.0, 0.0]))
+    closed = float(jnp.sum(p * (jnp.log(p) - jnp.log(q))))
+    log_ratio = jnp.log(q) - jnp.log(p)
+    assert float(jnp.sum(p * kl_k1(log_ratio))) == pytest.approx(closed, rel=1e-5)
+    assert float(jnp.sum(p * kl_k3(log_ratio))) == pytest.approx(closed, rel=1e-5)
+    assert float(jnp.sum(p * kl_k2(log_ratio))) > 0.0
+    for name in ("k1", "k2", "k3"):
+        assert float(jnp.sum(p * kl_estimate(jnp.zeros(4), name))) == 0.0

@@ -1,8 +1,11 @@
 """Policy-gradient loss pieces shared by every agent: clipped surrogate, clipped value loss, normalisation.
 
 Each loss returns per-element values; the caller chooses how to aggregate them (a plain mean for PPO on
-gymnax, masked per-token means for language models), so there is one definition of each objective.
+gymnax, ``aggregate_loss`` over the valid steps of whole sequences for GRPO and language models), so there
+is one definition of each objective.
 """
+
+from typing import Literal
 
 import chex
 import jax
@@ -67,3 +70,35 @@ def clipped_value_loss(
         return 0.5 * unclipped
     values_clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
     return 0.5 * jnp.maximum(unclipped, jnp.square(values_clipped - targets))
+
+
+LossAggregation = Literal["grpo", "dapo", "dr_grpo"]
+LOSS_AGGREGATIONS: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")
+
+
+def aggregate_loss(
+    loss: jax.Array, mask: jax.Array, mode: LossAggregation, horizon: int, time_axis: int = 0
+) -> jax.Array:
+    """Reduces a per-step loss over sequences ``loss``, ``mask``: ``[T, B]`` (``time_axis=0``, control
+    rollouts) or ``[B, T]`` (``time_axis=1``, token sequences) to a scalar; only masked-in steps count.
+
+    - ``grpo``: mean over each sequence's valid steps, then mean over sequences (GRPO paper, eq. 3): a step
+      of a short sequence weighs more than a step of a long one.
+    - ``dapo``: mean over all valid steps of the batch (DAPO, arXiv 2503.14476, "token-level loss"):
+      every step weighs the same.
+    - ``dr_grpo``: sum over valid steps divided by the constant ``B * horizon`` (Dr. GRPO, arXiv 2503.20783):
+      no length normalisation at all, so the gradient scale does not depend on sequence lengths.
+    """
+    chex.assert_equal_shape((loss, mask))
+    chex.assert_rank(loss, 2)
+    if mode not in LOSS_AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {LOSS_AGGREGATIONS}")
+    weights = mask.astype(loss.dtype)
+    masked = loss * weights
+    if mode == "grpo":
+        per_sequence = jnp.sum(masked, axis=time_axis) / jnp.maximum(jnp.sum(weights, axis=time_axis), 1.0)
+        return jnp.mean(per_sequence)
+    if mode == "dapo":
+        return jnp.sum(masked) / jnp.maximum(jnp.sum(weights), 1.0)
+    num_sequences = loss.shape[1 - time_axis]
+    return jnp.sum(masked) / (num_sequences * horizon)
