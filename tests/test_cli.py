@@ -55,6 +55,21 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
         np.testing.assert_allclose(metrics[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_train_grpo_writes_its_group_metrics_and_a_curve_over_per_seed_env_steps(tmp_path, capsys):
+    out = tmp_path / "grpo"
+    flags = ["--num-updates", "3", "--num-groups", "2", "--group-size", "4", "--num-minibatches", "2"]
+    assert cli.main(["train", "grpo", "--seeds", "2", "--out", str(out), "--eval-episodes", "4", *flags]) == 0
+    for name in ("config.json", "metrics.csv", "summary.json", "learning_curve.png", "eval.npz"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = run.read_metrics_csv(out / "metrics.csv")
+    for name in ("group_return_std", "zero_spread_fraction", "clip_fraction", "entropy", "episode_length"):
+        assert metrics[name].shape == (2, 3), name
+    summary = json.loads((out / "summary.json").read_text())
+    low, high = summary["env_steps_per_seed_range"]
+    assert low <= summary["env_steps_per_seed"] <= high and [low, high] == sorted(metrics["env_steps"][:, -1])
+    assert "updates" in capsys.readouterr().err  # the progress bar counts updates: steps per update vary
+
+
 def test_config_file_then_flags_override(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"_source": "a note", "env": "Acrobot-v1", "num_envs": 8, "learning_rate": 1e-3}))

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.control.ppo import PPOConfig, make_evaluate, make_network, make_train, ppo_loss
+from purerl.control.policy import make_network
+from purerl.control.ppo import PPOConfig, make_evaluate, make_train, ppo_loss
 
 SMALL = PPOConfig(
     env="CartPole-v1",

@@ -36,7 +36,7 @@ class EnvSpec:
     action_dim: int
     action_low: float | None
     action_high: float | None
-    max_steps_in_episode: int
+    max_steps_in_episode: int | None  # None: the env sets no time limit
 
 
 def check_env_name(name: str) -> None:
@@ -54,8 +54,10 @@ def env_spec(name: str) -> EnvSpec:
     action_space = env.action_space(params)
     obs_shape = env.observation_space(params).shape
     obs_dim = math.prod(obs_shape)
+    max_steps = getattr(params, "max_steps_in_episode", None)
+    horizon = None if max_steps is None else int(max_steps)
     if isinstance(action_space, spaces.Discrete):
-        return EnvSpec(name, obs_dim, True, int(action_space.n), None, None, int(params.max_steps_in_episode))
+        return EnvSpec(name, obs_dim, True, int(action_space.n), None, None, horizon)
     return EnvSpec(
         name,
         obs_dim,
@@ -63,7 +65,7 @@ def env_spec(name: str) -> EnvSpec:
         int(action_space.shape[0]),
         float(jnp.min(action_space.low)),
         float(jnp.max(action_space.high)),
-        int(params.max_steps_in_episode),
+        horizon,
     )
 
 

@@ -30,6 +30,7 @@ from purerl.control.envs import (
     env_spec,
 )
 from purerl.control.evaluation import evaluate_episodes
+from purerl.control.policy import make_network
 from purerl.core.config import (
     doc,
     require_choice,
@@ -124,6 +125,10 @@ class PPOConfig:
         return self.num_envs * self.num_steps
 
     @property
+    def steps_per_update(self) -> int:
+        return self.batch_size
+
+    @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
 
@@ -159,17 +164,6 @@ class RunnerState(NamedTuple):
 
 
 LOSS_METRICS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction")
-
-
-def make_network(config: PPOConfig) -> ActorCritic:
-    spec = config.spec
-    return ActorCritic(
-        action_dim=spec.action_dim,
-        discrete=spec.discrete,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        log_std_init=0.0 if config.log_std_init is None else config.log_std_init,
-    )
 
 
 def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:

@@ -88,3 +88,18 @@ def bootstrap_mean_ci_curve(
         alpha = (1.0 - confidence) / 2.0
         low, high = np.nanquantile(means, [alpha, 1.0 - alpha], axis=0)
         return np.nanmean(curves, axis=0), low, high
+
+
+def interpolate_curves(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each run's curve ``values[i]`` over its own x values ``steps[i]`` (both ``[runs, points]``, increasing
+    x), linearly interpolated at the shared ``grid`` (GRPO's env steps per update differ between seeds)."""
+    return np.stack([np.interp(grid, x, y) for x, y in zip(np.asarray(steps), np.asarray(values), strict=True)])
+
+
+def common_step_grid(steps: np.ndarray) -> np.ndarray:
+    """The x values shared by all runs: the runs' own when they agree, else evenly spaced points over the
+    range every run covers."""
+    steps = np.asarray(steps, dtype=np.float64)
+    if np.all(steps == steps[:1]):
+        return steps[0]
+    return np.linspace(steps[:, 0].max(), steps[:, -1].min(), steps.shape[1])

@@ -1,7 +1,8 @@
 """``purerl`` command line.
 
     purerl train ppo --env CartPole-v1 --seeds 16 --total-timesteps 500000 --out runs/x
-    purerl train ppo --config experiments/ppo/cartpole.json --seeds 16 --out runs/cartpole
+    purerl train ppo --config experiments/ppo/CartPole-v1.json --seeds 16 --out runs/cartpole
+    purerl train grpo --env CartPole-v1 --group-size 8 --beta 0.04 --seeds 16 --out runs/grpo
 
 Every config field is a flag (``purerl train ppo --help`` lists them with defaults). Bad input stops with
 one line naming the value and what is allowed, before anything compiles.
@@ -32,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_summary(summary: dict, out: Path) -> None:
     evaluation, training = summary["eval"], summary["train"]
+    low, high = summary["env_steps_per_seed_range"]
+    spread = "" if low == high else f" (mean; {low:,} to {high:,} per seed)"
     print(
         f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x "
-        f"{summary['env_steps_per_seed']:,} env steps"
+        f"{summary['env_steps_per_seed']:,} env steps{spread}"
     )
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
     for label, stats in (("eval return", evaluation), ("train return", training)):

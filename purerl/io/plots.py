@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from purerl.core.stats import bootstrap_mean_ci_curve  # noqa: E402
+from purerl.core.stats import bootstrap_mean_ci_curve, common_step_grid, interpolate_curves  # noqa: E402
 
 
 def plot_learning_curve(
@@ -19,11 +19,15 @@ def plot_learning_curve(
     reference: dict[str, float] | None = None,
 ) -> None:
     """One line per entry of ``runs`` (label -> metrics of shape ``[seeds, updates]``); optional horizontal
-    reference lines (label -> value)."""
+    reference lines (label -> value). Seeds whose env steps differ (GRPO) are interpolated onto the steps
+    that all of them reached."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, metrics in runs.items():
-        steps = metrics["env_steps"][0]
-        mean, low, high = bootstrap_mean_ci_curve(metrics[metric])
+        steps = common_step_grid(metrics["env_steps"])
+        curves = metrics[metric]
+        if not np.all(metrics["env_steps"] == steps):
+            curves = interpolate_curves(metrics["env_steps"], curves, steps)
+        mean, low, high = bootstrap_mean_ci_curve(curves)
         (line,) = ax.plot(steps, mean, label=label, linewidth=1.5)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):

@@ -10,10 +10,12 @@ import numpy as np
 class ProgressBar:
     """``bar(update, returns)``: draws env steps, throughput and the mean latest return over seeds.
 
-    On a terminal it redraws one line; otherwise (CI logs, files) it prints a line every 10% of the run.
+    With ``steps_per_update=None`` (GRPO: episodes end early, so the steps per update vary) it counts updates
+    instead of env steps. On a terminal it redraws one line; otherwise (CI logs, files) it prints a line
+    every 10% of the run.
     """
 
-    def __init__(self, num_updates: int, steps_per_update: int, num_seeds: int, stream: TextIO | None = None):
+    def __init__(self, num_updates: int, steps_per_update: int | None, num_seeds: int, stream: TextIO | None = None):
         self.num_updates, self.steps_per_update, self.num_seeds = num_updates, steps_per_update, num_seeds
         self.stream = sys.stderr if stream is None else stream
         self.interactive = self.stream.isatty()
@@ -29,16 +31,17 @@ class ProgressBar:
         if not self.interactive and fraction < self.next_line_fraction and done != self.num_updates:
             return
         self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
-        steps = done * self.steps_per_update
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
-        sps = steps * self.num_seeds / elapsed
+        if self.steps_per_update is None:
+            count = f"{done:,}/{self.num_updates:,} updates  {done / elapsed:,.1f} updates/s"
+        else:
+            steps = done * self.steps_per_update
+            sps = steps * self.num_seeds / elapsed
+            count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
         mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
-        line = (
-            f"[{bar}] {fraction:4.0%}  {steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  "
-            f"{sps:,.0f} SPS  return {mean_return:.1f}"
-        )
+        line = f"[{bar}] {fraction:4.0%}  {count}  return {mean_return:.1f}"
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         self.stream.flush()
 

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from purerl.control import ppo
+from purerl.control import grpo, ppo
 from purerl.core.stats import summarize_runs
 from purerl.io.config_io import save_config
 from purerl.io.plots import plot_learning_curve
@@ -32,6 +32,7 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.make_train, ppo.make_evaluate),
+    "grpo": Algorithm(grpo.GRPOConfig, grpo.make_train, grpo.make_evaluate),
 }
 
 EVAL_STREAM = 1  # fold_in constant that derives a seed's evaluation key from its training key
@@ -59,7 +60,7 @@ def run_seeds(algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, s
     train_keys = seed_keys(base_seed, num_seeds)
     # Seed i trains with exactly train_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
-    bar = ProgressBar(config.num_updates, config.batch_size, num_seeds) if show_progress else None
+    bar = ProgressBar(config.num_updates, config.steps_per_update, num_seeds) if show_progress else None
     train = jax.jit(jax.vmap(algo.make_train(config, progress=bar)))
 
     if show_progress:
@@ -114,7 +115,7 @@ def train_return_per_seed(metrics: dict[str, np.ndarray], last_fraction: float =
 
 def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
     num_seeds = result.eval_returns.shape[0]
-    env_steps = int(result.metrics["env_steps"][0, -1])
+    final_env_steps = result.metrics["env_steps"][:, -1]  # equal across seeds for PPO, not for GRPO
     eval_per_seed = result.eval_returns.mean(axis=1)
     train_per_seed = train_return_per_seed(result.metrics)
     return {
@@ -123,7 +124,8 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
         "num_seeds": num_seeds,
         "base_seed": base_seed,
         "seed_keys": f"jax.random.split(jax.random.key({base_seed}), {num_seeds})",
-        "env_steps_per_seed": env_steps,
+        "env_steps_per_seed": round(float(final_env_steps.mean())),
+        "env_steps_per_seed_range": [int(final_env_steps.min()), int(final_env_steps.max())],
         "eval": {
             "protocol": f"{config.eval_episodes} episodes per seed, "
             + ("greedy (policy mode)" if config.eval_greedy else "stochastic policy"),
@@ -138,7 +140,7 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
-        "env_steps_per_second": env_steps * num_seeds / result.train_seconds,
+        "env_steps_per_second": float(final_env_steps.sum()) / result.train_seconds,
         "command": " ".join(sys.argv),
     } | environment_info()
 

@@ -1,0 +1,335 @@
+"""GRPO on gymnax: critic-free, group-relative policy optimisation; the whole run is one pure ``train(key)``.
+
+GRPO (Shao et al., DeepSeekMath, arXiv 2402.03300) replaces PPO's learned critic with a group baseline. In
+control a "prompt" is an initial state: each update resets ``num_groups`` groups of ``group_size``
+environments, every environment of a group from the same reset key (the same initial state), and rolls
+each out with its own action and env keys until its episode ends. The rollout is a fixed-length scan of
+the env's ``max_steps_in_episode`` steps, time-major ``[T, B]`` with ``B = num_groups * group_size``; steps
+after an episode's first ``terminated | truncated`` are masked out (gymnax auto-resets there, and those
+steps belong to no episode of the group). Episode returns (``outcome``) or per-step returns-to-go
+(``reward_to_go``) are normalised within each group to give the advantages; the loss is PPO's clipped
+surrogate plus an optional KL penalty to a reference policy, aggregated over each minibatch's valid steps.
+
+``make_train(config)`` returns ``train(key) -> (GRPOState, metrics)``; ``jax.jit(jax.vmap(train))(keys)``
+trains one agent per key, and seed ``i`` of that run equals ``train(keys[i])``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax.training.train_state import TrainState
+
+from purerl.control.envs import ClipAction, EnvSpec, VecEnv, check_env_name, env_spec
+from purerl.control.evaluation import evaluate_episodes
+from purerl.control.policy import make_network
+from purerl.core.config import (
+    doc,
+    require_choice,
+    require_divisible,
+    require_in_range,
+    require_non_negative,
+    require_positive,
+)
+from purerl.core.gae import gae
+from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
+from purerl.core.kl import KL_ESTIMATORS, kl_estimate, kl_k3
+from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
+from purerl.core.networks import ACTIVATIONS, ActorCritic
+from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
+from purerl.core.progress import ProgressFn, emit_progress
+
+ADVANTAGES = ("outcome", "reward_to_go")
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """GRPO hyperparameters. Defaults are tuned for CartPole-v1 (experiments/grpo/README.md)."""
+
+    env: str = doc("CartPole-v1", "gymnax environment id")
+    num_updates: int = doc(60, "updates (each one group batch of whole episodes)")
+    num_groups: int = doc(8, "groups per update: distinct initial states")
+    group_size: int = doc(8, "episodes per group, all from the group's initial state (G >= 2)")
+    update_epochs: int = doc(4, "passes over each group batch (mu)")
+    num_minibatches: int = doc(4, "minibatches of whole episodes per epoch; must divide num_groups*group_size")
+    learning_rate: float = doc(3e-3, "Adam learning rate (initial value when annealed)")
+    anneal_lr: bool = doc(False, "anneal the learning rate linearly to 0 over the updates")
+    adam_eps: float = doc(1e-5, "Adam epsilon")
+    max_grad_norm: float = doc(0.5, "global gradient-norm clip")
+    advantage: str = doc("outcome", "outcome: normalised episode return; reward_to_go: normalised per time index")
+    advantage_scale: str = doc("std", "std: divide by the group's std; none: mean-centred only (Dr. GRPO)")
+    gamma: float = doc(1.0, "discount of the returns that are compared within a group")
+    clip_eps: float = doc(0.2, "surrogate clip range below 1 (and above, unless clip_eps_high is set)")
+    clip_eps_high: float | None = doc(None, "surrogate clip range above 1 (DAPO's clip-higher); none = clip_eps")
+    ent_coef: float = doc(0.0, "entropy bonus coefficient")
+    beta: float = doc(0.0, "coefficient of the KL penalty to the reference policy; 0 skips the reference pass")
+    kl_estimator: str = doc("k3", "estimator of KL(pi || pi_ref): k1, k2 or k3 (Schulman 2020)")
+    ref_update_interval: int = doc(0, "reset the reference to the current policy every this many updates (0 = never)")
+    loss_aggregation: str = doc("grpo", "grpo: per-episode mean then mean; dapo: mean over steps; dr_grpo: sum / const")
+    hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the policy MLP")
+    activation: str = doc("tanh", "hidden activation: tanh or relu")
+    log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
+    eval_episodes: int = doc(128, "episodes per seed in the final evaluation")
+    eval_greedy: bool = doc(False, "evaluate the policy's mode instead of sampling")
+
+    def __post_init__(self) -> None:
+        check_env_name(self.env)
+        for name in (
+            "num_updates",
+            "num_groups",
+            "update_epochs",
+            "num_minibatches",
+            "learning_rate",
+            "adam_eps",
+            "max_grad_norm",
+            "eval_episodes",
+        ):
+            require_positive(name, getattr(self, name))
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (a group of one has no baseline), got {self.group_size!r}")
+        for name in ("clip_eps", "ent_coef", "beta", "ref_update_interval"):
+            require_non_negative(name, getattr(self, name))
+        if self.clip_eps_high is not None:
+            require_non_negative("clip_eps_high", self.clip_eps_high)
+        require_in_range("gamma", self.gamma, 0.0, 1.0)
+        require_divisible("num_groups*group_size", self.num_episodes, "num_minibatches", self.num_minibatches)
+        require_choice("advantage", self.advantage, ADVANTAGES)
+        require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
+        require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
+        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
+            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes!r}")
+        require_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if self.log_std_init is not None and self.spec.discrete:
+            raise ValueError(f"log_std_init is for continuous actions; {self.env} has discrete actions")
+        if self.spec.max_steps_in_episode is None:
+            raise ValueError(f"GRPO runs every episode to its end, but {self.env} has no finite horizon")
+
+    @cached_property
+    def spec(self) -> EnvSpec:
+        return env_spec(self.env)
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes per update, ``B = num_groups * group_size``."""
+        return self.num_groups * self.group_size
+
+    @property
+    def horizon(self) -> int:
+        """Steps in every rollout, ``T``: the env's ``max_steps_in_episode``."""
+        return self.spec.max_steps_in_episode
+
+    @property
+    def steps_per_update(self) -> None:
+        """Env steps per update vary with episode lengths (``metrics["env_steps"]`` counts them)."""
+        return None
+
+
+class Trajectory(NamedTuple):
+    """One group batch, ``[T, B, ...]``; every field is zero (or junk) where ``valid`` is false."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array  # of the rollout policy
+    reward: jax.Array  # raw, zeroed after the episode's end
+    valid: jax.Array  # the step belongs to the episode that started at t = 0
+
+
+class GRPOState(NamedTuple):
+    """Everything a run carries between updates: the whole state of one seed. No env state: every update
+    starts fresh episodes."""
+
+    train_state: TrainState
+    ref_params: Any  # the reference policy of the KL penalty (None when beta = 0)
+    key: jax.Array
+    env_steps: jax.Array  # valid env steps taken so far
+
+
+def make_env(config: GRPOConfig, num_envs: int, group_size: int = 1) -> Any:
+    env = VecEnv(config.env, num_envs, group_size)
+    if not config.spec.discrete:
+        env = ClipAction(env, config.spec.action_low, config.spec.action_high)
+    return env
+
+
+def rollout(env: Any, network: ActorCritic, params: Any, key: jax.Array, horizon: int) -> Trajectory:
+    """One episode in each env of ``env`` (a grouped ``VecEnv`` stack), as a ``horizon``-step scan."""
+    reset_key, steps_key = jax.random.split(key)
+    obs, env_state = env.reset(reset_key)  # each block of group_size envs shares one initial state
+
+    def step(carry, step_key):
+        obs, env_state, running = carry
+        action_key, env_key = jax.random.split(step_key)
+        dist = network.apply(params, obs, method=ActorCritic.policy)
+        action = dist.sample(seed=action_key)  # one independent sample per env
+        log_prob = dist.log_prob(action)
+        next_obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action)
+        transition = Trajectory(obs, action, log_prob, reward * running, running)
+        return (next_obs, env_state, running & ~(terminated | truncated)), transition
+
+    carry = (obs, env_state, jnp.ones(env.num_envs, bool))
+    _, trajectory = jax.lax.scan(step, carry, jax.random.split(steps_key, horizon))
+    return trajectory
+
+
+def compute_advantages(config: GRPOConfig, reward: jax.Array, valid: jax.Array) -> jax.Array:
+    """Group-relative advantages ``[T, B]`` of a group batch (``reward``, ``valid``: ``[T, B]``, consecutive
+    blocks of ``group_size`` episodes form a group)."""
+    steps, num_episodes = reward.shape
+    zeros = jnp.zeros_like(reward)
+    # GAE with V = 0 and lambda = 1 is the Monte-Carlo return-to-go; rewards after an episode's end are 0.
+    returns_to_go, _ = gae(reward, zeros, zeros, zeros, zeros, config.gamma, 1.0)
+    if config.advantage == "outcome":
+        # The whole episode's return, normalised within its group, is every step's advantage.
+        returns = returns_to_go[0].reshape(config.num_groups, config.group_size)
+        advantages = group_advantages(returns, scale=config.advantage_scale).reshape(num_episodes)
+        return jnp.broadcast_to(advantages, (steps, num_episodes)) * valid
+    # Process-style: at each time index, the returns-to-go of the group's episodes still running then.
+    grouped = (steps, config.num_groups, config.group_size)
+    advantages = group_advantages(returns_to_go.reshape(grouped), valid.reshape(grouped), scale=config.advantage_scale)
+    return advantages.reshape(steps, num_episodes)
+
+
+def grpo_loss(
+    params: Any, network: ActorCritic, config: GRPOConfig, minibatch: dict[str, jax.Array]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """GRPO's loss on a minibatch of whole episodes, ``[T, M, ...]`` arrays ``obs, action, log_prob`` (at
+    rollout time), ``advantages``, ``valid`` and, when ``beta > 0``, ``ref_log_prob``.
+
+    Per step: clipped surrogate - ent_coef * entropy + beta * KL estimate to the reference, reduced over the
+    valid steps by ``config.loss_aggregation``.
+    """
+    valid = minibatch["valid"]
+    dist = network.apply(params, minibatch["obs"], method=ActorCritic.policy)
+    log_prob = dist.log_prob(minibatch["action"])
+    log_ratio = log_prob - minibatch["log_prob"]
+    policy_loss, clipped = clipped_surrogate_loss(
+        log_ratio, minibatch["advantages"], config.clip_eps, config.clip_eps_high
+    )
+    entropy = dist.entropy()
+    per_step = policy_loss - config.ent_coef * entropy
+    stats = {}
+    if config.beta > 0:
+        # Samples come from pi, so KL(pi || pi_ref) takes log_ratio = log pi_ref - log pi (purerl.core.kl).
+        kl_ref = kl_estimate(minibatch["ref_log_prob"] - log_prob, config.kl_estimator)
+        per_step = per_step + config.beta * kl_ref
+        stats["kl_ref"] = masked_mean(kl_ref, valid)
+
+    def aggregate(x: jax.Array) -> jax.Array:
+        return aggregate_loss(x, valid, config.loss_aggregation, config.horizon)
+
+    loss = aggregate(per_step)
+    stats |= {
+        "loss": loss,
+        "policy_loss": aggregate(policy_loss),
+        "entropy": masked_mean(entropy, valid),
+        "approx_kl": masked_mean(kl_k3(log_ratio), valid),  # KL(pi_old || pi_new)
+        "clip_fraction": masked_mean(clipped, valid),
+    }
+    return loss, stats
+
+
+def make_train(
+    config: GRPOConfig, progress: ProgressFn | None = None
+) -> Callable[[jax.Array], tuple[GRPOState, dict[str, jax.Array]]]:
+    """Returns ``train(key) -> (GRPOState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
+
+    ``progress``, if given, is called on the host with the mean episode return of each seed every few updates.
+    """
+    network = make_network(config)
+    env = make_env(config, config.num_episodes, config.group_size)
+    num_updates, horizon, num_episodes = config.num_updates, config.horizon, config.num_episodes
+    minibatch_episodes = num_episodes // config.num_minibatches
+    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
+
+    def policy(params, obs):
+        return network.apply(params, obs, method=ActorCritic.policy)
+
+    def minibatch_step(train_state: TrainState, minibatch):
+        grads, stats = jax.grad(grpo_loss, has_aux=True)(train_state.params, network, config, minibatch)
+        return train_state.apply_gradients(grads=grads), stats
+
+    def epoch_step(train_state: TrainState, key: jax.Array, batch):
+        # Minibatches of whole episodes: shuffle the episode axis (1), keep time-major [T, M, ...] blocks.
+        permutation = jax.random.permutation(key, num_episodes)
+
+        def split(x):
+            x = x[:, permutation].reshape(horizon, config.num_minibatches, minibatch_episodes, *x.shape[2:])
+            return jnp.swapaxes(x, 0, 1)
+
+        train_state, stats = jax.lax.scan(minibatch_step, train_state, jax.tree.map(split, batch))
+        return train_state, jax.tree.map(jnp.mean, stats)
+
+    def update_step(state: GRPOState, update: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
+        key, rollout_key, epochs_key = jax.random.split(state.key, 3)
+        params = state.train_state.params
+        trajectory = rollout(env, network, params, rollout_key, horizon)
+        valid = trajectory.valid
+        batch = {
+            "obs": trajectory.obs,
+            "action": trajectory.action,
+            "log_prob": trajectory.log_prob,
+            "advantages": compute_advantages(config, trajectory.reward, valid),
+            "valid": valid,
+        }
+        ref_params = state.ref_params
+        if config.beta > 0:
+            if config.ref_update_interval > 0:
+                refresh = (update > 0) & (update % config.ref_update_interval == 0)
+                ref_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), params, ref_params)
+            batch["ref_log_prob"] = policy(ref_params, trajectory.obs).log_prob(trajectory.action)
+
+        learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
+        train_state = with_learning_rate(state.train_state, learning_rate)
+        train_state, epoch_stats = jax.lax.scan(
+            lambda ts, k: epoch_step(ts, k, batch), train_state, jax.random.split(epochs_key, config.update_epochs)
+        )
+        metrics = jax.tree.map(jnp.mean, epoch_stats)
+
+        returns = jnp.sum(trajectory.reward, axis=0)  # raw, undiscounted episode returns [B]
+        lengths = jnp.sum(valid, axis=0)
+        grouped_returns = returns.reshape(config.num_groups, config.group_size)
+        env_steps = state.env_steps + jnp.sum(lengths)
+        token = emit_progress(progress, update, jnp.mean(returns), num_updates)
+        metrics |= {
+            "episode_return": jnp.mean(returns) + token,
+            "episode_length": jnp.mean(lengths.astype(jnp.float32)),
+            "group_return_std": jnp.mean(jnp.std(grouped_returns, axis=1, ddof=1)),
+            "zero_spread_fraction": zero_spread_fraction(grouped_returns),
+            "learning_rate": learning_rate,
+            "env_steps": env_steps,
+        }
+        return GRPOState(train_state, ref_params, key, env_steps), metrics
+
+    def train(key: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
+        init_key, run_key = jax.random.split(key)
+        obs = jnp.zeros((1, config.spec.obs_dim), jnp.float32)
+        # Only the policy half of ActorCritic is initialised and applied: GRPO's parameters hold no critic
+        # (and the policy's initial weights equal PPO's for the same key).
+        params = network.init(init_key, obs, method=ActorCritic.policy)
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
+        ref_params = params if config.beta > 0 else None
+        state = GRPOState(train_state, ref_params, run_key, jnp.zeros((), jnp.int32))
+        return jax.lax.scan(update_step, state, jnp.arange(num_updates))
+
+    return train
+
+
+def make_evaluate(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], dict[str, jax.Array]]:
+    """Returns ``evaluate(state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes: one episode
+    in each of E fresh environments, with the stochastic policy (or its mode if ``eval_greedy``)."""
+    network = make_network(config)
+    eval_env = make_env(config, config.eval_episodes)
+
+    def evaluate(state: GRPOState, key: jax.Array) -> dict[str, jax.Array]:
+        params = state.train_state.params
+
+        def eval_policy(obs: jax.Array):
+            return network.apply(params, obs, method=ActorCritic.policy)
+
+        return evaluate_episodes(eval_policy, eval_env, key, config.horizon, config.eval_greedy)
+
+    return evaluate
