@@ -4,7 +4,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.core.stats import bootstrap_ci, bootstrap_mean_ci_curve, explained_variance, iqm, summarize_runs
+from purerl.core.stats import (
+    bootstrap_ci,
+    bootstrap_mean_ci_curve,
+    common_step_grid,
+    explained_variance,
+    interpolate_curves,
+    iqm,
+    summarize_runs,
+)
 
 
 def test_iqm_is_mean_of_middle_half_when_n_divisible_by_4():
@@ -52,3 +60,16 @@ def test_explained_variance():
     expected = 1.0 - residual_var / np.var([1.0, 2.0, 3.0, 4.0])
     assert float(explained_variance(jnp.array([1.5, 2.0, 2.5, 4.0]), targets)) == pytest.approx(expected)
     assert np.isnan(float(explained_variance(targets, jnp.ones(4))))
+
+
+def test_curves_over_different_steps_are_interpolated_on_the_range_all_runs_cover():
+    steps = np.array([[10, 20, 40], [15, 30, 35]])
+    values = np.array([[1.0, 2.0, 4.0], [0.0, 3.0, 1.0]])
+    grid = common_step_grid(steps)
+    np.testing.assert_allclose(grid, [15, 25, 35])
+    curves = interpolate_curves(steps, values, grid)
+    # by hand: run 0 is 1.5, 2.5, 3.5 there; run 1 is 0, 2, 1
+    np.testing.assert_allclose(curves, [[1.5, 2.5, 3.5], [0.0, 2.0, 1.0]])
+    assert np.isnan(interpolate_curves(steps, values, np.array([5.0, 38.0]))).tolist() == [[True, False], [True, True]]
+    same = np.array([[1, 2, 3], [1, 2, 3]])
+    np.testing.assert_array_equal(common_step_grid(same), [1, 2, 3])

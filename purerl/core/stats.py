@@ -92,8 +92,10 @@ def bootstrap_mean_ci_curve(
 
 def interpolate_curves(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Each run's curve ``values[i]`` over its own x values ``steps[i]`` (both ``[runs, points]``, increasing
-    x), linearly interpolated at the shared ``grid`` (GRPO's env steps per update differ between seeds)."""
-    return np.stack([np.interp(grid, x, y) for x, y in zip(np.asarray(steps), np.asarray(values), strict=True)])
+    x), linearly interpolated at the shared ``grid`` (GRPO's env steps per update differ between seeds).
+    Grid points outside a run's own range are NaN: never extrapolated."""
+    pairs = zip(np.asarray(steps), np.asarray(values), strict=True)
+    return np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in pairs])
 
 
 def common_step_grid(steps: np.ndarray) -> np.ndarray:
