@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from seed_checks import assert_vmapped_seed_equals_single_run
 
 from purerl.control import grpo
 from purerl.control.envs import EnvSpec
@@ -192,19 +193,8 @@ def test_kl_to_reference_is_zero_when_the_policy_is_the_reference():
 
 
 def test_same_key_same_result_and_vmapped_seed_equals_single_run():
-    train = make_train(SMALL)
     keys = jax.random.split(jax.random.key(7), 4)
-    batched_state, batched = jax.jit(jax.vmap(train))(keys)
-    single_state, single = jax.jit(train)(keys[1])
-    _, again = jax.jit(train)(keys[1])
-    for name in single:
-        np.testing.assert_array_equal(single[name], again[name], err_msg=name)
-        np.testing.assert_allclose(batched[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    for a, b in zip(
-        jax.tree.leaves(batched_state.train_state.params), jax.tree.leaves(single_state.train_state.params), strict=True
-    ):
-        np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(batched["episode_return"][0], batched["episode_return"][1])  # seeds differ
+    assert_vmapped_seed_equals_single_run(make_train(SMALL), keys, index=1)
 
 
 def test_metrics_are_per_update_and_env_steps_count_valid_steps():
@@ -265,3 +255,28 @@ def test_env_without_a_time_limit_is_rejected(monkeypatch):
     monkeypatch.setattr(grpo, "env_spec", lambda name: spec)
     with pytest.raises(ValueError, match="CartPole-v1 has no finite horizon"):
         GRPOConfig()
+
+
+def test_env_step_budget_freezes_each_seed_once_it_is_used():
+    budget = 150
+    config = dataclasses.replace(SMALL, num_updates=8, total_timesteps=budget, anneal_lr=True)
+    keys = jax.random.split(jax.random.key(5), 3)
+    states, metrics = jax.jit(jax.vmap(make_train(config)))(keys)
+    steps, training = np.asarray(metrics["env_steps"]), np.asarray(metrics["training"])
+    for seed in range(3):
+        trained = training[seed] == 1.0
+        last = int(trained.sum()) - 1
+        assert trained[: last + 1].all() and not trained[last + 1 :].any()  # a prefix of the updates trains
+        assert steps[seed, last] >= budget and (last == 0 or steps[seed, last - 1] < budget)
+        assert np.all(steps[seed, last:] == steps[seed, last])
+        steps_before = np.concatenate([[0], steps[seed, :last]])  # the learning rate anneals over the budget
+        np.testing.assert_allclose(
+            metrics["learning_rate"][seed, : last + 1], config.learning_rate * (1 - steps_before / budget), rtol=1e-5
+        )
+        # The final state is the state after the last training update: a run of exactly that many updates.
+        exact, _ = jax.jit(make_train(dataclasses.replace(config, num_updates=last + 1)))(keys[seed])
+        for a, b in zip(
+            jax.tree.leaves(states.train_state.params), jax.tree.leaves(exact.train_state.params), strict=True
+        ):
+            np.testing.assert_allclose(a[seed], b, rtol=1e-5, atol=1e-6)
+    assert training[:, 0].all() and not training[:, -1].any()  # with this budget every seed stops early

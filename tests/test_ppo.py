@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from seed_checks import assert_vmapped_seed_equals_single_run
 
 from purerl.control.policy import make_network
 from purerl.control.ppo import PPOConfig, make_evaluate, make_train, ppo_loss
@@ -74,19 +75,8 @@ def test_first_minibatch_of_an_update_has_ratio_one():
 
 
 def test_same_key_same_result_and_vmapped_seed_equals_single_run():
-    train = make_train(SMALL)
     keys = jax.random.split(jax.random.key(42), 4)  # 4 seeds: the count that hung jax 0.10 on 2-core CPUs
-    batched_state, batched = jax.jit(jax.vmap(train))(keys)
-    single_state, single = jax.jit(train)(keys[2])
-    _, again = jax.jit(train)(keys[2])
-    for name in single:
-        np.testing.assert_array_equal(single[name], again[name], err_msg=name)
-        np.testing.assert_allclose(batched[name][2], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    for a, b in zip(
-        jax.tree.leaves(batched_state.train_state.params), jax.tree.leaves(single_state.train_state.params), strict=True
-    ):
-        np.testing.assert_allclose(a[2], b, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(batched["episode_return"][0], batched["episode_return"][1])  # seeds differ
+    assert_vmapped_seed_equals_single_run(make_train(SMALL), keys, index=2)
 
 
 def test_metrics_are_per_update_scalars_and_env_steps_count_up():

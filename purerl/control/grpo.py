@@ -25,7 +25,7 @@ from flax.training.train_state import TrainState
 
 from purerl.control.envs import ClipAction, EnvSpec, VecEnv, check_env_name, env_spec
 from purerl.control.evaluation import evaluate_episodes
-from purerl.control.policy import make_network
+from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import (
     doc,
     require_choice,
@@ -38,7 +38,7 @@ from purerl.core.gae import gae
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_ESTIMATORS, kl_estimate, kl_k3
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
-from purerl.core.networks import ACTIVATIONS, ActorCritic
+from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
 from purerl.core.progress import ProgressFn, emit_progress
 
@@ -47,16 +47,19 @@ ADVANTAGES = ("outcome", "reward_to_go")
 
 @dataclass(frozen=True)
 class GRPOConfig:
-    """GRPO hyperparameters. Defaults are tuned for CartPole-v1 (experiments/grpo/README.md)."""
+    """GRPO hyperparameters. Defaults are the CartPole-v1 setting tuned in experiments/grpo/README.md."""
 
     env: str = doc("CartPole-v1", "gymnax environment id")
-    num_updates: int = doc(60, "updates (each one group batch of whole episodes)")
+    num_updates: int = doc(50, "updates (each one group batch of whole episodes)")
+    total_timesteps: int | None = doc(
+        None, "env-step budget per seed: a seed that has used it stops changing (none = every update trains)"
+    )
     num_groups: int = doc(8, "groups per update: distinct initial states")
-    group_size: int = doc(8, "episodes per group, all from the group's initial state (G >= 2)")
+    group_size: int = doc(4, "episodes per group, all from the group's initial state (G >= 2)")
     update_epochs: int = doc(4, "passes over each group batch (mu)")
     num_minibatches: int = doc(4, "minibatches of whole episodes per epoch; must divide num_groups*group_size")
-    learning_rate: float = doc(3e-3, "Adam learning rate (initial value when annealed)")
-    anneal_lr: bool = doc(False, "anneal the learning rate linearly to 0 over the updates")
+    learning_rate: float = doc(1e-2, "Adam learning rate (initial value when annealed)")
+    anneal_lr: bool = doc(False, "anneal the learning rate linearly to 0 over the updates (or the env-step budget)")
     adam_eps: float = doc(1e-5, "Adam epsilon")
     max_grad_norm: float = doc(0.5, "global gradient-norm clip")
     advantage: str = doc("outcome", "outcome: normalised episode return; reward_to_go: normalised per time index")
@@ -94,17 +97,15 @@ class GRPOConfig:
             require_non_negative(name, getattr(self, name))
         if self.clip_eps_high is not None:
             require_non_negative("clip_eps_high", self.clip_eps_high)
+        if self.total_timesteps is not None:
+            require_positive("total_timesteps", self.total_timesteps)
         require_in_range("gamma", self.gamma, 0.0, 1.0)
         require_divisible("num_groups*group_size", self.num_episodes, "num_minibatches", self.num_minibatches)
         require_choice("advantage", self.advantage, ADVANTAGES)
         require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
         require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
-        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
-            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes!r}")
-        require_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if self.log_std_init is not None and self.spec.discrete:
-            raise ValueError(f"log_std_init is for continuous actions; {self.env} has discrete actions")
+        check_network_fields(self)
         if self.spec.max_steps_in_episode is None:
             raise ValueError(f"GRPO runs every episode to its end, but {self.env} has no finite horizon")
 
@@ -282,7 +283,12 @@ def make_train(
                 ref_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), params, ref_params)
             batch["ref_log_prob"] = policy(ref_params, trajectory.obs).log_prob(trajectory.action)
 
-        learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
+        if config.total_timesteps is None:
+            learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
+        else:  # anneal over the env-step budget, as PPO does over its (fixed-size) updates
+            learning_rate = linear_annealing(
+                config.learning_rate, state.env_steps, config.total_timesteps, config.anneal_lr
+            )
         train_state = with_learning_rate(state.train_state, learning_rate)
         train_state, epoch_stats = jax.lax.scan(
             lambda ts, k: epoch_step(ts, k, batch), train_state, jax.random.split(epochs_key, config.update_epochs)
@@ -302,7 +308,15 @@ def make_train(
             "learning_rate": learning_rate,
             "env_steps": env_steps,
         }
-        return GRPOState(train_state, ref_params, key, env_steps), metrics
+        new_state = GRPOState(train_state, ref_params, key, env_steps)
+        if config.total_timesteps is not None:
+            # Episodes end at different times, so seeds reach the env-step budget at different updates. A seed
+            # past its budget keeps its whole state (its final policy is the one at the budget) while the other
+            # vmapped seeds go on; its later rollouts still run and report that frozen policy's returns.
+            training = state.env_steps < config.total_timesteps
+            new_state = jax.tree.map(lambda new, old: jnp.where(training, new, old), new_state, state)
+            metrics |= {"env_steps": new_state.env_steps, "training": training.astype(jnp.float32)}
+        return new_state, metrics
 
     def train(key: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
         init_key, run_key = jax.random.split(key)

@@ -4,7 +4,8 @@
 from typing import Protocol
 
 from purerl.control.envs import EnvSpec
-from purerl.core.networks import ActorCritic
+from purerl.core.config import require_choice
+from purerl.core.networks import ACTIVATIONS, ActorCritic
 
 
 class NetworkConfig(Protocol):
@@ -12,6 +13,15 @@ class NetworkConfig(Protocol):
     hidden_sizes: tuple[int, ...]
     activation: str
     log_std_init: float | None
+
+
+def check_network_fields(config: NetworkConfig) -> None:
+    """One-line errors for bad network fields (called by the configs' ``__post_init__``)."""
+    if not config.hidden_sizes or min(config.hidden_sizes) <= 0:
+        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes!r}")
+    require_choice("activation", config.activation, tuple(ACTIVATIONS))
+    if config.log_std_init is not None and config.spec.discrete:
+        raise ValueError(f"log_std_init is for continuous actions; {config.spec.name} has discrete actions")
 
 
 def make_network(config: NetworkConfig) -> ActorCritic:

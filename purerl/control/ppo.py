@@ -30,10 +30,9 @@ from purerl.control.envs import (
     env_spec,
 )
 from purerl.control.evaluation import evaluate_episodes
-from purerl.control.policy import make_network
+from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import (
     doc,
-    require_choice,
     require_divisible,
     require_in_range,
     require_non_negative,
@@ -42,7 +41,7 @@ from purerl.core.config import (
 from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
-from purerl.core.networks import ACTIVATIONS, ActorCritic
+from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
 from purerl.core.progress import ProgressFn, emit_progress
 from purerl.core.stats import explained_variance
@@ -110,11 +109,7 @@ class PPOConfig:
             )
         if self.target_kl is not None:
             require_positive("target_kl", self.target_kl)
-        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
-            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes!r}")
-        require_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if self.log_std_init is not None and self.spec.discrete:
-            raise ValueError(f"log_std_init is for continuous actions; {self.env} has discrete actions")
+        check_network_fields(self)
 
     @cached_property
     def spec(self) -> EnvSpec:

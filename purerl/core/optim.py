@@ -16,11 +16,12 @@ def make_optimizer(learning_rate: float, max_grad_norm: float, adam_eps: float) 
     )
 
 
-def linear_annealing(learning_rate: float, update: jax.Array, num_updates: int, anneal: bool) -> jax.Array:
-    """Learning rate for update ``update`` (0-based): decays linearly to 0 over ``num_updates`` if ``anneal``."""
+def linear_annealing(learning_rate: float, done: jax.Array, total: int, anneal: bool) -> jax.Array:
+    """The learning rate once ``done`` of ``total`` units of training (updates, or env steps) have passed:
+    decays linearly from ``learning_rate`` to 0 if ``anneal``, else constant."""
     if not anneal:
         return jnp.asarray(learning_rate, jnp.float32)
-    return learning_rate * (1.0 - update / num_updates)
+    return learning_rate * (1.0 - done / total)
 
 
 def with_learning_rate(train_state: TrainState, learning_rate: jax.Array) -> TrainState:
