@@ -36,7 +36,11 @@ def plot_learning_curve(
     ax.set_ylabel(metric.replace("_", " ") + " (mean, 95% CI)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if len(runs) > 4:  # many lines: the legend goes beside the plot instead of over the curves
+        fig.set_size_inches(10.0, 4.0)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    else:
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
