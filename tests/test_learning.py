@@ -54,9 +54,10 @@ def test_ppo_improves_clearly_on_continuous_pendulum():
 
 @pytest.mark.timeout(240)
 def test_grpo_learns_cartpole_without_a_critic():
-    config = experiment_config("CartPole-v1", grpo.GRPOConfig, "grpo", num_updates=20, eval_episodes=32)
+    # 26 updates: about 150k-210k env steps, within the config's 300k budget (eval 475 and 500 on these seeds).
+    config = experiment_config("CartPole-v1", grpo.GRPOConfig, "grpo", num_updates=26, eval_episodes=32)
     returns, metrics = train_and_evaluate(config, num_seeds=2, algorithm=grpo)
     episode_return = np.asarray(metrics["episode_return"])
     assert episode_return[:, 0].mean() < 40, episode_return[:, 0]  # a near-uniform policy at the start
-    assert returns.mean() >= 300, returns
+    assert returns.mean() >= 400, returns
     assert episode_return[:, -3:].mean() >= 300  # the last updates' 32 episodes per seed agree
