@@ -38,6 +38,7 @@ class ProgressBar:
             steps = done * self.steps_per_update
             sps = steps * self.num_seeds / elapsed
             count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
+        returns = returns[: self.num_seeds]  # without the padding of a seed count split over devices
         mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from purerl.control import grpo, ppo
+from purerl.core.sharding import seed_mesh, shard_seeds, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.config_io import save_config
 from purerl.io.plots import plot_learning_curve
@@ -54,17 +55,25 @@ def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.key(base_seed), num_seeds)
 
 
-def run_seeds(algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, show_progress: bool = True) -> RunResult:
-    """Trains ``num_seeds`` agents in one ``jit(vmap(train))`` and evaluates each final policy."""
+def run_seeds(
+    algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, show_progress: bool = True, mesh=None
+) -> RunResult:
+    """Trains ``num_seeds`` agents in one ``jit(vmap(train))`` and evaluates each final policy.
+
+    The seeds are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the
+    results are the same as on one device, up to float reassociation."""
     algo = ALGORITHMS[algorithm]
+    mesh = seed_mesh() if mesh is None else mesh
     train_keys = seed_keys(base_seed, num_seeds)
     # Seed i trains with exactly train_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
+    train_keys, eval_keys = shard_seeds((train_keys, eval_keys), mesh)
     bar = ProgressBar(config.num_updates, config.steps_per_update, num_seeds) if show_progress else None
     train = jax.jit(jax.vmap(algo.make_train(config, progress=bar)))
 
     if show_progress:
-        print(f"compiling {algorithm} on {config.env} for {num_seeds} seeds ...", file=sys.stderr, flush=True)
+        devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
+        print(f"compiling {algorithm} on {config.env} for {num_seeds} seeds{devices} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     compiled = train.lower(train_keys).compile()
     compile_seconds = time.perf_counter() - start
@@ -79,6 +88,7 @@ def run_seeds(algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, s
     start = time.perf_counter()
     evaluation = jax.block_until_ready(jax.jit(jax.vmap(algo.make_evaluate(config)))(final_state, eval_keys))
     eval_seconds = time.perf_counter() - start
+    metrics, evaluation = unpad((metrics, evaluation), num_seeds)
     return RunResult(
         {k: np.asarray(v) for k, v in metrics.items()},
         np.asarray(evaluation["returns"]),
