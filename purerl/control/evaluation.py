@@ -11,6 +11,13 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+
+def select_seed(tree: Any, seed: int) -> Any:
+    """Seed ``seed``'s slice of a vmapped run's state (or metrics): every leaf indexed on its leading axis.
+    The result works with a single-seed ``make_policy``/``make_evaluate``, unbatched."""
+    return jax.tree.map(lambda x: x[seed], tree)
+
+
 PolicyFn = Callable[[jax.Array], distrax.Distribution]
 """``policy(obs [E, obs_dim]) -> distribution over actions``, with any observation preprocessing applied."""
 

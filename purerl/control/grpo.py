@@ -16,7 +16,7 @@ trains one agent per key, and seed ``i`` of that run equals ``train(keys[i])``.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -332,18 +332,24 @@ def make_train(
     return train
 
 
+def make_policy(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], Any]:
+    """Returns ``policy(state, obs [N, obs_dim]) -> distribution over actions`` of one seed's state (take a
+    seed out of a vmapped run with ``purerl.control.evaluation.select_seed``)."""
+    network = make_network(config)
+
+    def policy(state: GRPOState, obs: jax.Array):
+        return network.apply(state.train_state.params, obs, method=ActorCritic.policy)
+
+    return policy
+
+
 def make_evaluate(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], dict[str, jax.Array]]:
     """Returns ``evaluate(state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes: one episode
     in each of E fresh environments, with the stochastic policy (or its mode if ``eval_greedy``)."""
-    network = make_network(config)
+    policy = make_policy(config)
     eval_env = make_env(config, config.eval_episodes)
 
     def evaluate(state: GRPOState, key: jax.Array) -> dict[str, jax.Array]:
-        params = state.train_state.params
-
-        def eval_policy(obs: jax.Array):
-            return network.apply(params, obs, method=ActorCritic.policy)
-
-        return evaluate_episodes(eval_policy, eval_env, key, config.horizon, config.eval_greedy)
+        return evaluate_episodes(partial(policy, state), eval_env, key, config.horizon, config.eval_greedy)
 
     return evaluate

@@ -12,7 +12,7 @@ Implementation Details of PPO", ICLR blog track 2022); each is named where it is
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -345,25 +345,34 @@ def make_train(
     return train
 
 
+def make_policy(config: PPOConfig) -> Callable[[RunnerState, jax.Array], Any]:
+    """Returns ``policy(runner_state, obs [N, obs_dim]) -> distribution over actions`` of one seed's state,
+    with the run's frozen observation statistics applied (take a seed out of a vmapped run with
+    ``purerl.control.evaluation.select_seed``)."""
+    network = make_network(config)
+    train_env = make_env(config, config.num_envs, training=True)
+
+    def policy(runner: RunnerState, obs: jax.Array):
+        obs_stats = train_env.observation_stats(runner.env_state)
+        if obs_stats is not None:
+            obs = obs_stats.normalize(obs, config.obs_clip)
+        return network.apply(runner.train_state.params, obs, method=ActorCritic.policy)
+
+    return policy
+
+
 def make_evaluate(config: PPOConfig) -> Callable[[RunnerState, jax.Array], dict[str, jax.Array]]:
     """Returns ``evaluate(runner_state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
 
     One episode in each of E fresh environments (``evaluate_episodes``), with the stochastic policy (or its
     mode if ``eval_greedy``) and the training run's frozen observation statistics.
     """
-    network = make_network(config)
-    train_env = make_env(config, config.num_envs, training=True)
+    policy = make_policy(config)
     eval_env = make_env(config, config.eval_episodes, training=False)
 
     def evaluate(runner: RunnerState, key: jax.Array) -> dict[str, jax.Array]:
-        params = runner.train_state.params
-        obs_stats = train_env.observation_stats(runner.env_state)
-
-        def policy(obs: jax.Array):
-            if obs_stats is not None:
-                obs = obs_stats.normalize(obs, config.obs_clip)
-            return network.apply(params, obs, method=ActorCritic.policy)
-
-        return evaluate_episodes(policy, eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy)
+        return evaluate_episodes(
+            partial(policy, runner), eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy
+        )
 
     return evaluate

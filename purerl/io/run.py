@@ -42,6 +42,7 @@ VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymna
 
 @dataclass
 class RunResult:
+    final_state: Any  # every seed's final training state, leading axis = seed (select_seed picks one)
     metrics: dict[str, np.ndarray]  # name -> [seeds, updates]
     eval_returns: np.ndarray  # [seeds, episodes]
     eval_lengths: np.ndarray
@@ -88,8 +89,9 @@ def run_seeds(
     start = time.perf_counter()
     evaluation = jax.block_until_ready(jax.jit(jax.vmap(algo.make_evaluate(config)))(final_state, eval_keys))
     eval_seconds = time.perf_counter() - start
-    metrics, evaluation = unpad((metrics, evaluation), num_seeds)
+    final_state, metrics, evaluation = unpad((final_state, metrics, evaluation), num_seeds)
     return RunResult(
+        final_state,
         {k: np.asarray(v) for k, v in metrics.items()},
         np.asarray(evaluation["returns"]),
         np.asarray(evaluation["lengths"]),

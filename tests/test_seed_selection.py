@@ -1,0 +1,32 @@
+"""Taking one seed out of a many-seed run: its state evaluates and acts like the run said it would."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.control import grpo, ppo
+from purerl.control.evaluation import select_seed
+from purerl.io.run import ALGORITHMS, EVAL_STREAM, run_seeds, seed_keys
+
+CONFIGS = {
+    "ppo": ppo.PPOConfig(
+        total_timesteps=4 * 32 * 3, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, eval_episodes=4
+    ),
+    "grpo": grpo.GRPOConfig(num_updates=2, num_groups=2, group_size=2, num_minibatches=2, eval_episodes=4),
+}
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_selected_seed_evaluates_like_the_run_and_its_policy_acts(algorithm):
+    config = CONFIGS[algorithm]
+    module = ALGORITHMS[algorithm]
+    result = run_seeds(algorithm, config, 3, base_seed=5, show_progress=False)
+    state = select_seed(result.final_state, 1)
+    eval_key = jax.random.fold_in(seed_keys(5, 3)[1], EVAL_STREAM)
+    evaluation = jax.jit(module.make_evaluate(config))(state, eval_key)
+    np.testing.assert_allclose(evaluation["returns"], result.eval_returns[1], rtol=1e-6)
+    make_policy = {"ppo": ppo.make_policy, "grpo": grpo.make_policy}[algorithm]
+    dist = make_policy(config)(state, jnp.zeros((7, config.spec.obs_dim)))
+    actions = dist.sample(seed=jax.random.key(0))
+    assert actions.shape == (7,) and np.all((np.asarray(actions) >= 0) & (np.asarray(actions) < 2))
