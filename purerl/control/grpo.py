@@ -298,24 +298,24 @@ def make_train(
         returns = jnp.sum(trajectory.reward, axis=0)  # raw, undiscounted episode returns [B]
         lengths = jnp.sum(valid, axis=0)
         grouped_returns = returns.reshape(config.num_groups, config.group_size)
-        env_steps = state.env_steps + jnp.sum(lengths)
-        token = emit_progress(progress, update, jnp.mean(returns), num_updates)
-        metrics |= {
-            "episode_return": jnp.mean(returns) + token,
-            "episode_length": jnp.mean(lengths.astype(jnp.float32)),
-            "group_return_std": jnp.mean(jnp.std(grouped_returns, axis=1, ddof=1)),
-            "zero_spread_fraction": zero_spread_fraction(grouped_returns),
-            "learning_rate": learning_rate,
-            "env_steps": env_steps,
-        }
-        new_state = GRPOState(train_state, ref_params, key, env_steps)
+        new_state = GRPOState(train_state, ref_params, key, state.env_steps + jnp.sum(lengths))
         if config.total_timesteps is not None:
             # Episodes end at different times, so seeds reach the env-step budget at different updates. A seed
             # past its budget keeps its whole state (its final policy is the one at the budget) while the other
             # vmapped seeds go on; its later rollouts still run and report that frozen policy's returns.
             training = state.env_steps < config.total_timesteps
             new_state = jax.tree.map(lambda new, old: jnp.where(training, new, old), new_state, state)
-            metrics |= {"env_steps": new_state.env_steps, "training": training.astype(jnp.float32)}
+            metrics["training"] = training.astype(jnp.float32)
+        mean_return = jnp.mean(returns)
+        token = emit_progress(progress, update, mean_return, num_updates)
+        metrics |= {
+            "episode_return": mean_return + token,
+            "episode_length": jnp.mean(lengths.astype(jnp.float32)),
+            "group_return_std": jnp.mean(jnp.std(grouped_returns, axis=1, ddof=1)),
+            "zero_spread_fraction": zero_spread_fraction(grouped_returns),
+            "learning_rate": learning_rate,
+            "env_steps": new_state.env_steps,
+        }
         return new_state, metrics
 
     def train(key: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:

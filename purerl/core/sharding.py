@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 SEED_AXIS = "seeds"
@@ -37,7 +38,7 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     def place(x: jax.Array) -> jax.Array:
         padding = padded_count(x.shape[0], mesh) - x.shape[0]
         if padding:
-            x = jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], padding, axis=0)])
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], padding, axis=0)])
         return jax.device_put(x, sharding)
 
     return jax.tree.map(place, tree)
