@@ -11,13 +11,14 @@ steps belong to no episode of the group). Episode returns (``outcome``) or per-s
 surrogate plus an optional KL penalty to a reference policy, aggregated over each minibatch's valid steps.
 
 ``make_train(config)`` returns ``train(key) -> (GRPOState, metrics)``; ``jax.jit(jax.vmap(train))(keys)``
-trains one agent per key, and seed ``i`` of that run equals ``train(keys[i])``.
+trains one agent per key, and seed ``i`` of that run equals ``train(keys[i])``. As in PPO, ``make_init`` and
+``make_update`` are the two halves that ``train`` scans, for runs in checkpointed chunks.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,12 +28,14 @@ from purerl.control.envs import ClipAction, EnvSpec, VecEnv, check_env_name, env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import (
+    check_hyperparams,
     doc,
     require_choice,
     require_divisible,
     require_in_range,
     require_non_negative,
     require_positive,
+    with_hyperparams,
 )
 from purerl.core.gae import gae
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
@@ -48,6 +51,10 @@ ADVANTAGES = ("outcome", "reward_to_go")
 @dataclass(frozen=True)
 class GRPOConfig:
     """GRPO hyperparameters. Defaults are the CartPole-v1 setting tuned in experiments/grpo/README.md."""
+
+    # Fields a sweep may vary inside one compiled program (carried as arrays in the state; see ``make_init``).
+    # A swept beta needs the reference pass compiled in: the sweep builds its base config with the largest beta.
+    SWEEPABLE: ClassVar[tuple[str, ...]] = ("learning_rate", "gamma", "clip_eps", "clip_eps_high", "ent_coef", "beta")
 
     env: str = doc("CartPole-v1", "gymnax environment id")
     num_updates: int = doc(50, "updates (each one group batch of whole episodes)")
@@ -147,6 +154,7 @@ class GRPOState(NamedTuple):
     ref_params: Any  # the reference policy of the KL penalty (None when beta = 0)
     key: jax.Array
     env_steps: jax.Array  # valid env steps taken so far
+    hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
 
 
 def make_env(config: GRPOConfig, num_envs: int, group_size: int = 1) -> Any:
@@ -213,7 +221,7 @@ def grpo_loss(
     entropy = dist.entropy()
     per_step = policy_loss - config.ent_coef * entropy
     stats = {}
-    if config.beta > 0:
+    if "ref_log_prob" in minibatch:  # beta > 0 (a Python branch: beta may be a traced sweep value here)
         # Samples come from pi, so KL(pi || pi_ref) takes log_ratio = log pi_ref - log pi (purerl.core.kl).
         kl_ref = kl_estimate(minibatch["ref_log_prob"] - log_prob, config.kl_estimator)
         per_step = per_step + config.beta * kl_ref
@@ -233,10 +241,40 @@ def grpo_loss(
     return loss, stats
 
 
-def make_train(
+def make_init(config: GRPOConfig) -> Callable[..., GRPOState]:
+    """Returns ``init(key, hparams=None) -> GRPOState``: fresh policy parameters and optimiser.
+
+    ``hparams`` maps ``GRPOConfig.SWEEPABLE`` fields to scalars that replace the config's values for this run;
+    they live in the state, so ``jax.vmap(init)(keys, hparams)`` sets up one sweep point per run.
+    """
+    network = make_network(config)
+    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
+
+    def init(key: jax.Array, hparams: dict[str, Any] | None = None) -> GRPOState:
+        hparams = {} if hparams is None else hparams
+        check_hyperparams(config, hparams)
+        if "clip_eps_high" in hparams and config.clip_eps_high is None:
+            raise ValueError("clip_eps_high can be swept only when the base config sets it (none compiles no branch)")
+        if "beta" in hparams and not config.beta > 0:
+            raise ValueError("beta can be swept only when the base config has beta > 0 (0 compiles no reference pass)")
+        init_key, run_key = jax.random.split(key)
+        obs = jnp.zeros((1, config.spec.obs_dim), jnp.float32)
+        # Only the policy half of ActorCritic is initialised and applied: GRPO's parameters hold no critic
+        # (and the policy's initial weights equal PPO's for the same key).
+        params = network.init(init_key, obs, method=ActorCritic.policy)
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
+        ref_params = params if config.beta > 0 else None
+        hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
+        return GRPOState(train_state, ref_params, run_key, jnp.zeros((), jnp.int32), hparams)
+
+    return init
+
+
+def make_update(
     config: GRPOConfig, progress: ProgressFn | None = None
-) -> Callable[[jax.Array], tuple[GRPOState, dict[str, jax.Array]]]:
-    """Returns ``train(key) -> (GRPOState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
+) -> Callable[[GRPOState, jax.Array], tuple[GRPOState, dict[str, jax.Array]]]:
+    """Returns ``update(state, update_index) -> (state, metrics)``: one group batch and its epochs of
+    minibatch steps; ``metrics`` maps names to scalars.
 
     ``progress``, if given, is called on the host with the mean episode return of each seed every few updates.
     """
@@ -244,16 +282,16 @@ def make_train(
     env = make_env(config, config.num_episodes, config.group_size)
     num_updates, horizon, num_episodes = config.num_updates, config.horizon, config.num_episodes
     minibatch_episodes = num_episodes // config.num_minibatches
-    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
 
     def policy(params, obs):
         return network.apply(params, obs, method=ActorCritic.policy)
 
-    def minibatch_step(train_state: TrainState, minibatch):
-        grads, stats = jax.grad(grpo_loss, has_aux=True)(train_state.params, network, config, minibatch)
+    # ``hp`` below is the config with this run's swept hyperparameters (traced) in place.
+    def minibatch_step(hp: GRPOConfig, train_state: TrainState, minibatch):
+        grads, stats = jax.grad(grpo_loss, has_aux=True)(train_state.params, network, hp, minibatch)
         return train_state.apply_gradients(grads=grads), stats
 
-    def epoch_step(train_state: TrainState, key: jax.Array, batch):
+    def epoch_step(hp: GRPOConfig, batch, train_state: TrainState, key: jax.Array):
         # Minibatches of whole episodes: shuffle the episode axis (1), keep time-major [T, M, ...] blocks.
         permutation = jax.random.permutation(key, num_episodes)
 
@@ -261,10 +299,11 @@ def make_train(
             x = x[:, permutation].reshape(horizon, config.num_minibatches, minibatch_episodes, *x.shape[2:])
             return jnp.swapaxes(x, 0, 1)
 
-        train_state, stats = jax.lax.scan(minibatch_step, train_state, jax.tree.map(split, batch))
+        train_state, stats = jax.lax.scan(partial(minibatch_step, hp), train_state, jax.tree.map(split, batch))
         return train_state, jax.tree.map(jnp.mean, stats)
 
     def update_step(state: GRPOState, update: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
+        hp = with_hyperparams(config, state.hparams)
         key, rollout_key, epochs_key = jax.random.split(state.key, 3)
         params = state.train_state.params
         trajectory = rollout(env, network, params, rollout_key, horizon)
@@ -273,7 +312,7 @@ def make_train(
             "obs": trajectory.obs,
             "action": trajectory.action,
             "log_prob": trajectory.log_prob,
-            "advantages": compute_advantages(config, trajectory.reward, valid),
+            "advantages": compute_advantages(hp, trajectory.reward, valid),
             "valid": valid,
         }
         ref_params = state.ref_params
@@ -284,21 +323,19 @@ def make_train(
             batch["ref_log_prob"] = policy(ref_params, trajectory.obs).log_prob(trajectory.action)
 
         if config.total_timesteps is None:
-            learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
+            learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
         else:  # anneal over the env-step budget, as PPO does over its (fixed-size) updates
-            learning_rate = linear_annealing(
-                config.learning_rate, state.env_steps, config.total_timesteps, config.anneal_lr
-            )
+            learning_rate = linear_annealing(hp.learning_rate, state.env_steps, config.total_timesteps, config.anneal_lr)
         train_state = with_learning_rate(state.train_state, learning_rate)
         train_state, epoch_stats = jax.lax.scan(
-            lambda ts, k: epoch_step(ts, k, batch), train_state, jax.random.split(epochs_key, config.update_epochs)
+            partial(epoch_step, hp, batch), train_state, jax.random.split(epochs_key, config.update_epochs)
         )
         metrics = jax.tree.map(jnp.mean, epoch_stats)
 
         returns = jnp.sum(trajectory.reward, axis=0)  # raw, undiscounted episode returns [B]
         lengths = jnp.sum(valid, axis=0)
         grouped_returns = returns.reshape(config.num_groups, config.group_size)
-        new_state = GRPOState(train_state, ref_params, key, state.env_steps + jnp.sum(lengths))
+        new_state = GRPOState(train_state, ref_params, key, state.env_steps + jnp.sum(lengths), state.hparams)
         if config.total_timesteps is not None:
             # Episodes end at different times, so seeds reach the env-step budget at different updates. A seed
             # past its budget keeps its whole state (its final policy is the one at the budget) while the other
@@ -318,16 +355,18 @@ def make_train(
         }
         return new_state, metrics
 
-    def train(key: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
-        init_key, run_key = jax.random.split(key)
-        obs = jnp.zeros((1, config.spec.obs_dim), jnp.float32)
-        # Only the policy half of ActorCritic is initialised and applied: GRPO's parameters hold no critic
-        # (and the policy's initial weights equal PPO's for the same key).
-        params = network.init(init_key, obs, method=ActorCritic.policy)
-        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
-        ref_params = params if config.beta > 0 else None
-        state = GRPOState(train_state, ref_params, run_key, jnp.zeros((), jnp.int32))
-        return jax.lax.scan(update_step, state, jnp.arange(num_updates))
+    return update_step
+
+
+def make_train(
+    config: GRPOConfig, progress: ProgressFn | None = None
+) -> Callable[..., tuple[GRPOState, dict[str, jax.Array]]]:
+    """Returns ``train(key, hparams=None) -> (GRPOState, metrics)``: ``init`` then a ``lax.scan`` of
+    ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays."""
+    init, update = make_init(config), make_update(config, progress)
+
+    def train(key: jax.Array, hparams: dict[str, Any] | None = None) -> tuple[GRPOState, dict[str, jax.Array]]:
+        return jax.lax.scan(update, init(key, hparams), jnp.arange(config.num_updates))
 
     return train
 

@@ -1,10 +1,11 @@
 """PPO on gymnax: the whole training run is one pure function ``train(key)``.
 
-``make_train(config)`` builds the environment, network and optimiser once and returns ``train``; inside
-it a ``lax.scan`` over updates runs, per update: a ``lax.scan`` rollout of ``num_steps`` steps in
-``num_envs`` environments (time-major ``[T, B, ...]``), truncation-aware GAE, and ``update_epochs`` epochs
-of shuffled minibatches. ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key; seed ``i`` of that
-run equals ``train(keys[i])``.
+``make_train(config)`` builds the environment, network and optimiser once and returns ``train``: ``init``
+then a ``lax.scan`` of ``update`` over updates. Each update is a ``lax.scan`` rollout of ``num_steps`` steps
+in ``num_envs`` environments (time-major ``[T, B, ...]``), truncation-aware GAE, and ``update_epochs``
+epochs of shuffled minibatches. ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key; seed ``i`` of
+that run equals ``train(keys[i])``. ``make_init`` and ``make_update`` are exposed so that a long run can
+scan its updates in checkpointed chunks (``purerl.io.chunked``).
 
 Implementation details follow CleanRL's ``ppo.py`` / ``ppo_continuous_action.py`` (Huang et al., "The 37
 Implementation Details of PPO", ICLR blog track 2022); each is named where it is applied.
@@ -13,7 +14,7 @@ Implementation Details of PPO", ICLR blog track 2022); each is named where it is
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,11 +33,13 @@ from purerl.control.envs import (
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import (
+    check_hyperparams,
     doc,
     require_divisible,
     require_in_range,
     require_non_negative,
     require_positive,
+    with_hyperparams,
 )
 from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
@@ -50,6 +53,9 @@ from purerl.core.stats import explained_variance
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings."""
+
+    # Fields a sweep may vary inside one compiled program (carried as arrays in the state; see ``make_init``).
+    SWEEPABLE: ClassVar[tuple[str, ...]] = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef")
 
     env: str = doc("CartPole-v1", "gymnax environment id")
     total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)")
@@ -156,6 +162,7 @@ class RunnerState(NamedTuple):
     key: jax.Array
     last_episode_return: jax.Array  # reported for updates in which no episode ended
     last_episode_length: jax.Array
+    hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
 
 
 LOSS_METRICS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction")
@@ -206,21 +213,45 @@ def ppo_loss(
     return loss, stats
 
 
-def make_train(
+def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
+    """Returns ``init(key, hparams=None) -> RunnerState``: fresh parameters, optimiser and environments.
+
+    ``hparams`` maps ``PPOConfig.SWEEPABLE`` fields to scalars that replace the config's values for this run;
+    they live in the state, so ``jax.vmap(init)(keys, hparams)`` sets up one sweep point per run.
+    """
+    network = make_network(config)
+    env = make_env(config, config.num_envs, training=True)
+    # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is set at the start of
+    # every update, so the linear annealing (detail 4) is exact even when target-KL skips epochs.
+    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
+
+    def init(key: jax.Array, hparams: dict[str, Any] | None = None) -> RunnerState:
+        hparams = {} if hparams is None else hparams
+        check_hyperparams(config, hparams)
+        if "gamma" in hparams and config.scale_rewards:
+            raise ValueError("gamma cannot be swept with scale_rewards=true: the reward scaler's discount is compiled in")
+        init_key, reset_key, run_key = jax.random.split(key, 3)
+        params = network.init(init_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
+        obs, env_state = env.reset(reset_key)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
+        return RunnerState(train_state, env_state, obs, run_key, nan, nan, hparams)
+
+    return init
+
+
+def make_update(
     config: PPOConfig, progress: ProgressFn | None = None
-) -> Callable[[jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
-    """Returns ``train(key) -> (RunnerState, metrics)``; ``metrics`` maps names to ``[num_updates]`` arrays.
+) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
+    """Returns ``update(runner_state, update_index) -> (runner_state, metrics)``: one rollout and its
+    ``update_epochs`` epochs of minibatch steps. ``metrics`` maps names to scalars.
 
     ``progress``, if given, is called on the host with the mean episodic return of each seed every few updates.
     """
     network = make_network(config)
     env = make_env(config, config.num_envs, training=True)
-    obs_dim = config.spec.obs_dim
     num_updates = config.num_updates
-
-    # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is set at the start of
-    # every update, so the linear annealing (detail 4) is exact even when target-KL skips epochs.
-    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
 
     def value_fn(params, obs):
         return network.apply(params, obs, method=ActorCritic.value)
@@ -246,35 +277,39 @@ def make_train(
         )
         return runner._replace(env_state=env_state, obs=obs, key=key), transition
 
-    def minibatch_step(train_state: TrainState, minibatch):
-        grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, config, minibatch)
+    # ``hp`` below is the config with this run's swept hyperparameters (traced) in place.
+    def minibatch_step(hp: PPOConfig, train_state: TrainState, minibatch):
+        grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, hp, minibatch)
         return train_state.apply_gradients(grads=grads), stats
 
-    def run_epoch(train_state: TrainState, key: jax.Array, batch):
+    def run_epoch(hp: PPOConfig, train_state: TrainState, key: jax.Array, batch):
         # A fresh shuffle of the whole batch every epoch (detail 6).
         permutation = jax.random.permutation(key, config.batch_size)
         minibatches = jax.tree.map(
             lambda x: x[permutation].reshape(config.num_minibatches, config.minibatch_size, *x.shape[1:]), batch
         )
-        train_state, stats = jax.lax.scan(minibatch_step, train_state, minibatches)
+        train_state, stats = jax.lax.scan(partial(minibatch_step, hp), train_state, minibatches)
         return train_state, jax.tree.map(jnp.mean, stats)
 
-    def skip_epoch(train_state: TrainState, key: jax.Array, batch):
+    def skip_epoch(hp: PPOConfig, train_state: TrainState, key: jax.Array, batch):
         return train_state, {name: jnp.zeros((), jnp.float32) for name in LOSS_METRICS}
 
-    def epoch_step(carry, key):
+    def epoch_step(hp: PPOConfig, carry, key):
         train_state, batch, stopped = carry
         if config.target_kl is None:
-            train_state, stats = run_epoch(train_state, key, batch)
+            train_state, stats = run_epoch(hp, train_state, key, batch)
             return (train_state, batch, stopped), (stats, jnp.asarray(True))
         # Target-KL early stop (auxiliary detail): once an epoch's mean approx KL exceeds target_kl,
         # the remaining epochs of this update are skipped.
         ran = ~stopped
-        train_state, stats = jax.lax.cond(stopped, skip_epoch, run_epoch, train_state, key, batch)
+        train_state, stats = jax.lax.cond(
+            stopped, partial(skip_epoch, hp), partial(run_epoch, hp), train_state, key, batch
+        )
         stopped = stopped | (stats["approx_kl"] > config.target_kl)
         return (train_state, batch, stopped), (stats, ran)
 
     def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+        hp = with_hyperparams(config, runner.hparams)
         runner, traj = jax.lax.scan(env_step, runner, length=config.num_steps)
         params = runner.train_state.params
 
@@ -285,9 +320,7 @@ def make_train(
             last_value = value_fn(params, runner.obs)
             next_values = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
             terminated = traj.done
-        advantages, targets = gae(
-            traj.reward, traj.value, next_values, terminated, traj.done, config.gamma, config.gae_lambda
-        )
+        advantages, targets = gae(traj.reward, traj.value, next_values, terminated, traj.done, hp.gamma, hp.gae_lambda)
 
         batch = {
             "obs": traj.obs,
@@ -299,10 +332,12 @@ def make_train(
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         key, epochs_key = jax.random.split(runner.key)
-        learning_rate = linear_annealing(config.learning_rate, update, num_updates, config.anneal_lr)
+        learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
         train_state = with_learning_rate(runner.train_state, learning_rate)
         (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
-            epoch_step, (train_state, batch, jnp.asarray(False)), jax.random.split(epochs_key, config.update_epochs)
+            partial(epoch_step, hp),
+            (train_state, batch, jnp.asarray(False)),
+            jax.random.split(epochs_key, config.update_epochs),
         )
         epochs_run = jnp.sum(epoch_ran)
         metrics = {name: jnp.sum(stats * epoch_ran) / epochs_run for name, stats in epoch_stats.items()}
@@ -333,14 +368,18 @@ def make_train(
         )
         return runner, metrics
 
-    def train(key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
-        init_key, reset_key, run_key = jax.random.split(key, 3)
-        params = network.init(init_key, jnp.zeros((1, obs_dim), jnp.float32))
-        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
-        obs, env_state = env.reset(reset_key)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        runner = RunnerState(train_state, env_state, obs, run_key, nan, nan)
-        return jax.lax.scan(update_step, runner, jnp.arange(num_updates))
+    return update_step
+
+
+def make_train(
+    config: PPOConfig, progress: ProgressFn | None = None
+) -> Callable[..., tuple[RunnerState, dict[str, jax.Array]]]:
+    """Returns ``train(key, hparams=None) -> (RunnerState, metrics)``: ``init`` then a ``lax.scan`` of
+    ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays."""
+    init, update = make_init(config), make_update(config, progress)
+
+    def train(key: jax.Array, hparams: dict[str, Any] | None = None) -> tuple[RunnerState, dict[str, jax.Array]]:
+        return jax.lax.scan(update, init(key, hparams), jnp.arange(config.num_updates))
 
     return train
 

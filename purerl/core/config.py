@@ -3,9 +3,12 @@
 Each check raises a one-line ``ValueError`` naming the field, the bad value and what is allowed, before
 anything is traced or compiled."""
 
+import copy
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 
 def doc(default: Any, help: str) -> Any:
@@ -36,3 +39,32 @@ def require_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 def require_divisible(name: str, value: int, divisor_name: str, divisor: int) -> None:
     if value % divisor != 0:
         raise ValueError(f"{name}={value} is not divisible by {divisor_name}={divisor}")
+
+
+def check_hyperparams(config: Any, names: Iterable[str]) -> None:
+    """Every name must be one of the config's ``SWEEPABLE`` fields: those that change no shape and no
+    Python branch of the training loop, so one compiled program serves every value."""
+    sweepable = type(config).SWEEPABLE
+    fields = {f.name for f in dataclasses.fields(config)}
+    for name in names:
+        if name not in fields:
+            raise ValueError(f"{name} is not a field of {type(config).__name__}; sweepable: {', '.join(sweepable)}")
+        if name not in sweepable:
+            raise ValueError(
+                f"{name} cannot be swept in one compile (it changes shapes or compiled branches); "
+                f"sweepable: {', '.join(sweepable)}"
+            )
+
+
+def with_hyperparams(config: C, hparams: Mapping[str, Any]) -> C:
+    """``config`` with the fields named in ``hparams`` set to those values, which may be traced arrays.
+
+    This is how a training loop reads one sweep point's hyperparameters, carried as arrays in its state.
+    ``__post_init__`` is skipped on purpose: tracers cannot be compared, and each value was validated on a
+    real config when the sweep was built."""
+    if not hparams:
+        return config
+    traced = copy.copy(config)
+    for name, value in hparams.items():
+        object.__setattr__(traced, name, value)
+    return traced
