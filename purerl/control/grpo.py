@@ -325,7 +325,8 @@ def make_update(
         if config.total_timesteps is None:
             learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
         else:  # anneal over the env-step budget, as PPO does over its (fixed-size) updates
-            learning_rate = linear_annealing(hp.learning_rate, state.env_steps, config.total_timesteps, config.anneal_lr)
+            budget = config.total_timesteps
+            learning_rate = linear_annealing(hp.learning_rate, state.env_steps, budget, config.anneal_lr)
         train_state = with_learning_rate(state.train_state, learning_rate)
         train_state, epoch_stats = jax.lax.scan(
             partial(epoch_step, hp, batch), train_state, jax.random.split(epochs_key, config.update_epochs)

@@ -229,7 +229,7 @@ def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
         hparams = {} if hparams is None else hparams
         check_hyperparams(config, hparams)
         if "gamma" in hparams and config.scale_rewards:
-            raise ValueError("gamma cannot be swept with scale_rewards=true: the reward scaler's discount is compiled in")
+            raise ValueError("gamma cannot be swept with scale_rewards=true (the reward scaler's gamma is compiled in)")
         init_key, reset_key, run_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)

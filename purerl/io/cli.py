@@ -3,6 +3,7 @@
     purerl train ppo --env CartPole-v1 --seeds 16 --total-timesteps 500000 --out runs/x
     purerl train ppo --config experiments/ppo/CartPole-v1.json --seeds 16 --out runs/cartpole
     purerl train grpo --env CartPole-v1 --group-size 8 --beta 0.04 --seeds 16 --out runs/grpo
+    purerl train ppo --resume runs/x            # continue an interrupted run from its newest checkpoint
 
 Every config field is a flag (``purerl train ppo --help`` lists them with defaults). Bad input stops with
 one line naming the value and what is allowed, before anything compiles.
@@ -12,8 +13,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from purerl.io.checkpoints import CheckpointError
+from purerl.io.chunked import Interrupted, NonFiniteError
 from purerl.io.config_io import add_config_flags, config_from_args
-from purerl.io.run import ALGORITHMS, run_and_write
+from purerl.io.run import (
+    ALGORITHMS,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_CHUNK_UPDATES,
+    continue_run,
+    load_run_dir,
+    run_and_write,
+)
+
+RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every")  # fixed by a resumed run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,10 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     algorithms = train.add_subparsers(dest="algorithm", required=True)
     for name, algo in ALGORITHMS.items():
         sub = algorithms.add_parser(name, help=f"train {name.upper()}")
-        sub.add_argument("--seeds", type=int, default=16, help="number of seeds trained in parallel [16]")
-        sub.add_argument("--seed", type=int, default=0, help="base seed; seed i uses split(key(seed), n)[i] [0]")
-        sub.add_argument("--out", type=Path, default=Path("runs") / name, help="output directory [runs/<algo>]")
+        sub.add_argument("--seeds", type=int, help="number of seeds trained in parallel [16]")
+        sub.add_argument("--seed", type=int, help="base seed; seed i uses split(key(seed), n)[i] [0]")
+        sub.add_argument("--out", type=Path, help="output directory [runs/<algo>]")
         sub.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
+        sub.add_argument(
+            "--chunk-updates",
+            type=int,
+            help=f"updates per jitted chunk; the run can stop and save between chunks [{DEFAULT_CHUNK_UPDATES}]",
+        )
+        sub.add_argument(
+            "--checkpoint-every",
+            type=int,
+            help=f"save a checkpoint every this many updates (0: only at the end and on Ctrl-C/SIGTERM) "
+            f"[{DEFAULT_CHECKPOINT_EVERY}]",
+        )
+        sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
         add_config_flags(sub, algo.config_cls)
     return parser
 
@@ -48,23 +72,56 @@ def print_summary(summary: dict, out: Path) -> None:
         f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
         f"{summary['env_steps_per_second']:,.0f} env steps/s on {summary['device']['kind']}"
     )
-    print(f"wrote {out}/config.json, metrics.csv, eval.npz, summary.json, learning_curve.png")
+    resumed = f" (resumed at update {summary['resumed_from_update']})" if summary["resumed_from_update"] else ""
+    files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, summary.json, learning_curve.png"
+    print(f"wrote {out}/{files}{resumed}")
+
+
+def resume(args: argparse.Namespace) -> tuple[Path, dict]:
+    """Continues the run in ``args.resume`` with its own config and settings."""
+    fixed = [name for name in RUN_FLAGS if getattr(args, name) is not None]
+    fixed += [name.removeprefix("field_") for name in vars(args) if name.startswith("field_")]
+    if fixed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
+    algorithm, config, run_info = load_run_dir(args.resume)
+    if algorithm != args.algorithm:
+        raise ValueError(f"--resume {args.resume} is a {algorithm} run; use: purerl train {algorithm} --resume ...")
+    return args.resume, continue_run(args.resume, algorithm, config, run_info)
+
+
+def train(args: argparse.Namespace) -> tuple[Path, dict]:
+    seeds = 16 if args.seeds is None else args.seeds
+    if seeds <= 0:
+        raise ValueError(f"--seeds must be > 0, got {seeds}")
+    chunk_updates = DEFAULT_CHUNK_UPDATES if args.chunk_updates is None else args.chunk_updates
+    if chunk_updates <= 0:
+        raise ValueError(f"--chunk-updates must be > 0, got {chunk_updates}")
+    checkpoint_every = DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
+    if checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    out = Path("runs") / args.algorithm if args.out is None else args.out
+    config = config_from_args(ALGORITHMS[args.algorithm].config_cls, args)
+    seed = 0 if args.seed is None else args.seed
+    return out, run_and_write(args.algorithm, config, seeds, out, seed, chunk_updates, checkpoint_every)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    algo = ALGORITHMS[args.algorithm]
+    command = f"purerl {args.command} {args.algorithm}"
     try:
-        if args.seeds <= 0:
-            raise ValueError(f"--seeds must be > 0, got {args.seeds}")
-        config = config_from_args(algo.config_cls, args)
-        summary = run_and_write(args.algorithm, config, args.seeds, args.out, args.seed)
-    except ValueError as error:
+        out, summary = resume(args) if args.resume is not None else train(args)
+    except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
+    except Interrupted as stop:
+        directory = args.resume or args.out or Path("runs") / args.algorithm
+        parser.exit(130, f"purerl: {stop}\ncontinue with: {command} --resume {directory}\n")
+    except NonFiniteError as error:
+        parser.exit(1, f"purerl: stopped: {error}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"\npurerl: interrupted; {args.out}/config.json was written, no results yet\n")
-    print_summary(summary, args.out)
+        parser.exit(130, "\npurerl: stopped at once; the newest checkpoint (if any) is kept\n")
+    print_summary(summary, out)
     return 0
 
 

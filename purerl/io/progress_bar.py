@@ -20,10 +20,13 @@ class ProgressBar:
         self.stream = sys.stderr if stream is None else stream
         self.interactive = self.stream.isatty()
         self.start_time = time.perf_counter()
+        self.first_update = 0
         self.next_line_fraction = 0.1
 
-    def start(self) -> None:
+    def start(self, first_update: int = 0) -> None:
+        """Starts the clock; ``first_update`` > 0 when a resumed run restored that many updates."""
         self.start_time = time.perf_counter()
+        self.first_update = first_update
 
     def __call__(self, update: int, returns: np.ndarray) -> None:
         done = update + 1
@@ -33,10 +36,11 @@ class ProgressBar:
         self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
         if self.steps_per_update is None:
-            count = f"{done:,}/{self.num_updates:,} updates  {done / elapsed:,.1f} updates/s"
+            rate = (done - self.first_update) / elapsed
+            count = f"{done:,}/{self.num_updates:,} updates  {rate:,.1f} updates/s"
         else:
             steps = done * self.steps_per_update
-            sps = steps * self.num_seeds / elapsed
+            sps = (done - self.first_update) * self.steps_per_update * self.num_seeds / elapsed
             count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
         returns = returns[: self.num_seeds]  # without the padding of a seed count split over devices
         mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")

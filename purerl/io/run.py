@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from purerl.control import grpo, ppo
 from purerl.core.sharding import seed_mesh, shard_seeds, unpad
 from purerl.core.stats import summarize_runs
-from purerl.io.config_io import save_config
+from purerl.io.checkpoints import RunCheckpoints
+from purerl.io.chunked import to_host, train_in_chunks
+from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
 from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
 
@@ -27,28 +30,35 @@ from purerl.io.progress_bar import ProgressBar
 @dataclass(frozen=True)
 class Algorithm:
     config_cls: type
-    make_train: Any
+    make_init: Any
+    make_update: Any
     make_evaluate: Any
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(ppo.PPOConfig, ppo.make_train, ppo.make_evaluate),
-    "grpo": Algorithm(grpo.GRPOConfig, grpo.make_train, grpo.make_evaluate),
+    "ppo": Algorithm(ppo.PPOConfig, ppo.make_init, ppo.make_update, ppo.make_evaluate),
+    "grpo": Algorithm(grpo.GRPOConfig, grpo.make_init, grpo.make_update, grpo.make_evaluate),
 }
 
+DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
+DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
 EVAL_STREAM = 1  # fold_in constant that derives a seed's evaluation key from its training key
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy")
 
 
 @dataclass
 class RunResult:
-    final_state: Any  # every seed's final training state, leading axis = seed (select_seed picks one)
-    metrics: dict[str, np.ndarray]  # name -> [seeds, updates]
-    eval_returns: np.ndarray  # [seeds, episodes]
+    """Results of ``num_points * num_seeds`` runs, point-major: run ``p * num_seeds + s`` is seed ``s`` of
+    sweep point ``p`` (one point when nothing is swept)."""
+
+    final_state: Any  # every run's final training state, leading axis = run (select_seed picks one)
+    metrics: dict[str, np.ndarray]  # name -> [runs, updates]
+    eval_returns: np.ndarray  # [runs, episodes]
     eval_lengths: np.ndarray
     compile_seconds: float
     train_seconds: float
     eval_seconds: float
+    resumed_from: int = 0  # updates that were restored from a checkpoint instead of trained here
 
 
 def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
@@ -56,48 +66,83 @@ def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.key(base_seed), num_seeds)
 
 
-def run_seeds(
-    algorithm: str, config: Any, num_seeds: int, base_seed: int = 0, show_progress: bool = True, mesh=None
-) -> RunResult:
-    """Trains ``num_seeds`` agents in one ``jit(vmap(train))`` and evaluates each final policy.
+def run_meta(algorithm: str, config: Any, num_seeds: int, base_seed: int, sweep: dict[str, list[float]]) -> dict:
+    """What identifies a run; stored with its checkpoints, so a resume can tell it is the same run."""
+    return {
+        "algorithm": algorithm,
+        "config": config_to_dict(config),
+        "num_seeds": num_seeds,
+        "base_seed": base_seed,
+        "sweep": sweep,
+    }
 
-    The seeds are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the
-    results are the same as on one device, up to float reassociation."""
+
+def run_seeds(
+    algorithm: str,
+    config: Any,
+    num_seeds: int,
+    base_seed: int = 0,
+    show_progress: bool = True,
+    mesh=None,
+    sweep: dict[str, list[float]] | None = None,
+    chunk_updates: int | None = None,
+    checkpoints: RunCheckpoints | None = None,
+    checkpoint_every: int = 0,
+) -> RunResult:
+    """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
+
+    ``sweep`` maps ``SWEEPABLE`` config fields to one value per sweep point (all lists equally long); every
+    point trains the same ``num_seeds`` seed keys, so points are compared on common random numbers. The runs
+    are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
+    the same as on one device, up to float reassociation. ``chunk_updates``, ``checkpoints`` and
+    ``checkpoint_every`` are those of ``purerl.io.chunked.train_in_chunks``.
+    """
     algo = ALGORITHMS[algorithm]
     mesh = seed_mesh() if mesh is None else mesh
-    train_keys = seed_keys(base_seed, num_seeds)
-    # Seed i trains with exactly train_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
+    sweep = {} if sweep is None else sweep
+    num_points = len(next(iter(sweep.values()))) if sweep else 1
+    num_runs = num_points * num_seeds
+    # Seed i trains with exactly seed_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
+    train_keys = jnp.tile(seed_keys(base_seed, num_seeds), num_points)
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
-    train_keys, eval_keys = shard_seeds((train_keys, eval_keys), mesh)
-    bar = ProgressBar(config.num_updates, config.steps_per_update, num_seeds) if show_progress else None
-    train = jax.jit(jax.vmap(algo.make_train(config, progress=bar)))
-
+    hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
+    bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs) if show_progress else None
     if show_progress:
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
-        print(f"compiling {algorithm} on {config.env} for {num_seeds} seeds{devices} ...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    compiled = train.lower(train_keys).compile()
-    compile_seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.start()
-    start = time.perf_counter()
-    final_state, metrics = jax.block_until_ready(compiled(train_keys))
-    train_seconds = time.perf_counter() - start
+        runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
+        print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
+
+    output = train_in_chunks(
+        algo.make_init(config),
+        algo.make_update(config, progress=bar),
+        config.num_updates,
+        train_keys,
+        hparams,
+        mesh,
+        chunk_updates=chunk_updates,
+        checkpoints=checkpoints,
+        checkpoint_every=checkpoint_every,
+        meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
+        on_start=None if bar is None else bar.start,
+        run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
+    )
     if bar is not None:
         bar.close()
 
     start = time.perf_counter()
+    final_state, eval_keys = shard_seeds((output.final_state, eval_keys), mesh)
     evaluation = jax.block_until_ready(jax.jit(jax.vmap(algo.make_evaluate(config)))(final_state, eval_keys))
     eval_seconds = time.perf_counter() - start
-    final_state, metrics, evaluation = unpad((final_state, metrics, evaluation), num_seeds)
+    evaluation = to_host(unpad(evaluation, num_runs))
     return RunResult(
-        final_state,
-        {k: np.asarray(v) for k, v in metrics.items()},
-        np.asarray(evaluation["returns"]),
-        np.asarray(evaluation["lengths"]),
-        compile_seconds,
-        train_seconds,
+        output.final_state,
+        output.metrics,
+        evaluation["returns"],
+        evaluation["lengths"],
+        output.compile_seconds,
+        output.train_seconds,
         eval_seconds,
+        output.resumed_from,
     )
 
 
@@ -128,6 +173,8 @@ def train_return_per_seed(metrics: dict[str, np.ndarray], last_fraction: float =
 def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
     num_seeds = result.eval_returns.shape[0]
     final_env_steps = result.metrics["env_steps"][:, -1]  # equal across seeds for PPO, not for GRPO
+    restored_env_steps = result.metrics["env_steps"][:, result.resumed_from - 1] if result.resumed_from else 0
+    trained_env_steps = final_env_steps - restored_env_steps  # by this process (a resumed run restored the rest)
     eval_per_seed = result.eval_returns.mean(axis=1)
     train_per_seed = train_return_per_seed(result.metrics)
     return {
@@ -152,7 +199,8 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
-        "env_steps_per_second": float(final_env_steps.sum()) / result.train_seconds,
+        "env_steps_per_second": float(trained_env_steps.sum()) / max(result.train_seconds, 1e-9),
+        "resumed_from_update": result.resumed_from,
         "command": " ".join(sys.argv),
     } | environment_info()
 
@@ -203,8 +251,65 @@ def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, bas
     return summary
 
 
-def run_and_write(algorithm: str, config: Any, num_seeds: int, out: Path, base_seed: int = 0) -> dict[str, Any]:
+RUN_FILE = "run.json"  # how a run directory was started: enough, with config.json, to resume it
+
+
+def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, Any]) -> RunCheckpoints:
+    """Creates ``out`` with ``config.json`` and ``run.json``; refuses a directory that holds another run's
+    checkpoints (resume that one with ``--resume``, or choose another ``--out``)."""
     check_writable(out)
+    checkpoints = RunCheckpoints(out / "checkpoints")
+    if checkpoints.latest_step() is not None:
+        raise ValueError(f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with --resume {out}")
     save_config(config, out / "config.json", algorithm)
-    result = run_seeds(algorithm, config, num_seeds, base_seed)
-    return write_outputs(out, algorithm, config, result, base_seed)
+    (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
+    return checkpoints
+
+
+def load_run_dir(out: Path) -> tuple[str, Any, dict[str, Any]]:
+    """``(algorithm, config, run_info)`` of a run directory made by ``start_run_dir``."""
+    try:
+        info = json.loads((out / RUN_FILE).read_text())
+        values = load_config_values(out / "config.json")
+    except (OSError, ValueError):
+        missing = f"no readable {RUN_FILE} and config.json"
+        raise ValueError(f"--resume {str(out)!r} is not a purerl run directory ({missing})") from None
+    algorithm = info.pop("algorithm")
+    return algorithm, config_from_dict(ALGORITHMS[algorithm].config_cls, values), info
+
+
+def run_and_write(
+    algorithm: str,
+    config: Any,
+    num_seeds: int,
+    out: Path,
+    base_seed: int = 0,
+    chunk_updates: int = DEFAULT_CHUNK_UPDATES,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> dict[str, Any]:
+    """Trains and writes a run directory: config, run description, checkpoints, metrics, summary, plot."""
+    run_info = {
+        "command": "train",
+        "num_seeds": num_seeds,
+        "base_seed": base_seed,
+        "chunk_updates": chunk_updates,
+        "checkpoint_every": checkpoint_every,
+    }
+    checkpoints = start_run_dir(out, algorithm, config, run_info)
+    return continue_run(out, algorithm, config, run_info, checkpoints)
+
+
+def continue_run(
+    out: Path, algorithm: str, config: Any, run_info: dict[str, Any], checkpoints: RunCheckpoints | None = None
+) -> dict[str, Any]:
+    """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a ``train`` run and writes it."""
+    result = run_seeds(
+        algorithm,
+        config,
+        run_info["num_seeds"],
+        run_info["base_seed"],
+        chunk_updates=run_info["chunk_updates"],
+        checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
+        checkpoint_every=run_info["checkpoint_every"],
+    )
+    return write_outputs(out, algorithm, config, result, run_info["base_seed"])

@@ -1,0 +1,132 @@
+"""Checkpoints of a many-seed run: the whole vmapped training state plus the metrics so far, with orbax.
+
+A checkpoint is one orbax ``CheckpointManager`` step (the number of updates done) holding three items:
+``state`` (every run's state: parameters, optimiser and schedule state, env states, normaliser statistics,
+RNG keys, counters, swept hyperparameters), ``history`` (the per-update metrics so far) and ``meta`` (the run's
+description and a SHA-256 digest of the state). Restoring checks the state's structure and shapes against
+the run being resumed, and the digest against the bytes read back, so a mismatched or corrupt checkpoint
+stops with one line instead of resuming from garbage.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this run (missing, mismatched or corrupt)."""
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _storable(state: Any) -> Any:
+    """Typed PRNG keys become their raw ``uint32`` data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def _from_storable(stored: Any, like: Any) -> Any:
+    """Inverse of ``_storable``: leaves that are keys in ``like`` are wrapped back into typed keys."""
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x, stored, like)
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over every leaf's shape, dtype and bytes, in tree order."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(_storable(state)):
+        array = np.asarray(leaf)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+class RunCheckpoints:
+    """The checkpoints of one run, under ``directory`` (``<run dir>/checkpoints``); keeps the newest
+    ``max_to_keep``. Saving is synchronous: a step on disk is complete (orbax commits it atomically)."""
+
+    def __init__(self, directory: Path, max_to_keep: int = 2):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "history": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, history: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        meta = meta | {"format_version": FORMAT_VERSION, "updates_done": step, "state_digest": state_digest(state)}
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_storable(state)),
+                history=ocp.args.StandardSave(history),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, like_state: Any) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+        """The state, history and meta of ``step``. ``like_state`` (arrays or ``jax.ShapeDtypeStruct``, e.g.
+        from ``jax.eval_shape``) is the state this run expects; any difference is a ``CheckpointError``."""
+        where = f"checkpoint {self.directory}/{step}"
+        try:
+            return self._restore(step, like_state, where)
+        except CheckpointError:
+            raise
+        except Exception as error:  # orbax and tensorstore raise many types for unreadable files
+            raise CheckpointError(f"{where} is unreadable: {_first_line(error)}") from None
+
+    def _restore(self, step: int, like_state: Any, where: str) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{where} is not a purerl checkpoint of format {FORMAT_VERSION}")
+        expected = jax.eval_shape(_storable, like_state)
+        stored = _shapes_by_path(self.manager.item_metadata(step).state)
+        wanted = _shapes_by_path(expected)
+        if stored != wanted:
+            difference = next(
+                f"{path}: {stored.get(path, 'missing')} stored, {wanted.get(path, 'none')} expected"
+                for path in sorted(set(stored) | set(wanted))
+                if stored.get(path) != wanted.get(path)
+            )
+            raise CheckpointError(f"{where} does not match this run's state: {difference}")
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(expected), history=ocp.args.StandardRestore()),
+        )
+        state = _from_storable(restored.state, like_state)
+        if state_digest(state) != meta.get("state_digest"):
+            raise CheckpointError(f"{where} is corrupt: its state does not match the digest saved with it")
+        history = {name: np.asarray(values) for name, values in restored.history.items()}
+        return state, history, meta
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{"train_state/params/...": (shape, dtype)}``: the same keys for a live state and orbax's metadata of
+    it (which stores named tuples and dataclasses as dicts)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {
+        "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path): (
+            tuple(leaf.shape),
+            str(np.dtype(leaf.dtype)),
+        )
+        for path, leaf in leaves
+    }
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip() and not line.startswith("Traceback")]
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text[:200]}{' ...' if len(text) > 200 else ''}"

@@ -1,0 +1,218 @@
+"""Chunked training and checkpoints: a killed run resumes bitwise identical; bad checkpoints fail clearly;
+NaN stops the run with the update and seed, keeping the last good checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.control import ppo
+from purerl.core.sharding import seed_mesh
+from purerl.io import cli
+from purerl.io.checkpoints import CheckpointError, RunCheckpoints, state_digest
+from purerl.io.chunked import NonFiniteError, first_non_finite, train_in_chunks
+from purerl.io.run import load_run_dir
+
+# 400 updates of 2 seeds x 4 envs x 16 steps: long enough (a few seconds) to be killed mid-run.
+RUN = [
+    "train", "ppo", "--seeds", "2", "--total-timesteps", "25600", "--num-envs", "4", "--num-steps", "16",
+    "--num-minibatches", "2", "--update-epochs", "1", "--hidden-sizes", "8", "--eval-episodes", "2",
+    "--normalize-observations", "true", "--chunk-updates", "10", "--checkpoint-every", "20",
+]  # fmt: skip
+NUM_UPDATES = 400
+
+
+def launch(out: Path) -> subprocess.Popen:
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "purerl.io.cli", *RUN, "--out", str(out)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while RunCheckpoints(out / "checkpoints").latest_step() is None:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def final_checkpoint(out: Path):
+    algorithm, config, info = load_run_dir(out)
+    checkpoints = RunCheckpoints(out / "checkpoints")
+    keys = jax.random.split(jax.random.key(0), info["num_seeds"])
+    like = jax.eval_shape(jax.vmap(ppo.make_init(config)), keys)
+    assert checkpoints.latest_step() == NUM_UPDATES
+    return checkpoints.restore(NUM_UPDATES, like)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
+    state_a, history_a, _ = final_checkpoint(a)
+    state_b, history_b, _ = final_checkpoint(b)
+    assert state_digest(state_a) == state_digest(state_b)  # every byte of every seed's state
+    for name in history_a:
+        np.testing.assert_array_equal(history_a[name], history_b[name], err_msg=name)
+    evals_a, evals_b = np.load(a / "eval.npz"), np.load(b / "eval.npz")
+    np.testing.assert_array_equal(evals_a["returns"], evals_b["returns"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert cli.main([*RUN, "--out", str(out)]) == 0
+    return out
+
+
+def test_killed_run_resumes_bitwise_identical(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "killed"
+    process = launch(out)
+    wait_for_checkpoint(process, out)
+    process.kill()  # SIGKILL: no chance to save; the newest periodic checkpoint is all that is left
+    process.wait()
+    saved = RunCheckpoints(out / "checkpoints").latest_step()
+    assert 0 < saved < NUM_UPDATES
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_update"] == saved
+    assert_same_run(uninterrupted, out)
+
+
+def test_sigterm_saves_at_the_chunk_boundary_and_resume_completes(uninterrupted, tmp_path):
+    out = tmp_path / "terminated"
+    process = launch(out)
+    wait_for_checkpoint(process, out)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert process.returncode == 130, stderr
+    assert "SIGTERM at update" in stderr and f"--resume {out}" in stderr
+    saved = RunCheckpoints(out / "checkpoints").latest_step()
+    assert saved % 10 == 0 and 0 < saved < NUM_UPDATES
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert_same_run(uninterrupted, out)
+
+
+def resume_error(out: Path, capsys) -> str:
+    """The one-line error of resuming ``out`` (stderr's last line; progress lines come before it)."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "ppo", "--resume", str(out)])
+    assert stop.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("purerl: error: "), message
+    return message
+
+
+def copy_run(source: Path, target: Path) -> Path:
+    subprocess.run(["cp", "-r", str(source), str(target)], check=True)
+    return target
+
+
+@pytest.mark.parametrize("target", ["array data", "metadata"])
+def test_corrupt_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys, target):
+    out = copy_run(uninterrupted, tmp_path / "corrupt")
+    state_dir = out / "checkpoints" / str(NUM_UPDATES) / "state"
+    if target == "array data":  # the OCDBT data files that the restore reads
+        victims = list((state_dir / "d").iterdir())
+    else:
+        victims = [state_dir / "_METADATA"]
+    for victim in victims:
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # zero the second half
+        victim.write_bytes(bytes(data))
+    message = resume_error(out, capsys)
+    assert f"checkpoint {out / 'checkpoints'}" in message and ("corrupt" in message or "unreadable" in message)
+
+
+def test_mismatched_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys):
+    other_shape = copy_run(uninterrupted, tmp_path / "shape")
+    config = json.loads((other_shape / "config.json").read_text())
+    (other_shape / "config.json").write_text(json.dumps(config | {"hidden_sizes": [16]}))
+    assert "does not match this run's state" in resume_error(other_shape, capsys)
+
+    other_value = copy_run(uninterrupted, tmp_path / "value")
+    (other_value / "config.json").write_text(json.dumps(config | {"learning_rate": 1e-3}))
+    assert "saved by a different run: config" in resume_error(other_value, capsys)
+
+
+def test_resume_refuses_flags_and_out_refuses_an_earlier_run(uninterrupted, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "ppo", "--resume", str(uninterrupted), "--seeds", "4", "--learning-rate", "1"])
+    assert "drop --seeds, --learning-rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*RUN, "--out", str(uninterrupted)])
+    assert f"--resume {uninterrupted}" in capsys.readouterr().err
+
+
+def test_first_non_finite_names_the_earliest_update_then_the_lowest_run():
+    loss = np.zeros((3, 4))
+    assert first_non_finite(loss, np.ones(3, bool), 8) is None
+    loss[2, 1], loss[1, 3], loss[0, 1] = np.nan, np.inf, np.inf
+    assert first_non_finite(loss, np.ones(3, bool), 8) == "non-finite loss at update 9 in run 0"
+    finite = np.array([True, True, False])
+    assert first_non_finite(np.zeros((3, 4)), finite, 8) == "non-finite parameters after update 11 in run 2"
+
+
+def test_nan_stops_with_update_and_seed_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = ppo.PPOConfig(total_timesteps=20 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,))
+    update = ppo.make_update(config)
+
+    def poisoned_update(state, index):
+        # Seed 1's parameters turn to NaN during update 13, so its loss at update 14 is NaN.
+        state, metrics = update(state, index)
+        poison = (index == 13) & state.hparams["is_seed_1"]
+        params = jax.tree.map(lambda p: jnp.where(poison, jnp.nan, p), state.train_state.params)
+        return state._replace(train_state=state.train_state.replace(params=params)), metrics
+
+    checkpoints = RunCheckpoints(tmp_path / "checkpoints")
+    keys = jax.random.split(jax.random.key(0), 3)
+    marker = {"is_seed_1": jnp.array([0.0, 1.0, 0.0])}
+    init = ppo.make_init(config)
+
+    def init_with_marker(key, hparams):
+        state = init(key)
+        return state._replace(hparams={"is_seed_1": hparams["is_seed_1"] > 0})
+
+    expected = r"^non-finite loss at update 14 in seed 1; the last good checkpoint is update 10 in "
+    with pytest.raises(NonFiniteError, match=expected):
+        train_in_chunks(
+            init_with_marker, poisoned_update, config.num_updates, keys, marker, seed_mesh(),
+            chunk_updates=5, checkpoints=checkpoints, checkpoint_every=5, run_name="seed {}".format,
+        )  # fmt: skip
+    assert checkpoints.latest_step() == 10
+
+
+def small_state():
+    keys = jax.random.split(jax.random.key(1), 2)
+    return {"params": jnp.arange(6.0).reshape(2, 3), "key": keys, "step": jnp.int32(7)}
+
+
+def test_save_restore_round_trip_keeps_typed_keys_and_history(tmp_path):
+    checkpoints = RunCheckpoints(tmp_path)
+    state, history = small_state(), {"loss": np.arange(4.0).reshape(2, 2)}
+    checkpoints.save(3, state, history, {"run": "a"})
+    restored, restored_history, meta = checkpoints.restore(3, jax.eval_shape(lambda: state))
+    assert state_digest(restored) == state_digest(state) and meta["run"] == "a" and meta["updates_done"] == 3
+    assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(state["key"]))
+    np.testing.assert_array_equal(restored_history["loss"], history["loss"])
+
+
+def test_state_that_reads_back_different_from_what_was_saved_is_corrupt(tmp_path):
+    # A flipped bit in array data that still decodes: simulated by a digest that no longer matches.
+    checkpoints = RunCheckpoints(tmp_path)
+    state = small_state()
+    checkpoints.save(3, state, {"loss": np.zeros((2, 3))}, {})
+    meta_file = tmp_path / "3" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(meta | {"state_digest": state_digest({"other": jnp.zeros(1)})}))
+    with pytest.raises(CheckpointError, match=r"is corrupt: its state does not match the digest"):
+        checkpoints.restore(3, state)
