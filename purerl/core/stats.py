@@ -105,3 +105,18 @@ def common_step_grid(steps: np.ndarray) -> np.ndarray:
     if np.all(steps == steps[:1]):
         return steps[0]
     return np.linspace(steps[:, 0].max(), steps[:, -1].min(), steps.shape[1])
+
+
+def learning_curve_auc(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Normalised area under each learning curve: the trapezoid integral of ``values`` over ``steps``
+    divided by the steps covered, i.e. the average return over training (higher = learned sooner).
+    ``steps, values: [runs, points]``; points where ``values`` is NaN (no episode had ended yet) are skipped."""
+    areas = []
+    for x, y in zip(np.asarray(steps, float), np.asarray(values, float), strict=True):
+        keep = np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if len(x) < 2 or x[-1] == x[0]:
+            areas.append(float(y.mean()) if len(y) else np.nan)
+            continue
+        areas.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0])))
+    return np.array(areas)

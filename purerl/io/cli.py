@@ -4,6 +4,7 @@
     purerl train ppo --config experiments/ppo/CartPole-v1.json --seeds 16 --out runs/cartpole
     purerl train grpo --env CartPole-v1 --group-size 8 --beta 0.04 --seeds 16 --out runs/grpo
     purerl train ppo --resume runs/x            # continue an interrupted run from its newest checkpoint
+    purerl sweep ppo --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32 --out runs/sweep
 
 Every config field is a flag (``purerl train ppo --help`` lists them with defaults). Bad input stops with
 one line naming the value and what is allowed, before anything compiles.
@@ -24,34 +25,51 @@ from purerl.io.run import (
     load_run_dir,
     run_and_write,
 )
+from purerl.io.sweep import continue_sweep, parse_grid, run_sweep_and_write, sweep_table
 
 RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every")  # fixed by a resumed run
+
+
+def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type) -> None:
+    """The flags that ``train`` and ``sweep`` share."""
+    sub.add_argument("--seeds", type=int, help="number of seeds trained in parallel (per sweep point) [16]")
+    sub.add_argument("--seed", type=int, help="base seed; seed i uses split(key(seed), n)[i] [0]")
+    sub.add_argument("--out", type=Path, help=f"output directory [runs/{algorithm}]")
+    sub.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
+    sub.add_argument(
+        "--chunk-updates",
+        type=int,
+        help=f"updates per jitted chunk; the run can stop and save between chunks [{DEFAULT_CHUNK_UPDATES}]",
+    )
+    sub.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help=f"save a checkpoint every this many updates (0: only at the end and on Ctrl-C/SIGTERM) "
+        f"[{DEFAULT_CHECKPOINT_EVERY}]",
+    )
+    sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_config_flags(sub, config_cls)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="purerl", description="Pure-JAX RL: many seeds in one jitted run.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an agent over many seeds and write results")
-    algorithms = train.add_subparsers(dest="algorithm", required=True)
-    for name, algo in ALGORITHMS.items():
-        sub = algorithms.add_parser(name, help=f"train {name.upper()}")
-        sub.add_argument("--seeds", type=int, help="number of seeds trained in parallel [16]")
-        sub.add_argument("--seed", type=int, help="base seed; seed i uses split(key(seed), n)[i] [0]")
-        sub.add_argument("--out", type=Path, help="output directory [runs/<algo>]")
-        sub.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
-        sub.add_argument(
-            "--chunk-updates",
-            type=int,
-            help=f"updates per jitted chunk; the run can stop and save between chunks [{DEFAULT_CHUNK_UPDATES}]",
-        )
-        sub.add_argument(
-            "--checkpoint-every",
-            type=int,
-            help=f"save a checkpoint every this many updates (0: only at the end and on Ctrl-C/SIGTERM) "
-            f"[{DEFAULT_CHECKPOINT_EVERY}]",
-        )
-        sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
-        add_config_flags(sub, algo.config_cls)
+    sweep = commands.add_parser("sweep", help="train a grid of hyperparameters x seeds in one compiled run")
+    for command, verb in ((train, "train"), (sweep, "sweep")):
+        algorithms = command.add_subparsers(dest="algorithm", required=True)
+        for name, algo in ALGORITHMS.items():
+            sub = algorithms.add_parser(name, help=f"{verb} {name.upper()}")
+            if verb == "sweep":
+                sweepable = ", ".join(algo.config_cls.SWEEPABLE)
+                sub.add_argument(
+                    "--grid",
+                    action="append",
+                    default=[],
+                    metavar="FIELD=V1,V2,...",
+                    help=f"values of one field (repeat for a product grid); sweepable: {sweepable}",
+                )
+            add_run_flags(sub, name, algo.config_cls)
     return parser
 
 
@@ -72,25 +90,46 @@ def print_summary(summary: dict, out: Path) -> None:
         f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
         f"{summary['env_steps_per_second']:,.0f} env steps/s on {summary['device']['kind']}"
     )
-    resumed = f" (resumed at update {summary['resumed_from_update']})" if summary["resumed_from_update"] else ""
     files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, summary.json, learning_curve.png"
-    print(f"wrote {out}/{files}{resumed}")
+    print(f"wrote {out}/{files}{resumed_note(summary)}")
 
 
-def resume(args: argparse.Namespace) -> tuple[Path, dict]:
+def print_sweep_summary(summary: dict, out: Path) -> None:
+    print(
+        f"\n{summary['algorithm'].upper()} sweep on {summary['env']}: {summary['num_points']} points x "
+        f"{summary['num_seeds']} seeds, compile {summary['compile_seconds']:.1f} s, "
+        f"train {summary['train_seconds']:.1f} s"
+    )
+    print(sweep_table(summary))
+    protocol = summary["protocol"]
+    print(f"eval: {protocol['eval']}; AUC: {protocol['auc']}; CIs: {protocol['intervals']}")
+    files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, sweep.json, sweep.md, curves.png, "
+    print(f"wrote {out}/{files}aggregate.png, profiles.png{resumed_note(summary)}")
+
+
+def resumed_note(summary: dict) -> str:
+    return f" (resumed at update {summary['resumed_from_update']})" if summary["resumed_from_update"] else ""
+
+
+def resume(args: argparse.Namespace) -> dict:
     """Continues the run in ``args.resume`` with its own config and settings."""
     fixed = [name for name in RUN_FLAGS if getattr(args, name) is not None]
     fixed += [name.removeprefix("field_") for name in vars(args) if name.startswith("field_")]
+    fixed += ["grid"] if getattr(args, "grid", None) else []
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
     algorithm, config, run_info = load_run_dir(args.resume)
-    if algorithm != args.algorithm:
-        raise ValueError(f"--resume {args.resume} is a {algorithm} run; use: purerl train {algorithm} --resume ...")
-    return args.resume, continue_run(args.resume, algorithm, config, run_info)
+    if (algorithm, run_info["command"]) != (args.algorithm, args.command):
+        right = f"purerl {run_info['command']} {algorithm} --resume {args.resume}"
+        raise ValueError(f"--resume {args.resume} is a {run_info['command']} {algorithm} run; use: {right}")
+    if args.command == "sweep":
+        return continue_sweep(args.resume, algorithm, config, run_info)
+    return continue_run(args.resume, algorithm, config, run_info)
 
 
-def train(args: argparse.Namespace) -> tuple[Path, dict]:
+def start(args: argparse.Namespace) -> dict:
+    """Starts a new ``train`` or ``sweep`` run from the command line's flags."""
     seeds = 16 if args.seeds is None else args.seeds
     if seeds <= 0:
         raise ValueError(f"--seeds must be > 0, got {seeds}")
@@ -100,28 +139,38 @@ def train(args: argparse.Namespace) -> tuple[Path, dict]:
     checkpoint_every = DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
     if checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
-    out = Path("runs") / args.algorithm if args.out is None else args.out
     config = config_from_args(ALGORITHMS[args.algorithm].config_cls, args)
     seed = 0 if args.seed is None else args.seed
-    return out, run_and_write(args.algorithm, config, seeds, out, seed, chunk_updates, checkpoint_every)
+    settings = (seeds, output_dir(args), seed, chunk_updates, checkpoint_every)
+    if args.command == "sweep":
+        return run_sweep_and_write(args.algorithm, config, parse_grid(config, args.grid), *settings)
+    return run_and_write(args.algorithm, config, *settings)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    if args.resume is not None:
+        return args.resume
+    return Path("runs") / args.algorithm if args.out is None else args.out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = f"purerl {args.command} {args.algorithm}"
+    out = output_dir(args)
     try:
-        out, summary = resume(args) if args.resume is not None else train(args)
+        summary = resume(args) if args.resume is not None else start(args)
     except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
     except Interrupted as stop:
-        directory = args.resume or args.out or Path("runs") / args.algorithm
-        parser.exit(130, f"purerl: {stop}\ncontinue with: {command} --resume {directory}\n")
+        parser.exit(130, f"purerl: {stop}\ncontinue with: purerl {args.command} {args.algorithm} --resume {out}\n")
     except NonFiniteError as error:
         parser.exit(1, f"purerl: stopped: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "\npurerl: stopped at once; the newest checkpoint (if any) is kept\n")
-    print_summary(summary, out)
+    if args.command == "sweep":
+        print_sweep_summary(summary, out)
+    else:
+        print_summary(summary, out)
     return 0
 
 

@@ -216,16 +216,18 @@ def check_writable(out: Path) -> None:
         raise ValueError(f"--out {str(out)!r} is not writable: {error.strerror or error}") from None
 
 
-def write_metrics_csv(path: Path, metrics: dict[str, np.ndarray]) -> None:
-    """Long format: one row per (seed, update), one column per metric."""
+def write_metrics_csv(path: Path, metrics: dict[str, np.ndarray], seeds_per_point: int | None = None) -> None:
+    """Long format: one row per (seed, update), one column per metric. With ``seeds_per_point`` (a sweep,
+    runs point-major) a ``point`` column comes first and ``seed`` counts within the point."""
     names = sorted(metrics)
-    num_seeds, num_updates = metrics[names[0]].shape
+    num_runs, num_updates = metrics[names[0]].shape
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["seed", "update", *names])
-        for seed in range(num_seeds):
+        writer.writerow((["point"] if seeds_per_point else []) + ["seed", "update", *names])
+        for run in range(num_runs):
+            index = list(divmod(run, seeds_per_point)) if seeds_per_point else [run]
             for update in range(num_updates):
-                writer.writerow([seed, update, *(metrics[name][seed, update].item() for name in names)])
+                writer.writerow([*index, update, *(metrics[name][run, update].item() for name in names)])
 
 
 def read_metrics_csv(path: Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,282 @@
+"""Hyperparameter sweeps: every grid point x every seed trained in one compiled, vmapped run.
+
+    purerl sweep ppo --env CartPole-v1 --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32
+
+Only the config's ``SWEEPABLE`` fields can be gridded: they change no shape and no compiled branch, so their
+values are carried as arrays in each run's state (``purerl.core.config.with_hyperparams``) and one program
+serves the whole grid. A field that changes shapes or branches (network widths, env counts, ``target_kl``
+on/off, ...) is refused with a one-line error naming it; run one sweep per value of such a field. Every
+point trains the same seed keys (common random numbers), so differences between points are not seed luck.
+
+Results (written to ``--out``): ``sweep.md``/``sweep.json`` with, per point, the IQM and 95% stratified
+bootstrap CI (rliable) of the final evaluation return and of the normalised area under the learning curve;
+``curves.png`` (all points' learning curves); ``aggregate.png`` (IQM, mean and optimality gap of normalised
+scores with CIs) and ``profiles.png`` (performance profiles), the figures of Agarwal et al., "Deep RL at the
+Edge of the Statistical Precipice" (NeurIPS 2021).
+"""
+
+import dataclasses
+import itertools
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from purerl.core.config import check_hyperparams
+from purerl.core.stats import learning_curve_auc
+from purerl.io.checkpoints import RunCheckpoints
+from purerl.io.plots import plot_learning_curve
+from purerl.io.run import (
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_CHUNK_UPDATES,
+    RunResult,
+    environment_info,
+    run_seeds,
+    start_run_dir,
+    write_metrics_csv,
+)
+
+# Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
+# Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
+SCORE_RANGES = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0), "MountainCar-v0": (-200.0, 0.0)}
+BOOTSTRAP_REPS = 5000
+
+
+def parse_grid(config: Any, specs: list[str]) -> dict[str, list[float]]:
+    """``["learning_rate=1e-4,3e-4", "ent-coef=0,0.01"]`` -> ``{"learning_rate": [1e-4, 3e-4], ...}``, with
+    one-line errors for bad syntax, repeated or unsweepable fields, and values the config rejects."""
+    grid: dict[str, list[float]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name or not values.strip():
+            raise ValueError(f"--grid {spec!r}: expected FIELD=V1,V2,... (e.g. learning_rate=1e-4,3e-4)")
+        if name in grid:
+            raise ValueError(f"--grid {name} is given twice; put all its values in one --grid")
+        check_hyperparams(config, [name])
+        try:
+            grid[name] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--grid {spec!r}: values must be numbers") from None
+        for value in grid[name]:
+            dataclasses.replace(config, **{name: value})  # the config's own checks, one value at a time
+    if not grid:
+        raise ValueError("a sweep needs at least one --grid FIELD=V1,V2,...")
+    return grid
+
+
+def expand_grid(grid: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The cartesian product as one value per point for every field (the last field varies fastest)."""
+    points = list(itertools.product(*grid.values()))
+    return {name: [point[i] for point in points] for i, name in enumerate(grid)}
+
+
+def sweep_base_config(config: Any, grid: dict[str, list[float]]) -> Any:
+    """The config that is compiled: each swept field at its largest value, so that branches which exist only
+    for nonzero values (GRPO's reference pass for beta > 0) are compiled in. Each run then sets its own values."""
+    return dataclasses.replace(config, **{name: max(values) for name, values in grid.items()})
+
+
+def point_labels(points: dict[str, list[float]]) -> list[str]:
+    num_points = len(next(iter(points.values())))
+    return [", ".join(f"{name}={values[p]:g}" for name, values in points.items()) for p in range(num_points)]
+
+
+def score_range(env: str, per_seed_returns: np.ndarray) -> tuple[float, float, str]:
+    if env in SCORE_RANGES:
+        low, high = SCORE_RANGES[env]
+        return low, high, f"({low:g}, {high:g}): the worst and best episode returns of {env}"
+    low, high = float(np.min(per_seed_returns)), float(np.max(per_seed_returns))
+    return low, high, f"({low:g}, {high:g}): the lowest and highest per-seed return in this sweep"
+
+
+def bootstrap_intervals(scores: dict[str, np.ndarray], aggregate) -> tuple[dict, dict]:
+    """rliable's point estimates and 95% stratified-bootstrap CIs, reproducible (fixed resampling seed)."""
+    from rliable import library as rly
+
+    with warnings.catch_warnings():  # arch deprecates the random_state argument that rliable passes
+        warnings.simplefilter("ignore", FutureWarning)
+        return rly.get_interval_estimates(scores, aggregate, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
+
+
+def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int) -> dict[str, Any]:
+    """Per point: IQM and 95% stratified-bootstrap CIs (rliable) of the final evaluation return and of the
+    normalised area under the training curve; across points: normalised aggregates and performance profiles."""
+    from rliable import metrics as rly_metrics
+
+    labels = point_labels(points)
+    num_points = len(labels)
+    eval_returns = result.eval_returns.mean(axis=1).reshape(num_points, num_seeds)
+    auc = learning_curve_auc(result.metrics["env_steps"], result.metrics["episode_return"])
+    auc = auc.reshape(num_points, num_seeds)
+    low, high, range_note = score_range(config.env, eval_returns)
+    normalized = (eval_returns - low) / (high - low)
+
+    def by_label(scores: np.ndarray) -> dict[str, np.ndarray]:
+        return {label: scores[p][:, None] for p, label in enumerate(labels)}  # [seeds, 1 task]
+
+    def interval(scores: np.ndarray, aggregate) -> tuple[dict, dict]:
+        return bootstrap_intervals(by_label(scores), aggregate)
+
+    iqm = lambda x: np.array([rly_metrics.aggregate_iqm(x)])  # noqa: E731
+    eval_iqm, eval_ci = interval(eval_returns, iqm)
+    auc_iqm, auc_ci = interval(auc, iqm)
+    rows = []
+    for p, label in enumerate(labels):
+        rows.append(
+            {
+                "point": p,
+                "hyperparameters": {name: values[p] for name, values in points.items()},
+                "label": label,
+                "eval_return_iqm": float(eval_iqm[label][0]),
+                "eval_return_ci": [float(eval_ci[label][0, 0]), float(eval_ci[label][1, 0])],
+                "eval_return_per_seed": eval_returns[p].tolist(),
+                "auc_iqm": float(auc_iqm[label][0]),
+                "auc_ci": [float(auc_ci[label][0, 0]), float(auc_ci[label][1, 0])],
+                "auc_per_seed": auc[p].tolist(),
+            }
+        )
+    return {
+        "points": rows,
+        "best_point_by_eval_iqm": int(np.argmax([row["eval_return_iqm"] for row in rows])),
+        "normalisation": range_note,
+        "normalized_eval_scores": by_label(normalized),
+        "protocol": {
+            "eval": f"{config.eval_episodes} episodes per seed after training, mean per seed",
+            "auc": "average training-episode return over env steps (trapezoid area / steps covered), per seed",
+            "intervals": f"95% stratified bootstrap over seeds (rliable, {BOOTSTRAP_REPS} resamples)",
+            "seeds": f"the same {num_seeds} seed keys at every point",
+        },
+    }
+
+
+def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> None:
+    """``aggregate.png`` (IQM, mean, optimality gap of normalised final scores, with 95% CIs) and
+    ``profiles.png`` (fraction of seeds above each normalised score), drawn by rliable."""
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import metrics as rly_metrics
+    from rliable import plot_utils
+
+    def aggregates(x: np.ndarray) -> np.ndarray:
+        return np.array(
+            [rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x), rly_metrics.aggregate_optimality_gap(x)]
+        )
+
+    estimates, intervals = bootstrap_intervals(normalized, aggregates)
+    fig, _ = plot_utils.plot_interval_estimates(
+        estimates,
+        intervals,
+        metric_names=["IQM", "Mean", "Optimality gap"],
+        algorithms=list(normalized),
+        xlabel=f"normalised eval return, range {note.split(':')[0]}",
+        xlabel_y_coordinate=-0.8 / max(1, len(normalized)) ** 0.5,
+    )
+    fig.savefig(out / "aggregate.png", bbox_inches="tight", dpi=120)
+    plt.close(fig)
+
+    taus = np.linspace(0.0, 1.0, 51)
+    profiles, profile_cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax)
+    ax.legend(ax.get_lines(), list(normalized), fontsize=7, loc="lower left")  # lines only, not the CI bands
+    fig.savefig(out / "profiles.png", bbox_inches="tight", dpi=120)
+    plt.close(fig)
+
+
+def sweep_table(summary: dict[str, Any]) -> str:
+    lines = [
+        "| point | eval return IQM | 95% CI | AUC IQM | 95% CI |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    best = summary["best_point_by_eval_iqm"]
+    for row in summary["points"]:
+        mark = " (best)" if row["point"] == best else ""
+        lines.append(
+            f"| {row['label']}{mark} | {row['eval_return_iqm']:.1f} | "
+            f"[{row['eval_return_ci'][0]:.1f}, {row['eval_return_ci'][1]:.1f}] | {row['auc_iqm']:.1f} | "
+            f"[{row['auc_ci'][0]:.1f}, {row['auc_ci'][1]:.1f}] |"
+        )
+    return "\n".join(lines)
+
+
+def write_sweep_outputs(
+    out: Path, algorithm: str, config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int
+) -> dict[str, Any]:
+    summary = summarize_sweep(config, points, result, num_seeds)
+    normalized = summary.pop("normalized_eval_scores")
+    labels = point_labels(points)
+    write_metrics_csv(out / "metrics.csv", result.metrics, seeds_per_point=num_seeds)
+    np.savez_compressed(out / "eval.npz", returns=result.eval_returns, lengths=result.eval_lengths)
+    curves = {
+        label: {name: values[p * num_seeds : (p + 1) * num_seeds] for name, values in result.metrics.items()}
+        for p, label in enumerate(labels)
+    }
+    title = f"{algorithm.upper()} on {config.env}: {len(labels)} points x {num_seeds} seeds"
+    plot_learning_curve(out / "curves.png", curves, title=title)
+    plot_aggregates(out, normalized, summary["normalisation"])
+    summary |= {
+        "algorithm": algorithm,
+        "env": config.env,
+        "num_seeds": num_seeds,
+        "num_points": len(labels),
+        "compile_seconds": result.compile_seconds,
+        "train_seconds": result.train_seconds,
+        "resumed_from_update": result.resumed_from,
+    } | environment_info()
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "sweep.md").write_text(sweep_table(summary) + "\n")
+    return summary
+
+
+def require_rliable() -> None:
+    try:
+        import rliable  # noqa: F401
+    except ImportError:
+        raise ValueError("purerl sweep needs rliable for its statistics: pip install 'purerl[stats]'") from None
+
+
+def run_sweep_and_write(
+    algorithm: str,
+    config: Any,
+    grid: dict[str, list[float]],
+    num_seeds: int,
+    out: Path,
+    base_seed: int = 0,
+    chunk_updates: int = DEFAULT_CHUNK_UPDATES,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> dict[str, Any]:
+    """Trains every grid point x ``num_seeds`` seeds in one run and writes the sweep's tables and figures."""
+    require_rliable()
+    run_info = {
+        "command": "sweep",
+        "grid": grid,
+        "num_seeds": num_seeds,
+        "base_seed": base_seed,
+        "chunk_updates": chunk_updates,
+        "checkpoint_every": checkpoint_every,
+    }
+    config = sweep_base_config(config, grid)
+    checkpoints = start_run_dir(out, algorithm, config, run_info)
+    return continue_sweep(out, algorithm, config, run_info, checkpoints)
+
+
+def continue_sweep(
+    out: Path, algorithm: str, config: Any, run_info: dict[str, Any], checkpoints: RunCheckpoints | None = None
+) -> dict[str, Any]:
+    """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a sweep and writes it."""
+    require_rliable()
+    points = expand_grid(run_info["grid"])
+    result = run_seeds(
+        algorithm,
+        config,
+        run_info["num_seeds"],
+        run_info["base_seed"],
+        sweep=points,
+        chunk_updates=run_info["chunk_updates"],
+        checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
+        checkpoint_every=run_info["checkpoint_every"],
+    )
+    return write_sweep_outputs(out, algorithm, config, points, result, run_info["num_seeds"])
