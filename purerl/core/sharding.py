@@ -6,11 +6,14 @@ report gathers one float per seed to the host now and then). A seed count that t
 divide is padded by repeating the last key; ``unpad`` drops the padding from the results.
 """
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 SEED_AXIS = "seeds"
@@ -32,14 +35,18 @@ def padded_count(num_seeds: int, mesh: Mesh) -> int:
 
 def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     """Pads every leaf's leading (seed) axis to ``padded_count`` by repeating its last entry, then places it
-    split along that axis over the mesh."""
+    split along that axis over the mesh. Leaves are host data (or arrays on this process's devices), the
+    same in every process; each process places only its own devices' slices, so this works across hosts."""
     sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
 
-    def place(x: jax.Array) -> jax.Array:
+    def place(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        x = np.asarray(x)
         padding = padded_count(x.shape[0], mesh) - x.shape[0]
         if padding:
-            x = jnp.concatenate([x, jnp.repeat(x[-1:], padding, axis=0)])
-        return jax.device_put(x, sharding)
+            x = np.concatenate([x, np.repeat(x[-1:], padding, axis=0)])
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     return jax.tree.map(place, tree)
 
@@ -47,3 +54,55 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
 def unpad(tree: Any, num_seeds: int) -> Any:
     """The first ``num_seeds`` entries of every leaf: the real seeds, without the padding."""
     return jax.tree.map(lambda x: x[:num_seeds], tree)
+
+
+def to_host(tree: Any) -> Any:
+    """Numpy copies of every leaf. With several processes, each gets the whole global array (gathered)."""
+    if jax.process_count() > 1:
+        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+    return jax.tree.map(np.asarray, tree)
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process if ``flag`` is true on any (e.g. a stop signal that reached one host only)."""
+    if jax.process_count() > 1:
+        return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+    return flag
+
+
+def barrier(name: str, timeout_minutes: int = 30) -> None:
+    """Waits until every process gets here (no-op with one process).
+
+    Uses the coordination service's barrier rather than a collective: CPU (gloo) collectives give up after
+    30 s, and compiling on one host can take that much longer than on another."""
+    if jax.process_count() > 1:
+        from jax._src import distributed  # the coordination client: no public accessor in jax 0.10/0.11
+
+        distributed.global_state.client.wait_at_barrier(f"purerl:{name}", timeout_minutes * 60 * 1000)
+
+
+def initialize_distributed() -> bool:
+    """Joins a multi-process run when the environment describes one; returns whether it did.
+
+    Plain environment variables: ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0), ``JAX_NUM_PROCESSES``
+    and ``JAX_PROCESS_ID``. Under SLURM (``srun``) or Open MPI (``mpirun``) with more than one task, JAX
+    reads all three from the launcher. Must run before anything touches a JAX device."""
+    explicit = "JAX_NUM_PROCESSES" in os.environ
+    launched = any(int(os.environ.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+    if not (explicit or launched):
+        return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk over TCP
+    if explicit:
+        jax.distributed.initialize(
+            coordinator_address=os.environ.get("JAX_COORDINATOR_ADDRESS"),
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    else:
+        jax.distributed.initialize()
+    return True
+
+
+def is_main_process() -> bool:
+    """Process 0 writes results and prints; every process computes (and gathers) them."""
+    return jax.process_index() == 0

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from purerl.core.sharding import to_host
+
 FORMAT_VERSION = 1
 
 
@@ -41,8 +43,7 @@ def _from_storable(stored: Any, like: Any) -> Any:
 def state_digest(state: Any) -> str:
     """SHA-256 over every leaf's shape, dtype and bytes, in tree order."""
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(_storable(state)):
-        array = np.asarray(leaf)
+    for array in jax.tree.leaves(to_host(_storable(state))):
         digest.update(f"{array.shape}{array.dtype}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()

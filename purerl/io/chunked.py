@@ -22,8 +22,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
-from purerl.core.sharding import shard_seeds, unpad
+from purerl.core.sharding import SEED_AXIS, any_process, barrier, shard_seeds, to_host, unpad
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 
 
@@ -37,7 +38,7 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class TrainOutput:
-    final_state: Any  # every run's state, leading axis = run, without padding
+    padded_state: Any  # every run's final state, leading axis = run, padded to the mesh and on its devices
     metrics: dict[str, np.ndarray]  # name -> [runs, updates]
     compile_seconds: float
     train_seconds: float
@@ -68,15 +69,6 @@ class StopSignals:
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-
-
-def to_host(tree: Any) -> Any:
-    """Numpy copies of every leaf; across processes, the gathered global arrays."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
-    return jax.tree.map(np.asarray, tree)
 
 
 def first_non_finite(
@@ -124,12 +116,20 @@ def train_in_chunks(
     num_runs = keys.shape[0]
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
     sharded_keys, sharded_hparams = shard_seeds((keys, hparams), mesh)
-    init_runs = jax.jit(jax.vmap(init))
+    # Explicit shardings: every leaf of the state (and of the metrics) is split along its leading run axis,
+    # so each compiled chunk takes exactly what the previous one returned, on one host or many.
+    by_run, replicated = NamedSharding(mesh, PartitionSpec(SEED_AXIS)), NamedSharding(mesh, PartitionSpec())
+    init_runs = jax.jit(jax.vmap(init), out_shardings=by_run)
 
     def run_chunk(state: Any, indices: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
         return jax.lax.scan(update, state, indices)
 
-    chunk = jax.jit(jax.vmap(run_chunk, in_axes=(0, None)), donate_argnums=0)
+    chunk = jax.jit(
+        jax.vmap(run_chunk, in_axes=(0, None)),
+        in_shardings=(by_run, replicated),
+        out_shardings=(by_run, by_run),
+        donate_argnums=0,
+    )
     params_finite = jax.jit(jax.vmap(lambda state: _all_finite(state.train_state.params)))
 
     start, history = 0, {}
@@ -154,8 +154,9 @@ def train_in_chunks(
     compiled = {}
     for low, high in zip(bounds[:-1], bounds[1:], strict=True):
         if high - low not in compiled:
-            compiled[high - low] = chunk.lower(state, jnp.arange(low, high)).compile()
+            compiled[high - low] = chunk.lower(state, np.arange(low, high)).compile()
     compile_seconds = time.perf_counter() - compile_start
+    barrier(f"compiled chunks from update {start}")  # hosts finish compiling at different times
 
     def save(done: int) -> None:
         checkpoints.save(done, unpad(state, num_runs), history, meta or {})
@@ -165,9 +166,9 @@ def train_in_chunks(
     train_start = time.perf_counter()
     with StopSignals() as signals:
         for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-            state, metrics = compiled[high - low](state, jnp.arange(low, high))
-            metrics = to_host(unpad(metrics, num_runs))
-            finite = to_host(unpad(params_finite(state), num_runs))
+            state, metrics = compiled[high - low](state, np.arange(low, high))
+            metrics = unpad(to_host(metrics), num_runs)
+            finite = unpad(to_host(params_finite(state)), num_runs)
             problem = first_non_finite(metrics["loss"], finite, low, run_name)
             if problem is not None:
                 kept = checkpoints.latest_step() if checkpoints is not None else None
@@ -177,16 +178,17 @@ def train_in_chunks(
                 name: np.concatenate([history[name], values], axis=1) if name in history else values
                 for name, values in metrics.items()
             }
+            stop = any_process(signals.received is not None)  # every process stops at the same chunk
             if checkpoints is None:
-                if signals.received:
+                if stop:
                     raise KeyboardInterrupt
                 continue
             periodic = checkpoint_every > 0 and high // checkpoint_every > low // checkpoint_every
-            if periodic or high == num_updates or signals.received:
+            if periodic or high == num_updates or stop:
                 save(high)
-            if signals.received and high < num_updates:
+            if stop and high < num_updates:
                 where = checkpoints.directory
-                raise Interrupted(f"{signals.received} at update {high}/{num_updates}; saved in {where}")
+                raise Interrupted(f"{signals.received or 'stop'} at update {high}/{num_updates}; saved in {where}")
         jax.block_until_ready(state)
     train_seconds = time.perf_counter() - train_start
-    return TrainOutput(unpad(state, num_runs), history, compile_seconds, train_seconds, start)
+    return TrainOutput(state, history, compile_seconds, train_seconds, start)

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.chunked import Interrupted, NonFiniteError
 from purerl.io.config_io import add_config_flags, config_from_args
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"purerl: stopped: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "\npurerl: stopped at once; the newest checkpoint (if any) is kept\n")
+    if not is_main_process():
+        return 0
     if args.command == "sweep":
         print_sweep_summary(summary, out)
     else:

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.control import grpo, ppo
-from purerl.core.sharding import seed_mesh, shard_seeds, unpad
+from purerl.core.sharding import is_main_process, seed_mesh, shard_seeds, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
-from purerl.io.chunked import to_host, train_in_chunks
+from purerl.io.chunked import train_in_chunks
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
 from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
@@ -106,8 +106,10 @@ def run_seeds(
     train_keys = jnp.tile(seed_keys(base_seed, num_seeds), num_points)
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
     hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
-    bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs) if show_progress else None
-    if show_progress:
+    # Every process compiles the same program, progress callback included; only process 0 draws the bar.
+    stream = None if is_main_process() else open(os.devnull, "w")  # noqa: SIM115  (lives as long as the bar)
+    bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, stream) if show_progress else None
+    if show_progress and is_main_process():
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
         print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
@@ -130,12 +132,12 @@ def run_seeds(
         bar.close()
 
     start = time.perf_counter()
-    final_state, eval_keys = shard_seeds((output.final_state, eval_keys), mesh)
-    evaluation = jax.block_until_ready(jax.jit(jax.vmap(algo.make_evaluate(config)))(final_state, eval_keys))
+    evaluate = jax.jit(jax.vmap(algo.make_evaluate(config)))
+    evaluation = jax.block_until_ready(evaluate(output.padded_state, shard_seeds(eval_keys, mesh)))
     eval_seconds = time.perf_counter() - start
-    evaluation = to_host(unpad(evaluation, num_runs))
+    evaluation = unpad(to_host(evaluation), num_runs)
     return RunResult(
-        output.final_state,
+        unpad(output.padded_state, num_runs),
         output.metrics,
         evaluation["returns"],
         evaluation["lengths"],
@@ -209,7 +211,7 @@ def check_writable(out: Path) -> None:
     """Fails early, with one line, if ``out`` cannot be created or written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
+        probe = out / f".write_test_{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
@@ -242,6 +244,8 @@ def read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
 
 def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
     summary = summarize(algorithm, config, result, base_seed)
+    if not is_main_process():
+        return summary
     write_metrics_csv(out / "metrics.csv", result.metrics)
     np.savez_compressed(out / "eval.npz", returns=result.eval_returns, lengths=result.eval_lengths)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -263,8 +267,9 @@ def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, An
     checkpoints = RunCheckpoints(out / "checkpoints")
     if checkpoints.latest_step() is not None:
         raise ValueError(f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with --resume {out}")
-    save_config(config, out / "config.json", algorithm)
-    (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
+    if is_main_process():
+        save_config(config, out / "config.json", algorithm)
+        (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
     return checkpoints
 
 

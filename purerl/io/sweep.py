@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from purerl.core.config import check_hyperparams
+from purerl.core.sharding import is_main_process
 from purerl.core.stats import learning_curve_auc
 from purerl.io.checkpoints import RunCheckpoints
 from purerl.io.plots import plot_learning_curve
@@ -208,15 +209,6 @@ def write_sweep_outputs(
     summary = summarize_sweep(config, points, result, num_seeds)
     normalized = summary.pop("normalized_eval_scores")
     labels = point_labels(points)
-    write_metrics_csv(out / "metrics.csv", result.metrics, seeds_per_point=num_seeds)
-    np.savez_compressed(out / "eval.npz", returns=result.eval_returns, lengths=result.eval_lengths)
-    curves = {
-        label: {name: values[p * num_seeds : (p + 1) * num_seeds] for name, values in result.metrics.items()}
-        for p, label in enumerate(labels)
-    }
-    title = f"{algorithm.upper()} on {config.env}: {len(labels)} points x {num_seeds} seeds"
-    plot_learning_curve(out / "curves.png", curves, title=title)
-    plot_aggregates(out, normalized, summary["normalisation"])
     summary |= {
         "algorithm": algorithm,
         "env": config.env,
@@ -226,6 +218,17 @@ def write_sweep_outputs(
         "train_seconds": result.train_seconds,
         "resumed_from_update": result.resumed_from,
     } | environment_info()
+    if not is_main_process():
+        return summary
+    write_metrics_csv(out / "metrics.csv", result.metrics, seeds_per_point=num_seeds)
+    np.savez_compressed(out / "eval.npz", returns=result.eval_returns, lengths=result.eval_lengths)
+    curves = {
+        label: {name: values[p * num_seeds : (p + 1) * num_seeds] for name, values in result.metrics.items()}
+        for p, label in enumerate(labels)
+    }
+    title = f"{algorithm.upper()} on {config.env}: {len(labels)} points x {num_seeds} seeds"
+    plot_learning_curve(out / "curves.png", curves, title=title)
+    plot_aggregates(out, normalized, summary["normalisation"])
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "sweep.md").write_text(sweep_table(summary) + "\n")
     return summary
