@@ -41,7 +41,7 @@ def test_two_processes_of_two_devices_equal_one_process(tmp_path):
         command = [sys.executable, "-m", "purerl.io.launch", *RUN, "--out", str(out)]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=360) for p in processes]
-    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
     assert "6 seeds on 4 devices" in outputs[0][1]  # process 0 reports; both computed
     assert "IQM" in outputs[0][0] and "IQM" not in outputs[1][0]  # only process 0 prints results
