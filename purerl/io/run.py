@@ -310,13 +310,26 @@ def continue_run(
     out: Path, algorithm: str, config: Any, run_info: dict[str, Any], checkpoints: RunCheckpoints | None = None
 ) -> dict[str, Any]:
     """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a ``train`` run and writes it."""
-    result = run_seeds(
+    result = run_in_dir(out, algorithm, config, run_info, checkpoints)
+    return write_outputs(out, algorithm, config, result, run_info["base_seed"])
+
+
+def run_in_dir(
+    out: Path,
+    algorithm: str,
+    config: Any,
+    run_info: dict[str, Any],
+    checkpoints: RunCheckpoints | None = None,
+    sweep: dict[str, list[float]] | None = None,
+) -> RunResult:
+    """``run_seeds`` with the settings of ``run.json`` and the checkpoints of ``out`` (resuming from them)."""
+    return run_seeds(
         algorithm,
         config,
         run_info["num_seeds"],
         run_info["base_seed"],
+        sweep=sweep,
         chunk_updates=run_info["chunk_updates"],
         checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
         checkpoint_every=run_info["checkpoint_every"],
     )
-    return write_outputs(out, algorithm, config, result, run_info["base_seed"])

@@ -34,7 +34,7 @@ from purerl.io.run import (
     DEFAULT_CHUNK_UPDATES,
     RunResult,
     environment_info,
-    run_seeds,
+    run_in_dir,
     start_run_dir,
     write_metrics_csv,
 )
@@ -272,14 +272,5 @@ def continue_sweep(
     """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a sweep and writes it."""
     require_rliable()
     points = expand_grid(run_info["grid"])
-    result = run_seeds(
-        algorithm,
-        config,
-        run_info["num_seeds"],
-        run_info["base_seed"],
-        sweep=points,
-        chunk_updates=run_info["chunk_updates"],
-        checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
-        checkpoint_every=run_info["checkpoint_every"],
-    )
+    result = run_in_dir(out, algorithm, config, run_info, checkpoints, sweep=points)
     return write_sweep_outputs(out, algorithm, config, points, result, run_info["num_seeds"])
