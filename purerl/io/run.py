@@ -266,7 +266,10 @@ def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, An
     check_writable(out)
     checkpoints = RunCheckpoints(out / "checkpoints")
     if checkpoints.latest_step() is not None:
-        raise ValueError(f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with --resume {out}")
+        raise ValueError(
+            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with --resume {out}, "
+            "or choose another --out (or delete that one)"
+        )
     if is_main_process():
         save_config(config, out / "config.json", algorithm)
         (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
