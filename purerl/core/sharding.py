@@ -28,6 +28,11 @@ def seed_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return jax.make_mesh((len(devices),), (SEED_AXIS,), (AxisType.Auto,), devices=devices)
 
 
+def is_prng_key(x: Any) -> bool:
+    """Whether ``x`` is an array of typed PRNG keys (``jax.random.key``), which hold raw data in ``key_data``."""
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def padded_count(num_seeds: int, mesh: Mesh) -> int:
     """``num_seeds`` rounded up to a multiple of the mesh's device count."""
     return -(-num_seeds // mesh.size) * mesh.size
@@ -40,7 +45,7 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
 
     def place(x: Any) -> jax.Array:
-        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        if is_prng_key(x):
             return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
         x = np.asarray(x)
         padding = padded_count(x.shape[0], mesh) - x.shape[0]

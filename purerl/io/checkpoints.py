@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from purerl.core.sharding import to_host
+from purerl.core.sharding import is_prng_key, to_host
 
 FORMAT_VERSION = 1
 
@@ -26,18 +25,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used for this run (missing, mismatched or corrupt)."""
 
 
-def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _storable(state: Any) -> Any:
     """Typed PRNG keys become their raw ``uint32`` data (orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_prng_key(x) else x, state)
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
     """Inverse of ``_storable``: leaves that are keys in ``like`` are wrapped back into typed keys."""
-    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x, stored, like)
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if is_prng_key(ref) else x, stored, like)
 
 
 def state_digest(state: Any) -> str:

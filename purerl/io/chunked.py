@@ -146,7 +146,6 @@ def train_in_chunks(
                     f"{name} is {stored_meta.get(name)!r} there and {value!r} here"
                 )
         state, start = shard_seeds(restored, mesh), step
-        history = {name: values[:, :start] for name, values in history.items()}
 
     # Compile every chunk length this run needs before the clock starts.
     compile_start = time.perf_counter()

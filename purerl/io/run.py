@@ -106,9 +106,11 @@ def run_seeds(
     train_keys = jnp.tile(seed_keys(base_seed, num_seeds), num_points)
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
     hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
-    # Every process compiles the same program, progress callback included; only process 0 draws the bar.
-    stream = None if is_main_process() else open(os.devnull, "w")  # noqa: SIM115  (lives as long as the bar)
-    bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, stream) if show_progress else None
+    bar = None
+    if show_progress:
+        # Every process compiles the same program, progress callback included; only process 0 draws the bar.
+        stream = None if is_main_process() else open(os.devnull, "w")  # noqa: SIM115  (lives as long as the bar)
+        bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, stream)
     if show_progress and is_main_process():
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
