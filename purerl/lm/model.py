@@ -1,0 +1,250 @@
+"""A small decoder-only transformer (Flax linen) with an explicit per-layer KV cache.
+
+Token embedding, learned or rotary positions, pre-LayerNorm blocks of causal multi-head self-attention and
+a GELU MLP, a final LayerNorm and an output layer tied to the token embedding (GPT-2 / nanoGPT). No dropout:
+RL needs ratio = 1 and KL = 0 at step 0, and dropout breaks both. Optional scalar head on the last hidden
+state: ``"value"`` (zero-initialised, for PPO's critic) or ``"reward"`` (for a Bradley-Terry reward model).
+
+Every call takes ``positions`` and a ``key_mask`` of valid tokens, so left padding never shifts positions
+or leaks into attention. With ``cache`` (from ``init_cache``) the new keys and values are written at
+``cache_index`` and attention reads the whole cache: a prompt block is prefilled in one call, then tokens
+are decoded one at a time (``purerl.lm.sampling``). Parameters are float32; ``compute_dtype="bfloat16"``
+runs matmuls in bf16 while attention softmax, logits and log-probs stay float32.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+POSITIONS = ("learned", "rope")
+SCALAR_HEADS = ("value", "reward")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MASKED = -1e9  # finite, so a query with no valid key (a pad) gets uniform weights instead of NaN
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the transformer; ``max_len`` is the longest prompt + completion it will see."""
+
+    vocab_size: int
+    max_len: int
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    mlp_ratio: int = 4
+    positions: str = "learned"
+    compute_dtype: str = "float32"
+    scalar_head: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "mlp_ratio"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions={self.positions!r}; choose one of {POSITIONS}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ValueError(f"rotary positions need an even head dimension, got d_model/n_heads={self.head_dim}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose one of {tuple(COMPUTE_DTYPES)}")
+        if self.scalar_head is not None and self.scalar_head not in SCALAR_HEADS:
+            raise ValueError(f"scalar_head={self.scalar_head!r}; choose one of {SCALAR_HEADS} or None")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return COMPUTE_DTYPES[self.compute_dtype]
+
+
+class LayerCache(NamedTuple):
+    keys: jax.Array  # [B, S, H, Dh]
+    values: jax.Array  # [B, S, H, Dh]
+
+
+class LMOutput(NamedTuple):
+    logits: jax.Array  # [B, T, V] float32
+    scalar: jax.Array | None  # [B, T] float32 when the model has a scalar head
+    cache: tuple[LayerCache, ...] | None  # the updated cache, when one was given
+
+
+def init_cache(config: ModelConfig, batch_size: int, length: int) -> tuple[LayerCache, ...]:
+    """An empty cache of ``length`` slots per sequence, one ``LayerCache`` per layer."""
+    shape = (batch_size, length, config.n_heads, config.head_dim)
+    return tuple(
+        LayerCache(jnp.zeros(shape, config.dtype), jnp.zeros(shape, config.dtype)) for _ in range(config.n_layers)
+    )
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Position of each token among the valid tokens of its row: ``[0, 0, 0, 1, 2]`` for ``[0, 0, 1, 1, 1]``."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def rotate(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rotary position embedding (Su et al., 2021) of ``x: [B, T, H, Dh]`` at ``positions: [B, T]``,
+    rotating the two halves of each head as pairs (GPT-NeoX layout)."""
+    half = x.shape[-1] // 2
+    frequencies = 1.0 / (10_000.0 ** (jnp.arange(half, dtype=jnp.float32) / half))
+    angles = positions[..., None, None].astype(jnp.float32) * frequencies  # [B, T, 1, half]
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    first, second = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    rotated = jnp.concatenate([first * cos - second * sin, first * sin + second * cos], axis=-1)
+    return rotated.astype(x.dtype)
+
+
+def dense(features: int, config: ModelConfig, std: float = 0.02) -> nn.Dense:
+    return nn.Dense(features, dtype=config.dtype, kernel_init=nn.initializers.normal(std))
+
+
+class CausalSelfAttention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, positions: jax.Array, key_mask: jax.Array, cache: LayerCache | None, cache_index: jax.Array
+    ) -> tuple[jax.Array, LayerCache | None]:
+        config = self.config
+        batch, length, _ = x.shape
+        qkv = dense(3 * config.d_model, config)(x).reshape(batch, length, 3, config.n_heads, config.head_dim)
+        queries, keys, values = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if config.positions == "rope":
+            queries, keys = rotate(queries, positions), rotate(keys, positions)
+        query_slots = jnp.arange(length)
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            keys = jax.lax.dynamic_update_slice(cache.keys, keys.astype(cache.keys.dtype), start)
+            values = jax.lax.dynamic_update_slice(cache.values, values.astype(cache.values.dtype), start)
+            cache = LayerCache(keys, values)
+            query_slots = query_slots + cache_index
+        key_slots = jnp.arange(keys.shape[1])
+        allowed = (key_slots[None, :] <= query_slots[:, None])[None, None] & key_mask[:, None, None, :]
+        scores = jnp.einsum("bqhd,bkhd->bhqk", queries, keys, preferred_element_type=jnp.float32)
+        scores = jnp.where(allowed, scores / math.sqrt(config.head_dim), MASKED)
+        weights = jax.nn.softmax(scores, axis=-1).astype(config.dtype)
+        attended = jnp.einsum("bhqk,bkhd->bqhd", weights, values).reshape(batch, length, config.d_model)
+        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layers) at init.
+        return dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))(attended), cache
+
+
+class Block(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, positions, key_mask, cache, cache_index):
+        config = self.config
+        attended, cache = CausalSelfAttention(config)(
+            nn.LayerNorm(dtype=config.dtype)(x), positions, key_mask, cache, cache_index
+        )
+        x = x + attended
+        hidden = nn.gelu(dense(config.mlp_ratio * config.d_model, config)(nn.LayerNorm(dtype=config.dtype)(x)))
+        x = x + dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))(hidden)
+        return x, cache
+
+
+class CausalLM(nn.Module):
+    """``apply(params, tokens [B, T], positions [B, T], key_mask, cache=None, cache_index=0) -> LMOutput``.
+
+    ``key_mask`` marks valid tokens: ``[B, T]`` without a cache, ``[B, S]`` over all cache slots with one.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        key_mask: jax.Array,
+        cache: tuple[LayerCache, ...] | None = None,
+        cache_index: jax.Array | int = 0,
+    ) -> LMOutput:
+        config = self.config
+        chex.assert_rank(tokens, 2)
+        chex.assert_equal_shape((tokens, positions))
+        embed = nn.Embed(
+            config.vocab_size,
+            config.d_model,
+            dtype=config.dtype,
+            embedding_init=nn.initializers.normal(0.02),
+            name="token_embed",
+        )
+        x = embed(tokens)
+        if config.positions == "learned":
+            x = x + nn.Embed(config.max_len, config.d_model, dtype=config.dtype, name="position_embed")(positions)
+        key_mask = key_mask.astype(bool)
+        new_cache = []
+        for layer in range(config.n_layers):
+            x, layer_cache = Block(config, name=f"block_{layer}")(
+                x, positions, key_mask, None if cache is None else cache[layer], cache_index
+            )
+            new_cache.append(layer_cache)
+        x = nn.LayerNorm(dtype=config.dtype, name="final_norm")(x)
+        logits = embed.attend(x).astype(jnp.float32)  # tied output embedding
+        scalar = None
+        if config.scalar_head is not None:
+            init = (
+                nn.initializers.zeros
+                if config.scalar_head == "value"
+                else nn.initializers.normal(1 / math.sqrt(config.d_model + 1))
+            )
+            scalar = nn.Dense(1, kernel_init=init, name=f"{config.scalar_head}_head")(x.astype(jnp.float32))[..., 0]
+        return LMOutput(logits, scalar, None if cache is None else tuple(new_cache))
+
+
+def count_params(params) -> tuple[int, int]:
+    """``(total, non_embedding)`` parameter counts; ``non_embedding`` (blocks, norms, heads) is the ``N`` of
+    the ``6 N`` training FLOPs per token (Kaplan et al., 2020)."""
+    sizes = {jax.tree_util.keystr(path): leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    embedding = sum(size for path, size in sizes.items() if "_embed']" in path)
+    total = sum(sizes.values())
+    return total, total - embedding
+
+
+def token_log_probs(logits: jax.Array, tokens: jax.Array, temperature: float | jax.Array = 1.0) -> jax.Array:
+    """``log softmax(logits / temperature)[token]`` in float32: the one log-prob used by the sampler and by
+    every trainer, so a sampled token is always scored under the distribution it was drawn from."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+    return jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+
+
+def forward_sequences(
+    model: CausalLM,
+    params,
+    prompt: jax.Array,
+    prompt_mask: jax.Array,
+    completion: jax.Array,
+    completion_mask: jax.Array,
+) -> LMOutput:
+    """The full forward pass over ``[prompt | completion]`` (no cache), outputs for the completion block
+    only: ``logits[:, j]`` predicts ``completion[:, j]`` (read from the slot before it), ``scalar[:, j]`` is
+    the head's output at ``completion[:, j]`` itself."""
+    tokens = jnp.concatenate([prompt, completion], axis=1)
+    mask = jnp.concatenate([prompt_mask, completion_mask], axis=1)
+    out = model.apply(params, tokens, positions_from_mask(mask), mask)
+    prompt_length = prompt.shape[1]
+    logits = out.logits[:, prompt_length - 1 : -1]
+    scalar = None if out.scalar is None else out.scalar[:, prompt_length:]
+    return LMOutput(logits, scalar, None)
+
+
+def completion_log_probs(
+    model: CausalLM,
+    params,
+    prompt: jax.Array,
+    prompt_mask: jax.Array,
+    completion: jax.Array,
+    completion_mask: jax.Array,
+    temperature: float | jax.Array = 1.0,
+) -> jax.Array:
+    """Per-token log-probs ``[B, C]`` of the completion block given the prompt (0 where masked out)."""
+    logits = forward_sequences(model, params, prompt, prompt_mask, completion, completion_mask).logits
+    return jnp.where(completion_mask, token_log_probs(logits, completion, temperature), 0.0)
