@@ -50,7 +50,8 @@ class StopSignals:
     saved; a second Ctrl-C stops at once. Only the main thread can own signal handlers; elsewhere this is
     a no-op."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "the current chunk of updates") -> None:
+        self.unit = unit
         self.received: str | None = None
         self.previous: dict[int, Any] = {}
 
@@ -58,7 +59,7 @@ class StopSignals:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        print(f"\n{self.received}: stopping after the current chunk of updates ...", file=sys.stderr, flush=True)
+        print(f"\n{self.received}: stopping after {self.unit} ...", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

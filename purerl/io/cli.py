@@ -5,6 +5,7 @@
     purerl train grpo --env CartPole-v1 --group-size 8 --beta 0.04 --seeds 16 --out runs/grpo
     purerl train ppo --resume runs/x            # continue an interrupted run from its newest checkpoint
     purerl sweep ppo --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32 --out runs/sweep
+    purerl lm sft --task sentiment --out runs/sft    # fine-tune the toy-text LM on a task's demonstrations
 
 Every config field is a flag (``purerl train ppo --help`` lists them with defaults). Bad input stops with
 one line naming the value and what is allowed, before anything compiles.
@@ -18,6 +19,7 @@ from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.chunked import Interrupted, NonFiniteError
 from purerl.io.config_io import add_config_flags, config_from_args
+from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import (
     ALGORITHMS,
     DEFAULT_CHECKPOINT_EVERY,
@@ -27,6 +29,7 @@ from purerl.io.run import (
     run_and_write,
 )
 from purerl.io.sweep import continue_sweep, parse_grid, run_sweep_and_write, sweep_table
+from purerl.lm.sft import SFTConfig
 
 RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every")  # fixed by a resumed run
 
@@ -71,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"values of one field (repeat for a product grid); sweepable: {sweepable}",
                 )
             add_run_flags(sub, name, algo.config_cls)
+    lm = commands.add_parser("lm", help="train the toy-text language model")
+    lm_algorithms = lm.add_subparsers(dest="algorithm", required=True)
+    sft = lm_algorithms.add_parser("sft", help="supervised fine-tuning on a task's demonstrations")
+    sft.add_argument("--out", type=Path, help="output directory [runs/sft]")
+    sft.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
+    sft.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_config_flags(sft, SFTConfig)
     return parser
 
 
@@ -148,6 +158,31 @@ def start(args: argparse.Namespace) -> dict:
     return run_and_write(args.algorithm, config, *settings)
 
 
+def lm_sft(args: argparse.Namespace) -> dict:
+    if args.resume is not None:
+        given = [n for n in ("out", "config") if getattr(args, n) is not None] + [
+            n.removeprefix("field_") for n in vars(args) if n.startswith("field_")
+        ]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
+        return run_sft(load_sft_config(args.resume), args.resume, resume=True)
+    return run_sft(config_from_args(SFTConfig, args), output_dir(args))
+
+
+def print_sft_summary(summary: dict, out: Path) -> None:
+    start, end = summary["eval_at_start"], summary["eval"]
+    print(f"\nSFT on {summary['task']}: {summary['parameters']:,} parameters, {summary['steps']} steps")
+    print(f"final loss {summary['final_loss']:.4f}, token accuracy {summary['final_token_accuracy']:.1%}")
+    for name in ("reward", "validity", "accuracy"):
+        print(f"eval {name:9} {start[name]:+.3f} at step 0 -> {end[name]:+.3f}")
+    print(
+        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
+        f"{summary['tokens_per_second']:,.0f} tokens/s on {summary['device']['kind']}"
+    )
+    print(f"wrote {out}/config.json, checkpoints/, metrics.csv, evals.csv, samples.txt, summary.json, sft.png")
+
+
 def output_dir(args: argparse.Namespace) -> Path:
     if args.resume is not None:
         return args.resume
@@ -159,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = output_dir(args)
     try:
-        summary = resume(args) if args.resume is not None else start(args)
+        if args.command == "lm":
+            summary = lm_sft(args)
+        else:
+            summary = resume(args) if args.resume is not None else start(args)
     except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
     except Interrupted as stop:
@@ -170,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(130, "\npurerl: stopped at once; the newest checkpoint (if any) is kept\n")
     if not is_main_process():
         return 0
-    if args.command == "sweep":
+    if args.command == "lm":
+        print_sft_summary(summary, out)
+    elif args.command == "sweep":
         print_sweep_summary(summary, out)
     else:
         print_summary(summary, out)

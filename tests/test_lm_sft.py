@@ -1,0 +1,106 @@
+"""Supervised fine-tuning: the loss masks the prompt, a tiny run learns the task, a resumed run equals an
+uninterrupted one, and bad input stops with one line."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.io import cli
+from purerl.io.checkpoints import CheckpointError
+from purerl.io.lm_sft import run_sft
+from purerl.lm.model import CausalLM, ModelConfig
+from purerl.lm.sft import SFTConfig, sft_loss
+from purerl.lm.tokenizer import CharTokenizer, encode_batch
+
+SMALL = {"task": "reverse", "steps": 30, "batch_size": 16, "warmup_steps": 5, "eval_every": 15, "eval_prompts": 16}
+
+
+def test_sft_loss_is_the_mean_completion_cross_entropy_and_ignores_the_prompt():
+    tokenizer = CharTokenizer()
+    model = CausalLM(ModelConfig(tokenizer.vocab_size, max_len=16, d_model=16, n_layers=1, n_heads=2))
+    batch = encode_batch(tokenizer, ["ab", "abcd"], ["x", "xyz"], 4, 3)
+    params = model.init(jax.random.key(0), jnp.asarray(batch.prompt), jnp.asarray(batch.prompt), batch.prompt_mask)
+    loss, _ = sft_loss(params, model, batch)
+    tokens = np.concatenate([batch.prompt, batch.completion], axis=1)
+    mask = np.concatenate([batch.prompt_mask, batch.completion_mask], axis=1)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    logits = np.asarray(model.apply(params, tokens, positions, mask).logits, np.float64)
+    nll, count = 0.0, 0
+    for row in range(2):
+        for slot in range(batch.prompt.shape[1], tokens.shape[1]):  # completion tokens only, <eos> included
+            if mask[row, slot]:
+                log_probs = logits[row, slot - 1] - np.log(np.sum(np.exp(logits[row, slot - 1])))
+                nll -= log_probs[tokens[row, slot]]
+                count += 1
+    assert count == 2 + 4
+    np.testing.assert_allclose(loss, nll / count, rtol=1e-5)
+
+
+@pytest.mark.learning
+@pytest.mark.timeout(300)
+def test_sft_on_a_tiny_model_learns_the_sentiment_grammar(tmp_path):
+    summary = run_sft(SFTConfig(task="sentiment", steps=300, eval_every=300), tmp_path / "sft")
+    assert summary["eval_at_start"]["validity"] == 0.0 and summary["eval_at_start"]["accuracy"] == 0.0
+    assert summary["final_loss"] < 0.6  # from ln(49) = 3.9 at initialisation
+    assert summary["eval"]["validity"] > 0.5  # most samples are reviews the grammar can produce
+    assert summary["eval"]["accuracy"] > 0.15  # and many are wholly positive (44% of the demonstrations are)
+    for name in ("metrics.csv", "evals.csv", "samples.txt", "summary.json", "sft.png", "config.json"):
+        assert (tmp_path / "sft" / name).exists()
+
+
+def test_resumed_sft_equals_an_uninterrupted_run(tmp_path):
+    config = SFTConfig(**SMALL, checkpoint_every=10)
+    run_sft(config, tmp_path / "whole")
+    run_sft(config, tmp_path / "crashed")
+    # A crash after step 20: the checkpoint of step 30 and the results never got written.
+    shutil.rmtree(tmp_path / "crashed" / "checkpoints" / "30")
+    for name in ("metrics.csv", "evals.csv", "summary.json"):
+        (tmp_path / "crashed" / name).unlink()
+    summary = run_sft(config, tmp_path / "crashed", resume=True)
+    assert summary["resumed_from_step"] == 20
+    for name in ("metrics.csv", "evals.csv"):
+        assert (tmp_path / "crashed" / name).read_text() == (tmp_path / "whole" / name).read_text()
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    run_sft(SFTConfig(**SMALL), tmp_path / "run")
+    with pytest.raises(CheckpointError, match="belongs to a run with another config"):
+        run_sft(SFTConfig(**SMALL | {"learning_rate": 1e-3}), tmp_path / "run", resume=True)
+
+
+def fail_if_trained(*args, **kwargs):
+    raise AssertionError("training started despite bad input")
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--task", "sorting"], "task must be one of sentiment, addition, reverse, palindrome; got 'sorting'"),
+        (["--preset", "huge"], "preset must be one of tiny, small; got 'huge'"),
+        (["--warmup-steps", "500"], "warmup_steps=500 must be less than steps=400"),
+        (["--demo-quality", "2"], "demo_quality must be in [0.0, 1.0], got 2.0"),
+        (["--steps", "many"], "--steps: cannot read 'many' as int"),
+    ],
+)
+def test_bad_sft_input_one_line_error_before_training(monkeypatch, capsys, tmp_path, flags, message):
+    monkeypatch.setattr("purerl.lm.sft.make_sft", fail_if_trained)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lm", "sft", "--out", str(tmp_path / "x"), *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("purerl: error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_sft_resume_refuses_new_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["lm", "sft", "--out", str(out), *(f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items())]) == 0
+    assert "SFT on reverse" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lm", "sft", "--resume", str(out), "--steps", "60"])
+    assert exit_info.value.code == 2 and "drop --steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["lm", "sft", "--out", str(out), "--task", "reverse"])
+    assert f"continue it with purerl lm sft --resume {out}" in capsys.readouterr().err
