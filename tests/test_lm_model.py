@@ -16,7 +16,7 @@ from purerl.lm.model import (
     positions_from_mask,
 )
 from purerl.lm.sampling import SamplingConfig, make_generate, truncated_logits
-from purerl.lm.tokenizer import EOS, PAD, CharTokenizer, encode_batch, encode_prompts
+from purerl.lm.tokenizer import EOS, PAD, Batch, CharTokenizer, encode_batch, encode_prompts
 
 TOKENIZER = CharTokenizer()
 PROMPTS = ["a", "hello", "the plot was", "12+34"]  # mixed lengths: left padding differs per row
@@ -39,7 +39,7 @@ def test_cached_decoding_equals_the_full_forward_pass(positions):
     model, params = build(positions)
     completions = ["xyz", "ab", "good.", "46"]
     batch = encode_batch(TOKENIZER, PROMPTS, completions, MAX_PROMPT, 6)
-    full = forward_sequences(model, params, batch.prompt, batch.prompt_mask, batch.completion, batch.completion_mask)
+    full = forward_sequences(model, params, batch)
 
     # Prefill the prompt block, then feed the completion one token at a time through the cache.
     batch_size, prompt_length = batch.prompt.shape
@@ -65,17 +65,12 @@ def test_left_padding_changes_nothing(positions):
     completions = ["xyz", "ab", "good.", "46"]
     short = encode_batch(TOKENIZER, PROMPTS, completions, MAX_PROMPT, 6)
     padded = encode_batch(TOKENIZER, PROMPTS, completions, MAX_PROMPT + 7, 6)
-    log_probs = [
-        completion_log_probs(model, params, b.prompt, b.prompt_mask, b.completion, b.completion_mask)
-        for b in (short, padded)
-    ]
+    log_probs = [completion_log_probs(model, params, b) for b in (short, padded)]
     np.testing.assert_allclose(log_probs[0], log_probs[1], atol=1e-5)
     # Changing the tokens under the padding (pads and after <eos>) changes nothing either.
     noisy_prompt = np.where(padded.prompt_mask, padded.prompt, 17)
     noisy_completion = np.where(padded.completion_mask, padded.completion, 23)
-    noisy = completion_log_probs(
-        model, params, noisy_prompt, padded.prompt_mask, noisy_completion, padded.completion_mask
-    )
+    noisy = completion_log_probs(model, params, padded._replace(prompt=noisy_prompt, completion=noisy_completion))
     np.testing.assert_allclose(noisy, log_probs[1], atol=1e-5)
 
 
@@ -85,7 +80,7 @@ def test_generation_log_probs_are_the_trainers_and_the_mask_ends_at_eos(use_cach
     prompt, prompt_mask = encode_prompts(TOKENIZER, PROMPTS, MAX_PROMPT)
     sampling = SamplingConfig(max_new_tokens=24, temperature=0.7, use_cache=use_cache)
     gen = make_generate(model, sampling)(params, prompt, prompt_mask, jax.random.key(3))
-    rescored = completion_log_probs(model, params, prompt, prompt_mask, gen.tokens, gen.mask, temperature=0.7)
+    rescored = completion_log_probs(model, params, Batch(prompt, prompt_mask, gen.tokens, gen.mask), temperature=0.7)
     np.testing.assert_allclose(gen.log_probs, rescored, atol=1e-5)
     tokens, mask = np.asarray(gen.tokens), np.asarray(gen.mask)
     for row in range(len(PROMPTS)):
@@ -163,9 +158,8 @@ def test_value_head_starts_at_zero_and_reward_head_does_not():
     value_model, value_params = build(scalar_head="value")
     reward_model, reward_params = build(scalar_head="reward")
     batch = encode_batch(TOKENIZER, PROMPTS, ["x", "y", "z", "w"], MAX_PROMPT, 4)
-    args = (batch.prompt, batch.prompt_mask, batch.completion, batch.completion_mask)
-    assert np.all(np.asarray(forward_sequences(value_model, value_params, *args).scalar) == 0)
-    assert np.std(np.asarray(forward_sequences(reward_model, reward_params, *args).scalar)) > 0
+    assert np.all(np.asarray(forward_sequences(value_model, value_params, batch).scalar) == 0)
+    assert np.std(np.asarray(forward_sequences(reward_model, reward_params, batch).scalar)) > 0
 
 
 def test_bfloat16_compute_keeps_float32_params_and_close_logits():

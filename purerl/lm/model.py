@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from purerl.lm.tokenizer import Batch
+
 POSITIONS = ("learned", "rope")
 SCALAR_HEADS = ("value", "reward")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -216,35 +218,20 @@ def token_log_probs(logits: jax.Array, tokens: jax.Array, temperature: float | j
     return jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
 
 
-def forward_sequences(
-    model: CausalLM,
-    params,
-    prompt: jax.Array,
-    prompt_mask: jax.Array,
-    completion: jax.Array,
-    completion_mask: jax.Array,
-) -> LMOutput:
+def forward_sequences(model: CausalLM, params, batch: Batch) -> LMOutput:
     """The full forward pass over ``[prompt | completion]`` (no cache), outputs for the completion block
     only: ``logits[:, j]`` predicts ``completion[:, j]`` (read from the slot before it), ``scalar[:, j]`` is
     the head's output at ``completion[:, j]`` itself."""
-    tokens = jnp.concatenate([prompt, completion], axis=1)
-    mask = jnp.concatenate([prompt_mask, completion_mask], axis=1)
+    tokens = jnp.concatenate([batch.prompt, batch.completion], axis=1)
+    mask = jnp.concatenate([batch.prompt_mask, batch.completion_mask], axis=1)
     out = model.apply(params, tokens, positions_from_mask(mask), mask)
-    prompt_length = prompt.shape[1]
+    prompt_length = batch.prompt.shape[1]
     logits = out.logits[:, prompt_length - 1 : -1]
     scalar = None if out.scalar is None else out.scalar[:, prompt_length:]
     return LMOutput(logits, scalar, None)
 
 
-def completion_log_probs(
-    model: CausalLM,
-    params,
-    prompt: jax.Array,
-    prompt_mask: jax.Array,
-    completion: jax.Array,
-    completion_mask: jax.Array,
-    temperature: float | jax.Array = 1.0,
-) -> jax.Array:
+def completion_log_probs(model: CausalLM, params, batch: Batch, temperature: float | jax.Array = 1.0) -> jax.Array:
     """Per-token log-probs ``[B, C]`` of the completion block given the prompt (0 where masked out)."""
-    logits = forward_sequences(model, params, prompt, prompt_mask, completion, completion_mask).logits
-    return jnp.where(completion_mask, token_log_probs(logits, completion, temperature), 0.0)
+    logits = forward_sequences(model, params, batch).logits
+    return jnp.where(batch.completion_mask, token_log_probs(logits, batch.completion, temperature), 0.0)

@@ -121,9 +121,7 @@ def make_optimizer(config: SFTConfig) -> optax.GradientTransformation:
 
 def sft_loss(params, model: CausalLM, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean next-token cross-entropy over the valid completion tokens (``<eos>`` included) of the batch."""
-    logits = forward_sequences(
-        model, params, batch.prompt, batch.prompt_mask, batch.completion, batch.completion_mask
-    ).logits
+    logits = forward_sequences(model, params, batch).logits
     nll = -token_log_probs(logits, batch.completion)
     accuracy = (jnp.argmax(logits, axis=-1) == batch.completion).astype(jnp.float32)
     loss = masked_mean(nll, batch.completion_mask)
