@@ -87,7 +87,10 @@ def main() -> None:
     rows = [
         {"part": "env alone (random actions)", "seconds": env_seconds},
         {"part": "rollout: policy + env + GAE (fit intercept)", "seconds": intercept},
-        {"part": f"{base.update_epochs} epochs x {base.num_minibatches} minibatch steps (fit)", "seconds": gradient_seconds},
+        {
+            "part": f"{base.update_epochs} epochs x {base.num_minibatches} minibatch steps (fit)",
+            "seconds": gradient_seconds,
+        },
         {"part": f"whole run, {base.update_epochs} epochs (measured)", "seconds": full},
     ]
     per_step_ms = slope * 1e3

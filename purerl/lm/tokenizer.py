@@ -11,7 +11,7 @@ from the mask (``purerl.lm.model.positions_from_mask``), so left padding never s
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,9 +50,8 @@ class CharTokenizer:
         return "".join(chars)
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Token ids and validity masks of the two blocks; masks are ``bool``."""
+class Batch(NamedTuple):
+    """Token ids and validity masks of the two blocks (a pytree); masks are ``bool``."""
 
     prompt: np.ndarray  # [B, P] int32, left-padded: <pad>* <bos> prompt <sep>
     prompt_mask: np.ndarray  # [B, P]
