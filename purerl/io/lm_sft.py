@@ -156,8 +156,8 @@ def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO |
         "final_token_accuracy": step_metrics["token_accuracy"][-1],
         "eval": {name: evals[name][-1] for name in EVAL_METRICS},
         "eval_at_start": {name: evals[name][0] for name in EVAL_METRICS},
-        "eval_protocol": f"{config.eval_prompts} prompts from a separate rng stream, sampled at temperature "
-        f"{config.eval_temperature}",
+        "eval_protocol": f"{config.eval_prompts} prompts from a separate rng stream (not guaranteed disjoint from "
+        f"the training prompts: some tasks have few), sampled at temperature {config.eval_temperature}",
         "tokens_per_second": timed_steps * tokens_per_step / max(train_seconds, 1e-9),
         "tokens_per_step": tokens_per_step,
         "compile_seconds": compile_seconds,
