@@ -122,14 +122,20 @@ def resumed_note(summary: dict) -> str:
     return f" (resumed at update {summary['resumed_from_update']})" if summary["resumed_from_update"] else ""
 
 
-def resume(args: argparse.Namespace) -> dict:
-    """Continues the run in ``args.resume`` with its own config and settings."""
-    fixed = [name for name in RUN_FLAGS if getattr(args, name) is not None]
+def refuse_settings_with_resume(args: argparse.Namespace, run_flags: tuple[str, ...]) -> None:
+    """A resumed run keeps its saved settings: any of ``run_flags``, a config field or a grid given with
+    ``--resume`` is an error naming them."""
+    fixed = [name for name in run_flags if getattr(args, name) is not None]
     fixed += [name.removeprefix("field_") for name in vars(args) if name.startswith("field_")]
     fixed += ["grid"] if getattr(args, "grid", None) else []
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
+
+
+def resume(args: argparse.Namespace) -> dict:
+    """Continues the run in ``args.resume`` with its own config and settings."""
+    refuse_settings_with_resume(args, RUN_FLAGS)
     algorithm, config, run_info = load_run_dir(args.resume)
     if (algorithm, run_info["command"]) != (args.algorithm, args.command):
         right = f"purerl {run_info['command']} {algorithm} --resume {args.resume}"
@@ -160,12 +166,7 @@ def start(args: argparse.Namespace) -> dict:
 
 def lm_sft(args: argparse.Namespace) -> dict:
     if args.resume is not None:
-        given = [n for n in ("out", "config") if getattr(args, n) is not None] + [
-            n.removeprefix("field_") for n in vars(args) if n.startswith("field_")
-        ]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
+        refuse_settings_with_resume(args, ("out", "config"))
         return run_sft(load_sft_config(args.resume), args.resume, resume=True)
     return run_sft(config_from_args(SFTConfig, args), output_dir(args))
 

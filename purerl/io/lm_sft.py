@@ -21,9 +21,9 @@ import numpy as np
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 from purerl.io.chunked import Interrupted, NonFiniteError, StopSignals
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
-from purerl.io.run import check_writable, environment_info
+from purerl.io.run import environment_info, new_run_checkpoints
 from purerl.lm.model import count_params
-from purerl.lm.sft import Evaluation, SFTConfig, demonstration_batch, make_evaluate, make_sft
+from purerl.lm.sft import SFTConfig, demonstration_batch, make_evaluate, make_sft
 from purerl.lm.tokenizer import CharTokenizer
 
 matplotlib.use("Agg")
@@ -34,13 +34,7 @@ EVAL_METRICS = ("reward", "validity", "accuracy")
 
 
 def start_sft_dir(out: Path, config: SFTConfig) -> RunCheckpoints:
-    check_writable(out)
-    checkpoints = RunCheckpoints(out / "checkpoints")
-    if checkpoints.latest_step() is not None:
-        raise ValueError(
-            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with "
-            f"purerl lm sft --resume {out}, or choose another --out (or delete that one)"
-        )
+    checkpoints = new_run_checkpoints(out, f"purerl lm sft --resume {out}")
     save_config(config, out / "config.json", "sft")
     return checkpoints
 
@@ -83,7 +77,6 @@ def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO |
         f"{config.steps} steps x {config.batch_size} sequences of {model.config.max_len} tokens",
         file=stream,
     )
-    samples_file = (out / "samples.txt").open("a")
     step_metrics = {name: [float(x) for x in history[name]] for name in STEP_METRICS}
     evals = {name: [float(x) for x in history[name]] for name in ("eval_step", *EVAL_METRICS)}
 
@@ -91,7 +84,7 @@ def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO |
         saved = {name: np.asarray(values, np.float32) for name, values in (step_metrics | evals).items()}
         checkpoints.save(step, state, saved, meta)
 
-    def record_eval(step: int) -> Evaluation:
+    def record_eval(step: int, samples_file: TextIO) -> None:
         evaluation = evaluate(state.params, jax.random.fold_in(state.key, step))
         evals["eval_step"].append(step)
         for name in EVAL_METRICS:
@@ -105,14 +98,12 @@ def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO |
             print(f"    {prompt!r} -> {completion!r}", file=stream)
             samples_file.write(f"step {step}\t{prompt!r}\t{completion!r}\n")
         samples_file.flush()
-        return evaluation
 
-    start_time = compile_start = time.perf_counter()
-    compile_seconds = 0.0
-    with StopSignals("the current step") as signals:
+    compile_seconds, train_start, timed_steps = 0.0, None, 0
+    with StopSignals("the current step") as signals, (out / "samples.txt").open("a") as samples_file:
         if first_step == 0:
-            record_eval(0)
-        train_start, timed_steps = None, 0
+            record_eval(0, samples_file)
+        compile_start = time.perf_counter()
         for step in range(first_step, config.steps):
             batch = demonstration_batch(config, task, tokenizer, step)
             state, metrics = step_fn(state, batch)
@@ -134,16 +125,14 @@ def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO |
                     file=stream,
                 )
             if done % config.eval_every == 0 or done == config.steps:
-                record_eval(done)
+                record_eval(done, samples_file)
             if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
                 save(done)
             if signals.received and done != config.steps:
                 save(done)
-                samples_file.close()
                 raise Interrupted(f"{signals.received}: stopped after step {done}; saved a checkpoint in {out}")
     save(config.steps)
-    samples_file.close()
-    train_seconds = time.perf_counter() - (train_start or start_time)
+    train_seconds = 0.0 if train_start is None else time.perf_counter() - train_start
     summary = {
         "algorithm": "sft",
         "task": config.task,

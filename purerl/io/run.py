@@ -262,16 +262,23 @@ def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, bas
 RUN_FILE = "run.json"  # how a run directory was started: enough, with config.json, to resume it
 
 
-def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, Any]) -> RunCheckpoints:
-    """Creates ``out`` with ``config.json`` and ``run.json``; refuses a directory that holds another run's
-    checkpoints (resume that one with ``--resume``, or choose another ``--out``)."""
+def new_run_checkpoints(out: Path, resume_command: str) -> RunCheckpoints:
+    """The checkpoints of a new run in ``out``; refuses a directory that holds another run's checkpoints,
+    naming ``resume_command`` to continue that one instead."""
     check_writable(out)
     checkpoints = RunCheckpoints(out / "checkpoints")
     if checkpoints.latest_step() is not None:
         raise ValueError(
-            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with --resume {out}, "
+            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with {resume_command}, "
             "or choose another --out (or delete that one)"
         )
+    return checkpoints
+
+
+def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, Any]) -> RunCheckpoints:
+    """Creates ``out`` with ``config.json`` and ``run.json`` (see ``new_run_checkpoints`` for a directory that
+    holds another run)."""
+    checkpoints = new_run_checkpoints(out, f"--resume {out}")
     if is_main_process():
         save_config(config, out / "config.json", algorithm)
         (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
