@@ -107,6 +107,11 @@ def dense(features: int, config: ModelConfig, std: float = 0.02) -> nn.Dense:
     return nn.Dense(features, dtype=config.dtype, kernel_init=nn.initializers.normal(std))
 
 
+def residual_projection(config: ModelConfig) -> nn.Dense:
+    """A projection back onto the residual stream, initialised with std 0.02 / sqrt(2 * n_layers) (GPT-2)."""
+    return dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))
+
+
 class CausalSelfAttention(nn.Module):
     config: ModelConfig
 
@@ -133,8 +138,7 @@ class CausalSelfAttention(nn.Module):
         scores = jnp.where(allowed, scores / math.sqrt(config.head_dim), MASKED)
         weights = jax.nn.softmax(scores, axis=-1).astype(config.dtype)
         attended = jnp.einsum("bhqk,bkhd->bqhd", weights, values).reshape(batch, length, config.d_model)
-        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layers) at init.
-        return dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))(attended), cache
+        return residual_projection(config)(attended), cache
 
 
 class Block(nn.Module):
@@ -148,7 +152,7 @@ class Block(nn.Module):
         )
         x = x + attended
         hidden = nn.gelu(dense(config.mlp_ratio * config.d_model, config)(nn.LayerNorm(dtype=config.dtype)(x)))
-        x = x + dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))(hidden)
+        x = x + residual_projection(config)(hidden)
         return x, cache
 
 

@@ -7,14 +7,7 @@ digit of the sum changed, so it looks like a plausible slip, not noise.
 
 import numpy as np
 
-from purerl.lm.tasks.base import Task, require_fraction
-
-
-def perturb_one_char(text: str, choices: str, rng: np.random.Generator) -> str:
-    """``text`` with one position replaced by a different character from ``choices``."""
-    position = int(rng.integers(len(text)))
-    replacement = rng.choice([c for c in choices if c != text[position]])
-    return text[:position] + replacement + text[position + 1 :]
+from purerl.lm.tasks.base import Task, perturb_one_char, require_fraction
 
 
 class Addition(Task):

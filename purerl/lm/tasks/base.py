@@ -44,3 +44,10 @@ class Task(ABC):
 def require_fraction(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}={value} must be in [0, 1]")
+
+
+def perturb_one_char(text: str, choices: str, rng: np.random.Generator) -> str:
+    """``text`` with one position replaced by a different character from ``choices``."""
+    position = int(rng.integers(len(text)))
+    replacement = rng.choice([c for c in choices if c != text[position]])
+    return text[:position] + replacement + text[position + 1 :]

@@ -11,8 +11,7 @@ letter changed; a wrong palindrome has one letter changed where that breaks the 
 
 import numpy as np
 
-from purerl.lm.tasks.arithmetic import perturb_one_char
-from purerl.lm.tasks.base import Task, require_fraction
+from purerl.lm.tasks.base import Task, perturb_one_char, require_fraction
 
 LETTERS = "abcdefgh"
 
