@@ -1,7 +1,7 @@
 """PPO training throughput: env steps per second for 1, 16, 64 vmapped seeds.
 
     python benchmarks/ppo_throughput.py                      # CPU: 1, 16, 64 seeds, about 12 minutes on 2 cores
-    python benchmarks/ppo_throughput.py --seeds 1 16 64 256 1024 4096 --tag gpu
+    python benchmarks/ppo_throughput.py --seeds 64 256 1024 4096 8192 --truncation as-done --tag gpu
 
 Configuration: PureJaxRL's ppo.py CartPole defaults (4 envs x 128 steps, 4 epochs x 4 minibatches,
 lr 2.5e-4 annealed, 499,712 steps per seed), so numbers line up with the peer table in
@@ -9,7 +9,10 @@ shared/reference/peer-baselines-cpu.md. Two variants run side by side in this pr
 as PureJaxRL does (``bootstrap_truncation=False``, the like-for-like comparison) and purerl's default
 (``True``, one extra critic pass over the final observations). Compile time is measured apart from the run
 (``jit(...).lower(keys).compile()``); a run is timed around ``block_until_ready``; the best of ``--reps`` runs
-after compilation is reported. Results go to benchmarks/results/ppo_throughput_<tag>.{json,md}.
+after compilation is reported (one run from 64 seeds up). ``device MiB`` is XLA's compiled buffer size
+(arguments + outputs + temporaries), which says how many more seeds would fit. Results go to
+benchmarks/results/ppo_throughput_<tag>.{json,md}, rewritten after every row so a run stopped part-way keeps
+what it measured.
 """
 
 import argparse
@@ -51,6 +54,8 @@ def measure(config: PPOConfig, num_seeds: int, reps: int) -> dict:
     start = time.perf_counter()
     compiled = train.lower(keys).compile()
     compile_seconds = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    device_bytes = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -63,34 +68,17 @@ def measure(config: PPOConfig, num_seeds: int, reps: int) -> dict:
         "bootstrap_truncation": config.bootstrap_truncation,
         "env_steps_total": env_steps,
         "compile_seconds": compile_seconds,
+        "device_bytes": device_bytes,
         "run_seconds": times,
         "env_steps_per_second": env_steps / best,
         "train_return_mean": float(np.mean(train_return_per_seed({k: np.asarray(v) for k, v in metrics.items()}))),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--tag", default="cpu")
-    args = parser.parse_args()
+TRUNCATION = {"as-done": (False,), "bootstrap": (True,), "both": (False, True)}
 
-    rows = []
-    header = f"{'seeds':>6} {'truncation':>12} {'compile s':>10} {'run s':>8} {'env steps/s':>13} {'train return':>13}"
-    print(header)
-    for num_seeds in args.seeds:
-        reps = args.reps if num_seeds < 64 else 1
-        for bootstrap in (False, True):
-            row = measure(replace(PUREJAXRL_CARTPOLE, bootstrap_truncation=bootstrap), num_seeds, reps)
-            rows.append(row)
-            truncation = "bootstrap" if bootstrap else "as done"
-            print(
-                f"{num_seeds:>6} {truncation:>12} {row['compile_seconds']:>10.1f} {min(row['run_seconds']):>8.1f} "
-                f"{row['env_steps_per_second']:>13,.0f} {row['train_return_mean']:>13.1f}",
-                flush=True,
-            )
 
+def write_results(rows: list[dict], tag: str) -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     record = {
@@ -98,24 +86,53 @@ def main() -> None:
         "config": "PureJaxRL ppo.py CartPole defaults",
         "rows": rows,
     } | environment_info()
-    (out / f"ppo_throughput_{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"ppo_throughput_{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         f"# PPO throughput, CartPole-v1, PureJaxRL config ({record['device']['kind']}, {record['date']})",
         "",
         f"jax {record['versions']['jax']}, gymnax {record['versions']['gymnax']}, "
         f"{record['machine']['cpu_count']} CPU cores",
         "",
-        "| seeds | truncation | compile s | run s (best) | env steps/s | train return |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| seeds | truncation | compile s | run s (best) | env steps/s | device MiB | train return |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         truncation = "bootstrap (purerl default)" if row["bootstrap_truncation"] else "as termination (PureJaxRL)"
         lines.append(
             f"| {row['seeds']} | {truncation} "
             f"| {row['compile_seconds']:.1f} | {min(row['run_seconds']):.1f} | {row['env_steps_per_second']:,.0f} "
-            f"| {row['train_return_mean']:.1f} |"
+            f"| {row['device_bytes'] / 2**20:.1f} | {row['train_return_mean']:.1f} |"
         )
-    (out / f"ppo_throughput_{args.tag}.md").write_text("\n".join(lines) + "\n")
+    (out / f"ppo_throughput_{tag}.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--truncation", choices=sorted(TRUNCATION), default="both")
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args()
+
+    rows = []
+    header = (
+        f"{'seeds':>6} {'truncation':>12} {'compile s':>10} {'run s':>8} {'env steps/s':>13} {'device MiB':>11} "
+        f"{'train return':>13}"
+    )
+    print(header)
+    for num_seeds in args.seeds:
+        reps = args.reps if num_seeds < 64 else 1
+        for bootstrap in TRUNCATION[args.truncation]:
+            row = measure(replace(PUREJAXRL_CARTPOLE, bootstrap_truncation=bootstrap), num_seeds, reps)
+            rows.append(row)
+            write_results(rows, args.tag)
+            truncation = "bootstrap" if bootstrap else "as done"
+            print(
+                f"{num_seeds:>6} {truncation:>12} {row['compile_seconds']:>10.1f} {min(row['run_seconds']):>8.1f} "
+                f"{row['env_steps_per_second']:>13,.0f} {row['device_bytes'] / 2**20:>11.1f} "
+                f"{row['train_return_mean']:>13.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
