@@ -223,15 +223,20 @@ def token_log_probs(logits: jax.Array, tokens: jax.Array, temperature: float | j
 
 
 def forward_sequences(model: CausalLM, params, batch: Batch) -> LMOutput:
-    """The full forward pass over ``[prompt | completion]`` (no cache), outputs for the completion block
-    only: ``logits[:, j]`` predicts ``completion[:, j]`` (read from the slot before it), ``scalar[:, j]`` is
-    the head's output at ``completion[:, j]`` itself."""
+    """The full forward pass over ``[prompt | completion]`` (no cache), outputs for the completion block.
+
+    ``logits [B, C, V]``: ``logits[:, j]`` predicts ``completion[:, j]`` (read from the slot before it).
+    ``scalar [B, C + 1]``: the head at the same slots plus one, so ``scalar[:, j]`` is read *before*
+    ``completion[:, j]`` (a value head's ``V(s_j)``, the state in which token ``j`` is chosen) and
+    ``scalar[:, j + 1]`` *at* it (a reward model reads the score at the last real token ``e`` as
+    ``scalar[:, e + 1]``).
+    """
     tokens = jnp.concatenate([batch.prompt, batch.completion], axis=1)
     mask = jnp.concatenate([batch.prompt_mask, batch.completion_mask], axis=1)
     out = model.apply(params, tokens, positions_from_mask(mask), mask)
     prompt_length = batch.prompt.shape[1]
     logits = out.logits[:, prompt_length - 1 : -1]
-    scalar = None if out.scalar is None else out.scalar[:, prompt_length:]
+    scalar = None if out.scalar is None else out.scalar[:, prompt_length - 1 :]
     return LMOutput(logits, scalar, None)
 
 

@@ -2,10 +2,8 @@
 
 Next-token cross-entropy on completion tokens only: the prompt is context, never a target, and ``<eos>``
 is a target, so the model learns to stop. AdamW (decay on matrices only, as nanoGPT), linear warm-up then
-cosine decay, global-norm clipping. Batches are generated on the fly from ``rng([seed, step])``, so a run
-resumed at step ``s`` sees exactly the batches an uninterrupted run would. Evaluation samples completions
-for a fixed set of prompts drawn from a separate stream and scores them with the task's reward, validity
-and accuracy.
+cosine decay, global-norm clipping (``purerl.lm.training``). Batches are generated on the fly from
+``rng([seed, step])``, so a run resumed at step ``s`` sees exactly the batches an uninterrupted run would.
 """
 
 from collections.abc import Callable
@@ -17,29 +15,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from purerl.core.config import doc, require_choice, require_in_range, require_non_negative, require_positive
+from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.losses import masked_mean
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
-from purerl.lm.sampling import SamplingConfig, make_generate
 from purerl.lm.tasks import TASKS, Task, make_task
-from purerl.lm.tokenizer import (
-    Batch,
-    CharTokenizer,
-    completion_block_length,
-    encode_batch,
-    encode_prompts,
-    prompt_block_length,
-)
+from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_batch, prompt_block_length
+from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 64, "n_layers": 2, "n_heads": 4},  # ~0.1M parameters: about a minute on 2 CPU cores
     "small": {"d_model": 384, "n_layers": 6, "n_heads": 6},  # ~10.7M (nanoGPT's Shakespeare-char size): a GPU
 }
-EVAL_STREAM = 2**31 - 1  # the eval prompts' rng stream, apart from every training step's
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(TrainingConfig):
     task: str = doc("sentiment", f"toy task: {', '.join(TASKS)}")
     demo_quality: float | None = doc(
         None, "fraction of good demonstrations (right answers; positive words for sentiment); none: the task's default"
@@ -47,35 +37,17 @@ class SFTConfig:
     preset: str = doc("tiny", f"model size: {', '.join(PRESETS)}")
     positions: str = doc("learned", "position encoding: learned or rope")
     compute_dtype: str = doc("float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)")
-    steps: int = doc(400, "optimiser steps")
     batch_size: int = doc(64, "demonstrations per step")
-    learning_rate: float = doc(3e-3, "peak AdamW learning rate")
-    warmup_steps: int = doc(40, "linear warm-up steps")
-    min_lr_fraction: float = doc(0.1, "the cosine decays to this fraction of the peak")
-    weight_decay: float = doc(0.1, "AdamW weight decay (matrices only)")
-    max_grad_norm: float = doc(1.0, "global gradient-norm clip")
-    eval_every: int = doc(100, "evaluate every this many steps (and at the end)")
-    eval_prompts: int = doc(256, "prompts in the evaluation set")
-    eval_temperature: float = doc(1.0, "sampling temperature at evaluation")
-    samples_shown: int = doc(4, "sample completions printed at each evaluation")
-    checkpoint_every: int = doc(200, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
-    seed: int = doc(0, "seed of the initialisation, the data and the sampling")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_choice("task", self.task, tuple(TASKS))
         require_choice("preset", self.preset, tuple(PRESETS))
         require_choice("positions", self.positions, POSITIONS)
         require_choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
-        for name in ("steps", "batch_size", "learning_rate", "max_grad_norm", "eval_every", "eval_prompts"):
-            require_positive(name, getattr(self, name))
-        for name in ("warmup_steps", "weight_decay", "samples_shown", "checkpoint_every"):
-            require_non_negative(name, getattr(self, name))
-        require_positive("eval_temperature", self.eval_temperature)
-        require_in_range("min_lr_fraction", self.min_lr_fraction, 0.0, 1.0)
+        require_positive("batch_size", self.batch_size)
         if self.demo_quality is not None:
             require_in_range("demo_quality", self.demo_quality, 0.0, 1.0)
-        if self.warmup_steps >= self.steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be less than steps={self.steps}")
 
     @property
     def task_instance(self) -> Task:
@@ -100,23 +72,6 @@ class SFTState(NamedTuple):
     opt_state: Any
     step: jax.Array  # optimiser steps done
     key: jax.Array  # evaluation sampling
-
-
-def learning_rate_schedule(config: SFTConfig) -> optax.Schedule:
-    """Linear warm-up from 0 to the peak, then cosine decay to ``min_lr_fraction`` of it at the last step."""
-    return optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, config.warmup_steps, config.steps, config.learning_rate * config.min_lr_fraction
-    )
-
-
-def make_optimizer(config: SFTConfig) -> optax.GradientTransformation:
-    decay_matrices = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)  # noqa: E731
-    return optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adamw(
-            learning_rate_schedule(config), b1=0.9, b2=0.99, weight_decay=config.weight_decay, mask=decay_matrices
-        ),
-    )
 
 
 def sft_loss(params, model: CausalLM, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -155,33 +110,3 @@ def demonstration_batch(config: SFTConfig, task: Task, tokenizer: CharTokenizer,
     """The batch of step ``step``: a pure function of ``(seed, step)``."""
     prompts, completions = task.demonstrations(np.random.default_rng([config.seed, step]), config.batch_size)
     return encode_batch(tokenizer, prompts, completions, task.max_prompt_chars, task.max_completion_chars)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    reward: float  # mean task reward
-    validity: float  # fraction of valid completions
-    accuracy: float  # fraction of completions with the full reward (sentiment: valid and wholly positive)
-    samples: list[tuple[str, str]]  # (prompt, completion), the first few
-
-
-def make_evaluate(config: SFTConfig, model: CausalLM) -> Callable[[Any, jax.Array], Evaluation]:
-    """``evaluate(params, key) -> Evaluation`` on the fixed evaluation prompts."""
-    task, tokenizer = config.task_instance, CharTokenizer()
-    prompts = task.prompts(np.random.default_rng([config.seed, EVAL_STREAM]), config.eval_prompts)
-    prompt_tokens, prompt_mask = encode_prompts(tokenizer, prompts, task.max_prompt_chars)
-    sampling = SamplingConfig(completion_block_length(task.max_completion_chars), temperature=config.eval_temperature)
-    generate = make_generate(model, sampling)
-
-    def evaluate(params, key: jax.Array) -> Evaluation:
-        tokens = np.asarray(generate(params, prompt_tokens, prompt_mask, key).tokens)
-        completions = [tokenizer.decode(row) for row in tokens]
-        pairs = list(zip(prompts, completions, strict=True))
-        return Evaluation(
-            reward=float(np.mean(task.rewards(prompts, completions))),
-            validity=float(np.mean([task.is_valid(p, c) for p, c in pairs])),
-            accuracy=float(np.mean([task.is_correct(p, c) for p, c in pairs])),
-            samples=pairs[: config.samples_shown],
-        )
-
-    return evaluate

@@ -1,0 +1,184 @@
+"""The one driver of every language-model training run (``purerl lm sft|rm|dpo|ppo|grpo``): a run in a
+directory, with progress, evaluations, checkpoints and results.
+
+The directory gets ``config.json`` at the start; orbax checkpoints (the whole training state and the
+metrics so far) every ``checkpoint_every`` steps, at the end and on Ctrl-C/SIGTERM; then ``metrics.csv``
+(per step), ``evals.csv`` (per evaluation), ``samples.txt``, ``summary.json`` and ``<algorithm>.png``.
+``--resume DIR`` continues from the newest checkpoint. Every method draws step ``s``'s data from
+``(seed, s)`` alone, so a resumed run is the uninterrupted one.
+"""
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import jax
+import matplotlib
+import numpy as np
+
+from purerl.io.checkpoints import CheckpointError, RunCheckpoints
+from purerl.io.chunked import Interrupted, NonFiniteError, StopSignals
+from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
+from purerl.io.run import environment_info, new_run_checkpoints
+from purerl.lm.evaluation import Evaluation
+from purerl.lm.training import TrainingConfig
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@dataclass
+class LMTrainer:
+    """One training method as the driver sees it."""
+
+    algorithm: str  # "sft", "rm", "dpo", "ppo", "grpo": names the files and the resume command
+    config: TrainingConfig
+    init_state: Any  # the training state before step 0 (a pytree of arrays)
+    train_step: Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, step) -> (state, metrics)
+    evaluate: Callable[[Any, int], Evaluation]  # (state, step) -> Evaluation
+    step_metrics: tuple[str, ...]  # the first is the loss: NaN stops the run; the first three are printed
+    eval_metrics: tuple[str, ...]
+    description: str  # one line printed at the start
+    tokens_per_step: int  # for the progress line's throughput
+    summary: dict[str, Any] = field(default_factory=dict)  # extra fields of summary.json
+
+
+def load_lm_config(out: Path, algorithm: str, config_cls: type) -> Any:
+    values = load_config_values(out / "config.json")
+    if values.get("_algorithm") != algorithm:
+        raise ValueError(
+            f"--resume {str(out)!r} is not a {algorithm} run directory (its config.json is of "
+            f"{values.get('_algorithm')!r})"
+        )
+    return config_from_dict(config_cls, values)
+
+
+def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO | None = None) -> dict[str, Any]:
+    """Trains (or continues) ``trainer``'s run in ``out`` and writes its results; returns the summary."""
+    stream = sys.stderr if stream is None else stream
+    config, algorithm = trainer.config, trainer.algorithm
+    if resume:
+        checkpoints = RunCheckpoints(out / "checkpoints")
+    else:
+        checkpoints = new_run_checkpoints(out, f"purerl lm {algorithm} --resume {out}")
+        save_config(config, out / "config.json", algorithm)
+    meta = {"algorithm": algorithm, "config": config_to_dict(config)}
+    state = trainer.init_state
+    names = (*trainer.step_metrics, "eval_step", *trainer.eval_metrics)
+    history: dict[str, np.ndarray] = {name: np.zeros(0, np.float32) for name in names}
+    first_step = 0
+    if resume:
+        latest = checkpoints.latest_step()
+        if latest is None:
+            raise CheckpointError(f"--resume {out}: no checkpoint to resume from")
+        state, history, saved_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
+        if saved_meta.get("config") != meta["config"]:
+            raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config")
+        first_step = latest
+        print(f"resuming at step {first_step} of {config.steps}", file=stream)
+    print(trainer.description, file=stream)
+    columns = {name: [float(x) for x in history[name]] for name in names}
+
+    def save(step: int) -> None:
+        checkpoints.save(step, state, {name: np.asarray(v, np.float32) for name, v in columns.items()}, meta)
+
+    def record_eval(step: int, samples_file: TextIO) -> None:
+        evaluation = trainer.evaluate(state, step)
+        columns["eval_step"].append(step)
+        for name in trainer.eval_metrics:
+            columns[name].append(evaluation.metrics[name])
+        shown = "  ".join(f"{name} {evaluation.metrics[name]:+.3f}" for name in trainer.eval_metrics)
+        print(f"step {step:>6}: eval {shown}", file=stream)
+        for prompt, completion in evaluation.samples:
+            print(f"    {prompt!r} -> {completion!r}", file=stream)
+            samples_file.write(f"step {step}\t{prompt!r}\t{completion!r}\n")
+        samples_file.flush()
+
+    loss_name = trainer.step_metrics[0]
+    compile_seconds, train_start, timed_steps = 0.0, None, 0
+    with StopSignals("the current step") as signals, (out / "samples.txt").open("a") as samples_file:
+        if first_step == 0:
+            record_eval(0, samples_file)
+        compile_start = time.perf_counter()
+        for step in range(first_step, config.steps):
+            state, metrics = trainer.train_step(state, step)
+            metrics = jax.device_get(metrics)
+            if not np.isfinite(metrics[loss_name]):
+                raise NonFiniteError(f"non-finite {loss_name} at step {step}; the last good checkpoint is kept")
+            for name in trainer.step_metrics:
+                columns[name].append(float(metrics[name]))
+            if train_start is None:  # the first step compiled; time the rest
+                compile_seconds, train_start = time.perf_counter() - compile_start, time.perf_counter()
+            else:
+                timed_steps += 1
+            done = step + 1
+            if done % max(1, config.steps // 10) == 0 or done == config.steps:
+                rate = timed_steps * trainer.tokens_per_step / max(time.perf_counter() - train_start, 1e-9)
+                shown = "  ".join(f"{name} {float(metrics[name]):.4g}" for name in trainer.step_metrics[:3])
+                print(f"step {done:>6}/{config.steps}  {shown}  {rate:,.0f} tokens/s", file=stream)
+            if done % config.eval_every == 0 or done == config.steps:
+                record_eval(done, samples_file)
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
+                save(done)
+            if signals.received and done != config.steps:
+                save(done)
+                raise Interrupted(f"{signals.received}: stopped after step {done}; saved a checkpoint in {out}")
+    save(config.steps)
+    train_seconds = 0.0 if train_start is None else time.perf_counter() - train_start
+    summary = (
+        {"algorithm": algorithm, "steps": config.steps, "resumed_from_step": first_step}
+        | trainer.summary
+        | {f"final_{name}": columns[name][-1] for name in trainer.step_metrics}
+        | {
+            "eval": {name: columns[name][-1] for name in trainer.eval_metrics},
+            "eval_at_start": {name: columns[name][0] for name in trainer.eval_metrics},
+            "tokens_per_second": timed_steps * trainer.tokens_per_step / max(train_seconds, 1e-9),
+            "tokens_per_step": trainer.tokens_per_step,
+            "compile_seconds": compile_seconds,
+            "train_seconds": train_seconds,
+        }
+        | environment_info()
+    )
+    write_outputs(out, algorithm, summary, {n: columns[n] for n in trainer.step_metrics}, columns, trainer.eval_metrics)
+    return summary
+
+
+def write_csv(path: Path, columns: dict[str, list[float]], index: str, index_values: list[int]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([index, *columns])
+        for row, value in enumerate(index_values):
+            writer.writerow([value, *(columns[name][row] for name in columns)])
+
+
+def write_outputs(
+    out: Path,
+    algorithm: str,
+    summary: dict,
+    step_metrics: dict[str, list[float]],
+    columns: dict[str, list[float]],
+    eval_metrics: tuple[str, ...],
+) -> None:
+    steps = list(range(1, len(next(iter(step_metrics.values()))) + 1))
+    write_csv(out / "metrics.csv", step_metrics, "step", steps)
+    eval_steps = [int(s) for s in columns["eval_step"]]
+    write_csv(out / "evals.csv", {name: columns[name] for name in eval_metrics}, "step", eval_steps)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    loss_name = next(iter(step_metrics))
+    fig, (loss_ax, eval_ax) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
+    loss_ax.plot(steps, step_metrics[loss_name], linewidth=1.0)
+    loss_ax.set(xlabel="step", ylabel=loss_name, title=f"{algorithm}: training")
+    for name in eval_metrics:
+        eval_ax.plot(eval_steps, columns[name], marker="o", label=name)
+    eval_ax.set(xlabel="step", title=f"{summary.get('task', '')}: evaluation")
+    eval_ax.legend(fontsize=8)
+    for ax in (loss_ax, eval_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / f"{algorithm}.png")
+    plt.close(fig)

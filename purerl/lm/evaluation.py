@@ -1,0 +1,75 @@
+"""Evaluating a policy on a task's fixed evaluation prompts: the task's reward, validity and accuracy, the
+diversity of what it writes, and (given a reference) how far it has moved from the reference.
+
+Every method (SFT, DPO, PPO, GRPO) is evaluated by this one function, so their numbers compare.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purerl.lm.model import CausalLM, completion_log_probs
+from purerl.lm.sampling import SamplingConfig, make_generate
+from purerl.lm.tasks import Task
+from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_prompts
+
+EVAL_STREAM = 2**31 - 1  # the eval prompts' rng stream, apart from every training step's
+POLICY_METRICS = ("reward", "validity", "accuracy", "distinct_1", "distinct_2", "unique")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]  # POLICY_METRICS, plus kl_to_reference when a reference was given
+    samples: list[tuple[str, str]]  # (prompt, completion), the first few
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique word n-grams over all word n-grams of ``texts`` (0 if none)."""
+    grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def make_evaluate(
+    task: Task,
+    model: CausalLM,
+    num_prompts: int,
+    seed: int,
+    temperature: float,
+    samples_shown: int,
+    reference_params=None,
+) -> Callable[[object, jax.Array], Evaluation]:
+    """``evaluate(params, key) -> Evaluation`` on ``num_prompts`` prompts drawn from ``rng([seed, EVAL_STREAM])``.
+
+    Metrics: mean task ``reward``; fractions ``validity`` and ``accuracy``; ``distinct_1``/``distinct_2``
+    over all completions; ``unique``, the fraction of distinct completions. With ``reference_params``,
+    ``kl_to_reference`` = mean over completions of ``sum_t (log pi - log pi_ref)`` at the sampling temperature
+    (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``).
+    """
+    tokenizer = CharTokenizer()
+    prompts = task.prompts(np.random.default_rng([seed, EVAL_STREAM]), num_prompts)
+    prompt, prompt_mask = encode_prompts(tokenizer, prompts, task.max_prompt_chars)
+    generate = make_generate(model, SamplingConfig(completion_block_length(task.max_completion_chars), temperature))
+    reference_log_probs = jax.jit(lambda params, batch: completion_log_probs(model, params, batch, temperature))
+
+    def evaluate(params, key: jax.Array) -> Evaluation:
+        generation = generate(params, prompt, prompt_mask, key)
+        completions = [tokenizer.decode(row) for row in np.asarray(generation.tokens)]
+        pairs = list(zip(prompts, completions, strict=True))
+        metrics = {
+            "reward": float(np.mean(task.rewards(prompts, completions))),
+            "validity": float(np.mean([task.is_valid(p, c) for p, c in pairs])),
+            "accuracy": float(np.mean([task.is_correct(p, c) for p, c in pairs])),
+            "distinct_1": distinct_n(completions, 1),
+            "distinct_2": distinct_n(completions, 2),
+            "unique": len(set(completions)) / len(completions),
+        }
+        if reference_params is not None:
+            batch = Batch(prompt, prompt_mask, generation.tokens, generation.mask)
+            log_ratio = generation.log_probs - reference_log_probs(reference_params, batch)
+            metrics["kl_to_reference"] = float(jnp.mean(jnp.sum(log_ratio, axis=-1)))
+        return Evaluation(metrics, pairs[:samples_shown])
+
+    return evaluate

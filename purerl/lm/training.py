@@ -1,0 +1,71 @@
+"""What every language-model training run shares: its run settings (steps, optimiser, evaluation,
+checkpoints, seed) and its optimiser.
+
+AdamW with weight decay on matrices only (as nanoGPT), linear warm-up then cosine decay to
+``min_lr_fraction`` of the peak over all optimiser steps, global-norm clipping first. The RL methods
+default to no warm-up and a decay to 0 (the lm-human-preferences detail: anneal the learning rate to 0).
+"""
+
+from dataclasses import dataclass
+
+import jax
+import optax
+
+from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    steps: int = doc(400, "training steps (each one batch; RL methods: one rollout and its update epochs)")
+    learning_rate: float = doc(3e-3, "peak AdamW learning rate")
+    warmup_steps: int = doc(40, "linear warm-up, in optimiser steps")
+    min_lr_fraction: float = doc(0.1, "the cosine decays to this fraction of the peak")
+    weight_decay: float = doc(0.1, "AdamW weight decay (matrices only)")
+    max_grad_norm: float = doc(1.0, "global gradient-norm clip")
+    eval_every: int = doc(100, "evaluate every this many steps (and at the start and the end)")
+    eval_prompts: int = doc(256, "prompts in the evaluation set")
+    eval_temperature: float = doc(1.0, "sampling temperature at evaluation")
+    samples_shown: int = doc(4, "sample completions printed at each evaluation")
+    checkpoint_every: int = doc(200, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
+    seed: int = doc(0, "seed of the initialisation, the data and the sampling")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "learning_rate", "max_grad_norm", "eval_every", "eval_prompts", "eval_temperature"):
+            require_positive(name, getattr(self, name))
+        for name in ("warmup_steps", "weight_decay", "samples_shown", "checkpoint_every"):
+            require_non_negative(name, getattr(self, name))
+        require_in_range("min_lr_fraction", self.min_lr_fraction, 0.0, 1.0)
+        if self.warmup_steps >= self.optimizer_steps:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be less than the run's {self.optimizer_steps} optimiser steps"
+            )
+
+    @property
+    def updates_per_step(self) -> int:
+        """Optimiser steps per training step (RL methods: epochs x minibatches)."""
+        return 1
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.steps * self.updates_per_step
+
+
+def learning_rate_schedule(config: TrainingConfig) -> optax.Schedule:
+    """Linear warm-up from 0 to the peak, then cosine decay to ``min_lr_fraction`` of it at the last step."""
+    return optax.warmup_cosine_decay_schedule(
+        0.0,
+        config.learning_rate,
+        config.warmup_steps,
+        config.optimizer_steps,
+        config.learning_rate * config.min_lr_fraction,
+    )
+
+
+def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
+    decay_matrices = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)  # noqa: E731
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adamw(
+            learning_rate_schedule(config), b1=0.9, b2=0.99, weight_decay=config.weight_decay, mask=decay_matrices
+        ),
+    )
