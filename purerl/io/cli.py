@@ -6,6 +6,9 @@
     purerl train ppo --resume runs/x            # continue an interrupted run from its newest checkpoint
     purerl sweep ppo --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32 --out runs/sweep
     purerl lm sft --task sentiment --out runs/sft    # fine-tune the toy-text LM on a task's demonstrations
+    purerl lm pairs --init runs/sft --out runs/pairs # preference pairs sampled from it, labelled by the task
+    purerl lm rm|dpo --init runs/sft --pairs runs/pairs --out runs/dpo
+    purerl lm ppo|grpo --init runs/sft --out runs/grpo [--reward-model runs/rm]
 
 Every config field is a flag (``purerl train ppo --help`` lists them with defaults). Bad input stops with
 one line naming the value and what is allowed, before anything compiles.
@@ -19,6 +22,7 @@ from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.chunked import Interrupted, NonFiniteError
 from purerl.io.config_io import add_config_flags, config_from_args
+from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
 from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import (
     ALGORITHMS,
@@ -29,6 +33,7 @@ from purerl.io.run import (
     run_and_write,
 )
 from purerl.io.sweep import continue_sweep, parse_grid, run_sweep_and_write, sweep_table
+from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
 RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every")  # fixed by a resumed run
@@ -76,12 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
             add_run_flags(sub, name, algo.config_cls)
     lm = commands.add_parser("lm", help="train the toy-text language model")
     lm_algorithms = lm.add_subparsers(dest="algorithm", required=True)
-    sft = lm_algorithms.add_parser("sft", help="supervised fine-tuning on a task's demonstrations")
-    sft.add_argument("--out", type=Path, help="output directory [runs/sft]")
-    sft.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
-    sft.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    add_config_flags(sft, SFTConfig)
+    for name, (config_cls, help_text) in LM_COMMANDS.items():
+        sub = lm_algorithms.add_parser(name, help=help_text)
+        sub.add_argument("--out", type=Path, help=f"output directory [runs/{name}]")
+        sub.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
+        if name != "pairs":
+            sub.add_argument(
+                "--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint"
+            )
+        add_config_flags(sub, config_cls)
     return parser
+
+
+LM_COMMANDS: dict[str, tuple[type, str]] = {
+    "sft": (SFTConfig, "supervised fine-tuning on a task's demonstrations"),
+    "pairs": (PairsConfig, "preference pairs sampled from an SFT policy, labelled by the task's reward"),
+    "rm": (METHODS["rm"][0], "a Bradley-Terry reward model on preference pairs"),
+    "dpo": (METHODS["dpo"][0], "DPO (sigmoid, IPO or hinge) on preference pairs"),
+    "ppo": (METHODS["ppo"][0], "KL-penalised PPO (RLHF) with a critic, on the task's reward or a reward model"),
+    "grpo": (METHODS["grpo"][0], "GRPO: group-relative advantages, no critic, KL to the SFT reference"),
+}
 
 
 def print_summary(summary: dict, out: Path) -> None:
@@ -164,28 +183,39 @@ def start(args: argparse.Namespace) -> dict:
     return run_and_write(args.algorithm, config, *settings)
 
 
-def lm_sft(args: argparse.Namespace) -> dict:
+def lm_command(args: argparse.Namespace) -> dict:
+    algorithm = args.algorithm
+    if algorithm == "pairs":
+        return run_pairs(config_from_args(PairsConfig, args), output_dir(args))
     if args.resume is not None:
         refuse_settings_with_resume(args, ("out", "config"))
-        return run_sft(load_sft_config(args.resume), args.resume, resume=True)
-    return run_sft(config_from_args(SFTConfig, args), output_dir(args))
+        if algorithm == "sft":
+            return run_sft(load_sft_config(args.resume), args.resume, resume=True)
+        return run_method(algorithm, load_method_config(algorithm, args.resume), args.resume, resume=True)
+    config = config_from_args(LM_COMMANDS[algorithm][0], args)
+    if algorithm == "sft":
+        return run_sft(config, output_dir(args))
+    return run_method(algorithm, config, output_dir(args))
 
 
-def print_sft_summary(summary: dict, out: Path) -> None:
+def print_lm_summary(summary: dict, out: Path) -> None:
+    algorithm = summary["algorithm"]
+    if algorithm == "pairs":
+        print(f"wrote {out}/config.json, pairs.jsonl, summary.json")
+        return
+    print(f"\n{algorithm.upper()} on {summary['task']}: {summary['steps']} steps")
     start, end = summary["eval_at_start"], summary["eval"]
-    print(f"\nSFT on {summary['task']}: {summary['parameters']:,} parameters, {summary['steps']} steps")
-    print(f"final loss {summary['final_loss']:.4f}, token accuracy {summary['final_token_accuracy']:.1%}")
-    for name in ("reward", "validity", "accuracy"):
-        print(f"eval {name:9} {start[name]:+.3f} at step 0 -> {end[name]:+.3f}")
+    for name in end:
+        print(f"eval {name:20} {start[name]:+.3f} at step 0 -> {end[name]:+.3f}")
     print(
         f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
         f"{summary['tokens_per_second']:,.0f} tokens/s on {summary['device']['kind']}"
     )
-    print(f"wrote {out}/config.json, checkpoints/, metrics.csv, evals.csv, samples.txt, summary.json, sft.png")
+    print(f"wrote {out}/config.json, checkpoints/, metrics.csv, evals.csv, samples.txt, summary.json, {algorithm}.png")
 
 
 def output_dir(args: argparse.Namespace) -> Path:
-    if args.resume is not None:
+    if getattr(args, "resume", None) is not None:
         return args.resume
     return Path("runs") / args.algorithm if args.out is None else args.out
 
@@ -196,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     out = output_dir(args)
     try:
         if args.command == "lm":
-            summary = lm_sft(args)
+            summary = lm_command(args)
         else:
             summary = resume(args) if args.resume is not None else start(args)
     except (ValueError, CheckpointError) as error:
@@ -210,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if not is_main_process():
         return 0
     if args.command == "lm":
-        print_sft_summary(summary, out)
+        print_lm_summary(summary, out)
     elif args.command == "sweep":
         print_sweep_summary(summary, out)
     else:

@@ -69,7 +69,8 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
         save_config(config, out / "config.json", algorithm)
     meta = {"algorithm": algorithm, "config": config_to_dict(config)}
     state = trainer.init_state
-    names = (*trainer.step_metrics, "eval_step", *trainer.eval_metrics)
+    eval_columns = tuple(f"eval/{name}" for name in trainer.eval_metrics)  # apart from step metrics' names
+    names = (*trainer.step_metrics, "eval_step", *eval_columns)
     history: dict[str, np.ndarray] = {name: np.zeros(0, np.float32) for name in names}
     first_step = 0
     if resume:
@@ -91,7 +92,7 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
         evaluation = trainer.evaluate(state, step)
         columns["eval_step"].append(step)
         for name in trainer.eval_metrics:
-            columns[name].append(evaluation.metrics[name])
+            columns[f"eval/{name}"].append(evaluation.metrics[name])
         shown = "  ".join(f"{name} {evaluation.metrics[name]:+.3f}" for name in trainer.eval_metrics)
         print(f"step {step:>6}: eval {shown}", file=stream)
         for prompt, completion in evaluation.samples:
@@ -135,8 +136,8 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
         | trainer.summary
         | {f"final_{name}": columns[name][-1] for name in trainer.step_metrics}
         | {
-            "eval": {name: columns[name][-1] for name in trainer.eval_metrics},
-            "eval_at_start": {name: columns[name][0] for name in trainer.eval_metrics},
+            "eval": {name: columns[f"eval/{name}"][-1] for name in trainer.eval_metrics},
+            "eval_at_start": {name: columns[f"eval/{name}"][0] for name in trainer.eval_metrics},
             "tokens_per_second": timed_steps * trainer.tokens_per_step / max(train_seconds, 1e-9),
             "tokens_per_step": trainer.tokens_per_step,
             "compile_seconds": compile_seconds,
@@ -167,14 +168,14 @@ def write_outputs(
     steps = list(range(1, len(next(iter(step_metrics.values()))) + 1))
     write_csv(out / "metrics.csv", step_metrics, "step", steps)
     eval_steps = [int(s) for s in columns["eval_step"]]
-    write_csv(out / "evals.csv", {name: columns[name] for name in eval_metrics}, "step", eval_steps)
+    write_csv(out / "evals.csv", {name: columns[f"eval/{name}"] for name in eval_metrics}, "step", eval_steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     loss_name = next(iter(step_metrics))
     fig, (loss_ax, eval_ax) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     loss_ax.plot(steps, step_metrics[loss_name], linewidth=1.0)
     loss_ax.set(xlabel="step", ylabel=loss_name, title=f"{algorithm}: training")
     for name in eval_metrics:
-        eval_ax.plot(eval_steps, columns[name], marker="o", label=name)
+        eval_ax.plot(eval_steps, columns[f"eval/{name}"], marker="o", label=name)
     eval_ax.set(xlabel="step", title=f"{summary.get('task', '')}: evaluation")
     eval_ax.legend(fontsize=8)
     for ax in (loss_ax, eval_ax):

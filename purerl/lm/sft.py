@@ -110,3 +110,16 @@ def demonstration_batch(config: SFTConfig, task: Task, tokenizer: CharTokenizer,
     """The batch of step ``step``: a pure function of ``(seed, step)``."""
     prompts, completions = task.demonstrations(np.random.default_rng([config.seed, step]), config.batch_size)
     return encode_batch(tokenizer, prompts, completions, task.max_prompt_chars, task.max_completion_chars)
+
+
+def model_from_sft(config: SFTConfig, params, scalar_head: str | None = None, key: jax.Array | None = None):
+    """``(model, params)``: the SFT run's model, with a fresh ``scalar_head`` ("value" or "reward") on top of
+    its trained transformer when one is asked for (the critic and the reward model start from the policy)."""
+    task, tokenizer = config.task_instance, CharTokenizer()
+    model = CausalLM(model_config_for(config, task, tokenizer, scalar_head))
+    if scalar_head is None:
+        return model, params
+    tokens = jnp.zeros((1, model.config.max_len), jnp.int32)
+    fresh = model.init(jax.random.key(0) if key is None else key, tokens, tokens, jnp.ones(tokens.shape, bool))
+    head = f"{scalar_head}_head"
+    return model, {"params": params["params"] | {head: fresh["params"][head]}}

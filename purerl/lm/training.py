@@ -69,3 +69,16 @@ def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
             learning_rate_schedule(config), b1=0.9, b2=0.99, weight_decay=config.weight_decay, mask=decay_matrices
         ),
     )
+
+
+PATH_FIELDS = {
+    "init": "an SFT run directory (purerl lm sft --out DIR)",
+    "pairs": "a preference-pairs directory (purerl lm pairs --out DIR)",
+}
+
+
+def require_paths(config: object, names: tuple[str, ...]) -> None:
+    """Each named field (``init``, ``pairs``) must be set: one line saying what it should name."""
+    for name in names:
+        if not getattr(config, name):
+            raise ValueError(f"--{name} is required: {PATH_FIELDS[name]}")

@@ -1,0 +1,205 @@
+"""``purerl lm pairs|rm|dpo|ppo|grpo``: the methods that start from an SFT run, as ``LMTrainer``s for the
+shared run driver (``purerl.io.lm_run``), plus the one-shot preference-pair job.
+
+    purerl lm sft   --task sentiment --out runs/sft
+    purerl lm pairs --init runs/sft --out runs/pairs          # k samples per prompt, best vs worst
+    purerl lm rm    --init runs/sft --pairs runs/pairs --out runs/rm
+    purerl lm dpo   --init runs/sft --pairs runs/pairs --out runs/dpo
+    purerl lm ppo   --init runs/sft --out runs/ppo [--reward-model runs/rm]
+    purerl lm grpo  --init runs/sft --out runs/grpo [--reward-model runs/rm]
+
+Every policy method is evaluated by ``purerl.lm.evaluation`` against the SFT policy as reference, so its
+``evals.csv`` holds the task reward, validity, accuracy, diversity and the KL to the SFT start.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import jax
+
+from purerl.io.checkpoints import CheckpointError, RunCheckpoints
+from purerl.io.config_io import save_config
+from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
+from purerl.io.lm_sft import load_sft_config
+from purerl.io.run import environment_info
+from purerl.lm.dpo import DPO_METRICS, DPOConfig, make_dpo
+from purerl.lm.evaluation import EVAL_STREAM, POLICY_METRICS, Evaluation, make_evaluate
+from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo
+from purerl.lm.model import CausalLM, count_params
+from purerl.lm.ppo import PPO_METRICS, LMPPOConfig, make_lm_ppo
+from purerl.lm.preference_data import PairsConfig, make_pairs, save_pairs
+from purerl.lm.reward_model import (
+    REWARD_MODEL_EVAL_METRICS,
+    REWARD_MODEL_METRICS,
+    RewardModelConfig,
+    make_reward_model,
+)
+from purerl.lm.rollout import Scorer, reward_model_scorer, task_scorer
+from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
+
+
+def restore_params(run_dir: Path, like_state: Any) -> Any:
+    """The state of ``run_dir``'s newest checkpoint (a run must have finished or saved one)."""
+    checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints")
+    latest = checkpoints.latest_step()
+    if latest is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint to start from (did the run finish?)")
+    return checkpoints.restore(latest, jax.eval_shape(lambda: like_state))[0]
+
+
+def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
+    """``(config, params)`` of the SFT run in ``init``."""
+    path = Path(init)
+    if not (path / "config.json").exists():
+        raise ValueError(f"--init {init!r} is not an SFT run directory (no config.json; purerl lm sft --out DIR)")
+    config = load_sft_config(path)
+    _, init_fn, _ = make_sft(config)
+    return config, restore_params(path, init_fn(jax.random.key(0))).params
+
+
+def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer, str]:
+    """The task's verifiable reward, or the trained reward model in ``reward_model``; and its name."""
+    if not reward_model:
+        return task_scorer(sft_config.task_instance), "task reward"
+    config = load_lm_config(Path(reward_model), "rm", RewardModelConfig)
+    if load_sft_config(Path(config.init)) != sft_config:
+        raise ValueError(f"--reward-model {reward_model!r} was trained from another SFT run ({config.init})")
+    model, state, _, _ = make_reward_model(config, sft_config, sft_params)
+    params = restore_params(Path(reward_model), state).params
+    return reward_model_scorer(model, params), f"reward model {reward_model}"
+
+
+def policy_evaluate(config: Any, model: CausalLM, sft_config: SFTConfig, sft_params):
+    """The evaluation every policy method shares, with the SFT policy as the KL reference."""
+    return make_evaluate(
+        sft_config.task_instance,
+        model,
+        config.eval_prompts,
+        config.seed,
+        config.eval_temperature,
+        config.samples_shown,
+        reference_params=sft_params,
+    )
+
+
+def evaluation_key(key: jax.Array, step: int) -> jax.Array:
+    """The sampling key of the evaluation at ``step``: a stream apart from the training steps' ``fold_in(key, s)``."""
+    return jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), step)
+
+
+def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> dict[str, Any]:
+    """Samples and labels the preference pairs into ``out/pairs.jsonl``; returns the summary."""
+    stream = sys.stderr if stream is None else stream
+    sft_config, params = load_sft_policy(config.init)
+    model, _ = model_from_sft(sft_config, params)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.json", "pairs")
+    start = time.perf_counter()
+    rows = make_pairs(sft_config.task_instance, model, params, config)
+    save_pairs(rows, out / "pairs.jsonl")
+    summary = {
+        "algorithm": "pairs",
+        "task": sft_config.task,
+        "prompts": config.prompts,
+        "pairs": len(rows),
+        "flipped": sum(row["flipped"] for row in rows),
+        "mean_chosen_reward": sum(row["chosen_reward"] for row in rows) / max(len(rows), 1),
+        "mean_rejected_reward": sum(row["rejected_reward"] for row in rows) / max(len(rows), 1),
+        "seconds": time.perf_counter() - start,
+    } | environment_info()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{len(rows)} pairs from {config.prompts} prompts ({summary['flipped']} flipped) -> {out}", file=stream)
+    return summary
+
+
+def rm_trainer(config: RewardModelConfig) -> LMTrainer:
+    sft_config, sft_params = load_sft_policy(config.init)
+    model, state, train_step, evaluate = make_reward_model(config, sft_config, sft_params)
+    return LMTrainer(
+        algorithm="rm",
+        config=config,
+        init_state=state,
+        train_step=train_step,
+        evaluate=lambda state, step: evaluate(state),
+        step_metrics=REWARD_MODEL_METRICS,
+        eval_metrics=REWARD_MODEL_EVAL_METRICS,
+        description=f"reward model on {config.pairs}: {config.steps} steps x {config.batch_size} pairs",
+        tokens_per_step=2 * config.batch_size * model.config.max_len,
+        summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
+    )
+
+
+def dpo_trainer(config: DPOConfig) -> LMTrainer:
+    sft_config, sft_params = load_sft_policy(config.init)
+    model, state, train_step, held_out = make_dpo(config, sft_config, sft_params)
+    evaluate_policy = policy_evaluate(config, model, sft_config, sft_params)
+
+    def evaluate(state, step: int) -> Evaluation:
+        evaluation = evaluate_policy(state.params, evaluation_key(state.key, step))
+        preference = float(held_out(state.params)["rewards/accuracies"])
+        return Evaluation(evaluation.metrics | {"preference_accuracy": preference}, evaluation.samples)
+
+    return LMTrainer(
+        algorithm="dpo",
+        config=config,
+        init_state=state,
+        train_step=train_step,
+        evaluate=evaluate,
+        step_metrics=DPO_METRICS,
+        eval_metrics=(*POLICY_METRICS, "kl_to_reference", "preference_accuracy"),
+        description=f"DPO ({config.loss_type}, beta {config.beta}) on {config.pairs}: "
+        f"{config.steps} steps x {config.batch_size} pairs",
+        tokens_per_step=2 * config.batch_size * model.config.max_len,
+        summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
+    )
+
+
+def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) -> LMTrainer:
+    """PPO or GRPO: both sample from the policy each step and are evaluated alike."""
+    sft_config, sft_params = load_sft_policy(config.init)
+    scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
+    if algorithm == "ppo":
+        model, state, train_step = make_lm_ppo(config, sft_config, sft_params, scorer)
+        step_metrics, completions = PPO_METRICS, config.prompts_per_step
+    else:
+        model, state, train_step = make_lm_grpo(config, sft_config, sft_params, scorer)
+        step_metrics, completions = GRPO_METRICS, config.batch_size
+    evaluate = policy_evaluate(config, model, sft_config, sft_params)
+    total, _ = count_params(state.params)
+    return LMTrainer(
+        algorithm=algorithm,
+        config=config,
+        init_state=state,
+        train_step=train_step,
+        evaluate=lambda state, step: evaluate(
+            state.params[0] if algorithm == "ppo" else state.params, evaluation_key(state.key, step)
+        ),
+        step_metrics=step_metrics,
+        eval_metrics=(*POLICY_METRICS, "kl_to_reference"),
+        description=f"{algorithm.upper()} on {sft_config.task} from {config.init}, scored by {scored_by}: "
+        f"{config.steps} steps x {completions} completions, {total:,} trained parameters",
+        tokens_per_step=completions * model.config.max_len,
+        summary={"task": sft_config.task, "init": config.init, "scored_by": scored_by, "trained_parameters": total},
+    )
+
+
+METHODS: dict[str, tuple[type, Any]] = {
+    "rm": (RewardModelConfig, rm_trainer),
+    "dpo": (DPOConfig, dpo_trainer),
+    "ppo": (LMPPOConfig, lambda config: policy_gradient_trainer("ppo", config)),
+    "grpo": (LMGRPOConfig, lambda config: policy_gradient_trainer("grpo", config)),
+}
+
+
+def run_method(
+    algorithm: str, config: Any, out: Path, resume: bool = False, stream: TextIO | None = None
+) -> dict[str, Any]:
+    """Trains (or continues) the ``algorithm`` run in ``out``; returns the summary."""
+    return run_lm(METHODS[algorithm][1](config), out, resume, stream)
+
+
+def load_method_config(algorithm: str, out: Path) -> Any:
+    return load_lm_config(out, algorithm, METHODS[algorithm][0])

@@ -1,0 +1,132 @@
+"""Direct Preference Optimisation (Rafailov et al. 2023) on preference pairs, from the SFT policy.
+
+The policy and the frozen reference both start as the SFT model. The reference's **summed** completion
+log-probs of every pair are computed once, in one jitted pass, before training; each step then needs one
+forward pass of the policy over the ``2B`` completions of ``B`` pairs. The loss and its variants (sigmoid
+with cDPO label smoothing, IPO, hinge) are ``purerl.core.preference.dpo_loss``; the metrics carry TRL's
+names. At the start the policy is the reference: the loss is ln 2 and every implicit reward is 0.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from purerl.core.config import doc, require_choice, require_in_range, require_positive
+from purerl.core.preference import DPO_LOSS_TYPES, dpo_loss
+from purerl.lm.model import CausalLM, completion_log_probs
+from purerl.lm.preference_data import load_pairs, pair_batches, split_pairs
+from purerl.lm.sft import SFTConfig, model_from_sft
+from purerl.lm.tokenizer import Batch
+from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+
+DPO_METRICS = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "grad_norm",
+)
+
+
+@dataclass(frozen=True)
+class DPOConfig(TrainingConfig):
+    init: str = doc("", "the SFT run directory: policy and reference start from it")
+    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl")
+    beta: float = doc(0.1, "DPO beta: the strength of the implicit KL to the reference")
+    loss_type: str = doc("sigmoid", f"loss: {', '.join(DPO_LOSS_TYPES)}")
+    label_smoothing: float = doc(0.0, "cDPO label smoothing: assumed probability that a label is flipped")
+    batch_size: int = doc(32, "pairs per step")
+    held_out_fraction: float = doc(0.2, "pairs held out for the preference accuracy")
+    steps: int = doc(200, "optimiser steps")
+    learning_rate: float = doc(1e-4, "peak AdamW learning rate")
+    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
+    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
+    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
+    eval_every: int = doc(50, "evaluate every this many steps (and at the start and the end)")
+    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_paths(self, ("init", "pairs"))
+        require_positive("beta", self.beta)
+        require_choice("loss_type", self.loss_type, DPO_LOSS_TYPES)
+        require_in_range("label_smoothing", self.label_smoothing, 0.0, 0.49)
+        require_positive("batch_size", self.batch_size)
+        require_in_range("held_out_fraction", self.held_out_fraction, 0.0, 1.0)
+
+
+class DPOState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array  # evaluation sampling
+
+
+def summed_log_probs(model: CausalLM, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """``(sum_t log pi(y_t | x, y_<t), number of tokens)`` per sequence, over the valid completion tokens."""
+    return jnp.sum(completion_log_probs(model, params, batch), axis=-1), jnp.sum(batch.completion_mask, axis=-1)
+
+
+def pair_log_probs(model: CausalLM, params, chosen: Batch, rejected: Batch):
+    """Summed log-probs and lengths of both sides, in one forward pass over the ``2B`` sequences."""
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), chosen, rejected)
+    logps, lengths = summed_log_probs(model, params, both)
+    n = chosen.prompt.shape[0]
+    return logps[:n], logps[n:], lengths[:n], lengths[n:]
+
+
+def dpo_objective(params, model: CausalLM, config: DPOConfig, chosen: Batch, rejected: Batch, ref_logps):
+    chosen_logps, rejected_logps, chosen_lengths, rejected_lengths = pair_log_probs(model, params, chosen, rejected)
+    losses, metrics = dpo_loss(
+        chosen_logps,
+        rejected_logps,
+        *ref_logps,
+        config.beta,
+        config.loss_type,
+        config.label_smoothing,
+        chosen_lengths,
+        rejected_lengths,
+    )
+    loss = jnp.mean(losses)
+    return loss, metrics | {"loss": loss}
+
+
+def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> tuple[CausalLM, DPOState, Callable, Callable]:
+    """``(model, state, train_step, held_out_metrics)``.
+
+    ``train_step(state, step)`` trains on ``batch_size`` pairs drawn from ``rng([seed, step])``;
+    ``held_out_metrics(params)`` is the DPO metrics (``rewards/accuracies`` first) on the held-out pairs.
+    """
+    model, _ = model_from_sft(sft_config, sft_params)
+    task = sft_config.task_instance
+    train_rows, held_out_rows = split_pairs(load_pairs(Path(config.pairs)), config.held_out_fraction, config.seed)
+    train_pairs, held_out_pairs = pair_batches(train_rows, task), pair_batches(held_out_rows, task)
+    reference = jax.jit(lambda chosen, rejected: pair_log_probs(model, sft_params, chosen, rejected)[:2])
+    train_ref, held_out_ref = reference(*train_pairs), reference(*held_out_pairs)  # once, before training
+    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    state = DPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), jax.random.key(config.seed))
+
+    @jax.jit
+    def update(state: DPOState, chosen: Batch, rejected: Batch, ref_logps):
+        objective = jax.grad(dpo_objective, has_aux=True)
+        grads, metrics = objective(state.params, model, config, chosen, rejected, ref_logps)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        metrics |= {"grad_norm": optax.tree.norm(grads), "learning_rate": learning_rate(state.step)}
+        return DPOState(optax.apply_updates(state.params, updates), opt_state, state.step + 1, state.key), metrics
+
+    def train_step(state: DPOState, step: int):
+        rows = np.random.default_rng([config.seed, step]).choice(len(train_rows), config.batch_size)
+        take = lambda tree: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
+        return update(state, *take(train_pairs), take(train_ref))
+
+    held_out = jax.jit(lambda params: dpo_objective(params, model, config, *held_out_pairs, held_out_ref)[1])
+    return model, state, train_step, held_out

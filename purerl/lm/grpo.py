@@ -1,0 +1,181 @@
+"""GRPO for language models (Shao et al. 2024, DeepSeekMath), on the toy tasks: no critic.
+
+One training step:
+1. Sample ``group_size`` completions for each of ``prompts_per_step`` prompts at ``temperature``.
+2. Score each (task reward or reward model; optional missing-EOS penalty) and give every token of a
+   completion its group-relative advantage (``purerl.core.group_advantages``): ``(R - mean) / std`` over
+   the group, or only ``R - mean`` (``advantage_scale="none"``, Dr. GRPO).
+3. ``epochs`` x ``minibatches`` steps of the clipped surrogate (``clip_eps_high`` for DAPO's clip-higher)
+   plus ``beta`` x a per-token KL to the SFT reference by a chosen estimator (k3 by default, as the paper;
+   ``beta = 0`` drops the term, as TRL's default, but the KL is still measured), aggregated by ``loss_aggregation``
+   (grpo: per-sequence means; dapo: token mean; dr_grpo: sum over a constant).
+Reported: the fraction of groups whose completions all scored the same (they give no gradient) and the
+fraction of unique completions per group.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purerl.core.config import doc, require_choice, require_non_negative, require_positive
+from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
+from purerl.core.kl import KL_ESTIMATORS, kl_estimate
+from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
+from purerl.lm.model import CausalLM, completion_log_probs
+from purerl.lm.rollout import Scorer, ends_with_eos, make_rollout, step_prompts
+from purerl.lm.sft import SFTConfig, model_from_sft
+from purerl.lm.tokenizer import Batch
+from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+from purerl.lm.updates import minibatch_epochs
+
+GRPO_METRICS = (
+    "loss",
+    "score",
+    "task_reward",
+    "kl",
+    "clip_fraction",
+    "ratio",
+    "zero_spread_fraction",
+    "unique_per_group",
+    "eos_fraction",
+    "completion_length",
+    "grad_norm",
+)
+
+
+@dataclass(frozen=True)
+class LMGRPOConfig(TrainingConfig):
+    init: str = doc("", "the SFT run directory: policy and reference start from it")
+    reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
+    prompts_per_step: int = doc(16, "prompts per rollout")
+    group_size: int = doc(8, "completions sampled per prompt (G)")
+    epochs: int = doc(1, "passes over each rollout (GRPO's mu)")
+    minibatches: int = doc(1, "minibatches per pass; must divide prompts_per_step x group_size")
+    clip_eps: float = doc(0.2, "policy ratio clip (low side)")
+    clip_eps_high: float | None = doc(None, "high side of the clip (DAPO: 0.28); none: clip_eps")
+    beta: float = doc(0.04, "KL-to-reference coefficient (0: no KL term)")
+    kl_estimator: str = doc("k3", f"per-token KL estimator: {', '.join(KL_ESTIMATORS)}")
+    advantage_scale: str = doc("std", "group advantage: std ((R - mean) / std) or none (Dr. GRPO: R - mean)")
+    loss_aggregation: str = doc("grpo", f"token aggregation of the loss: {', '.join(LOSS_AGGREGATIONS)}")
+    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob")
+    missing_eos_penalty: float | None = doc(None, "subtracted from the score of completions that never emit <eos>")
+    steps: int = doc(100, "rollouts, each followed by its update epochs")
+    learning_rate: float = doc(3e-4, "peak AdamW learning rate")
+    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
+    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
+    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
+    eval_every: int = doc(25, "evaluate every this many steps (and at the start and the end)")
+    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_paths(self, ("init",))
+        for name in ("prompts_per_step", "epochs", "minibatches", "clip_eps", "temperature"):
+            require_positive(name, getattr(self, name))
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (a group of one has no spread), got {self.group_size}")
+        if self.clip_eps_high is not None:
+            require_positive("clip_eps_high", self.clip_eps_high)
+        require_non_negative("beta", self.beta)
+        require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
+        require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
+        if self.batch_size % self.minibatches:
+            raise ValueError(
+                f"prompts_per_step x group_size = {self.batch_size} is not divisible by minibatches={self.minibatches}"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.prompts_per_step * self.group_size
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.epochs * self.minibatches
+
+
+class LMGRPOState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array  # step s samples with fold_in(key, s)
+
+
+class GroupExperience(NamedTuple):
+    batch: Batch
+    old_log_probs: jax.Array  # [B, C]
+    ref_log_probs: jax.Array  # [B, C]
+    advantages: jax.Array  # [B]: one per completion, shared by its tokens
+
+
+def grpo_objective(params, model: CausalLM, config: LMGRPOConfig, exp: GroupExperience):
+    mask = exp.batch.completion_mask
+    log_probs = completion_log_probs(model, params, exp.batch, config.temperature)
+    log_ratio = (log_probs - exp.old_log_probs) * mask
+    advantages = jnp.broadcast_to(exp.advantages[:, None], log_ratio.shape)
+    per_token, clipped = clipped_surrogate_loss(log_ratio, advantages, config.clip_eps, config.clip_eps_high)
+    kl = kl_estimate((exp.ref_log_probs - log_probs) * mask, config.kl_estimator)
+    if config.beta > 0:
+        per_token = per_token + config.beta * kl
+    loss = aggregate_loss(per_token, mask, config.loss_aggregation, horizon=mask.shape[1], time_axis=1)
+    return loss, {
+        "loss": loss,
+        "kl": masked_mean(kl, mask),
+        "clip_fraction": masked_mean(clipped, mask),
+        "ratio": masked_mean(jnp.exp(log_ratio), mask),
+    }
+
+
+def unique_per_group(completions: list[str], group_size: int) -> float:
+    """Mean over groups of (distinct completions / group size)."""
+    groups = [completions[i : i + group_size] for i in range(0, len(completions), group_size)]
+    return float(np.mean([len(set(group)) / group_size for group in groups]))
+
+
+def make_lm_grpo(
+    config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer
+) -> tuple[CausalLM, LMGRPOState, Callable]:
+    """``(model, state, train_step)``; ``train_step(state, step) -> (state, metrics)`` samples the groups
+    of ``(seed, step)``, scores them with ``scorer`` and runs the update epochs."""
+    task = sft_config.task_instance
+    model, _ = model_from_sft(sft_config, sft_params)
+    rollout = make_rollout(task, model, config.temperature, scorer, config.missing_eos_penalty)
+    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    state = LMGRPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), jax.random.key(config.seed))
+
+    @jax.jit
+    def update(state: LMGRPOState, batch: Batch, scores: jax.Array, key: jax.Array):
+        old_log_probs = completion_log_probs(model, state.params, batch, config.temperature)
+        ref_log_probs = completion_log_probs(model, sft_params, batch, config.temperature)
+        grouped = scores.reshape(config.prompts_per_step, config.group_size)
+        advantages = group_advantages(grouped, scale=config.advantage_scale).reshape(-1)
+        experience = GroupExperience(batch, old_log_probs, ref_log_probs, advantages)
+        loss_fn = lambda params, exp: grpo_objective(params, model, config, exp)  # noqa: E731
+        params, opt_state, stats = minibatch_epochs(
+            loss_fn, optimizer, state.params, state.opt_state, experience, key, config.epochs, config.minibatches
+        )
+        metrics = {name: jnp.mean(value) for name, value in stats.items()}
+        metrics |= {
+            "score": jnp.mean(scores),
+            "zero_spread_fraction": zero_spread_fraction(grouped),
+            "eos_fraction": jnp.mean(ends_with_eos(batch).astype(jnp.float32)),
+            "completion_length": jnp.mean(jnp.sum(batch.completion_mask, axis=-1).astype(jnp.float32)),
+            "learning_rate": learning_rate(state.step * config.updates_per_step),
+        }
+        return LMGRPOState(params, opt_state, state.step + 1, state.key), metrics
+
+    def train_step(state: LMGRPOState, step: int):
+        prompts = step_prompts(task, config.seed, step, config.prompts_per_step)
+        sample_key, update_key = jax.random.split(jax.random.fold_in(state.key, step))
+        result = rollout(state.params, [p for p in prompts for _ in range(config.group_size)], sample_key)
+        state, metrics = update(state, result.batch, jnp.asarray(result.scores), update_key)
+        return state, metrics | {
+            "task_reward": float(np.mean(result.task_rewards)),
+            "unique_per_group": unique_per_group(result.completions, config.group_size),
+        }
+
+    return model, state, train_step

@@ -1,0 +1,108 @@
+"""Preference pairs from the SFT policy, labelled by the task's ground-truth reward.
+
+For each prompt, ``samples_per_prompt`` completions are sampled from the policy; the best and the worst by
+the task's reward make a pair (prompts whose samples all score the same give none; completions that never
+emitted ``<eos>`` take no part). With
+``flip_probability`` a pair's labels are swapped, to exercise losses that are robust to label noise
+(cDPO's label smoothing). Pairs are saved as JSON lines, so the reward model and DPO train on the same
+pairs, and a reader can open them.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from purerl.core.config import doc, require_in_range, require_positive
+from purerl.lm.model import CausalLM
+from purerl.lm.rollout import ends_with_eos, make_rollout, task_scorer
+from purerl.lm.tasks import Task
+from purerl.lm.tokenizer import Batch, CharTokenizer, encode_batch
+from purerl.lm.training import require_paths
+
+PAIRS_STREAM = 2**31 - 2  # the pairs' prompts and sampling: apart from training steps and evaluation
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    init: str = doc("", "the SFT run directory whose policy samples the completions")
+    prompts: int = doc(1024, "prompts to sample for (each gives at most one pair)")
+    samples_per_prompt: int = doc(4, "completions sampled per prompt; the best and the worst make the pair")
+    temperature: float = doc(1.0, "sampling temperature")
+    flip_probability: float = doc(0.0, "probability that a pair's labels are swapped (label noise)")
+    seed: int = doc(0, "seed of the prompts, the sampling and the flips")
+
+    def __post_init__(self) -> None:
+        require_paths(self, ("init",))
+        require_positive("prompts", self.prompts)
+        require_positive("temperature", self.temperature)
+        require_in_range("flip_probability", self.flip_probability, 0.0, 1.0)
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt must be >= 2 to make a pair, got {self.samples_per_prompt}")
+
+
+def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:
+    """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped}``; ``chosen_reward`` is
+    the ground truth of the completion labelled chosen (lower than ``rejected_reward`` where flipped)."""
+    rng = np.random.default_rng([config.seed, PAIRS_STREAM])
+    prompts = task.prompts(rng, config.prompts)
+    rollout = make_rollout(task, model, config.temperature, task_scorer(task))
+    k = config.samples_per_prompt
+    result = rollout(params, [p for p in prompts for _ in range(k)], jax.random.key(config.seed))
+    stopped = np.asarray(ends_with_eos(result.batch))
+    rows = []
+    for group, prompt in enumerate(prompts):
+        members = [i for i in range(group * k, (group + 1) * k) if stopped[i]]  # a completion that never stopped
+        rewards = result.task_rewards[members]  # does not fit the block with its <eos>: left out
+        completions = [result.completions[i] for i in members]
+        if len(members) < 2 or rewards.max() == rewards.min():
+            continue
+        best, worst = int(np.argmax(rewards)), int(np.argmin(rewards))
+        flipped = bool(rng.random() < config.flip_probability)
+        chosen, rejected = (worst, best) if flipped else (best, worst)
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": completions[chosen],
+                "rejected": completions[rejected],
+                "chosen_reward": float(rewards[chosen]),
+                "rejected_reward": float(rewards[rejected]),
+                "flipped": flipped,
+            }
+        )
+    return rows
+
+
+def save_pairs(rows: list[dict], path: Path) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def load_pairs(path: Path) -> list[dict]:
+    if path.is_dir():
+        path = path / "pairs.jsonl"
+    if not path.exists():
+        raise ValueError(f"no preference pairs at {str(path)!r} (make them with: purerl lm pairs --init SFT --out DIR)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """``(train, held_out)``: a seeded shuffle, the last ``held_out_fraction`` held out."""
+    order = np.random.default_rng([seed, PAIRS_STREAM]).permutation(len(rows))
+    held_out = int(round(held_out_fraction * len(rows)))
+    if held_out == 0 or held_out == len(rows):
+        raise ValueError(
+            f"held_out_fraction={held_out_fraction} of {len(rows)} pairs leaves no train or no held-out pair"
+        )
+    shuffled = [rows[i] for i in order]
+    return shuffled[:-held_out], shuffled[-held_out:]
+
+
+def pair_batches(rows: list[dict], task: Task) -> tuple[Batch, Batch]:
+    """``(chosen, rejected)`` batches, row ``i`` of each the two completions of pair ``i``."""
+    tokenizer, prompts = CharTokenizer(), [row["prompt"] for row in rows]
+    encode = lambda key: encode_batch(  # noqa: E731
+        tokenizer, prompts, [row[key] for row in rows], task.max_prompt_chars, task.max_completion_chars
+    )
+    return encode("chosen"), encode("rejected")
