@@ -163,10 +163,11 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
     scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
     if algorithm == "ppo":
         model, state, train_step = make_lm_ppo(config, sft_config, sft_params, scorer)
-        step_metrics, completions = PPO_METRICS, config.prompts_per_step
+        step_metrics = PPO_METRICS
     else:
         model, state, train_step = make_lm_grpo(config, sft_config, sft_params, scorer)
-        step_metrics, completions = GRPO_METRICS, config.batch_size
+        step_metrics = GRPO_METRICS
+    completions = config.completions_per_step
     evaluate = policy_evaluate(config, model, sft_config, sft_params)
     total, _ = count_params(state.params)
     return LMTrainer(

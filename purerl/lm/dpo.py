@@ -23,7 +23,7 @@ from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.preference_data import load_pairs, pair_batches, split_pairs
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+from purerl.lm.training import PairwiseConfig, learning_rate_schedule, make_optimizer
 
 DPO_METRICS = (
     "loss",
@@ -38,30 +38,19 @@ DPO_METRICS = (
 
 
 @dataclass(frozen=True)
-class DPOConfig(TrainingConfig):
-    init: str = doc("", "the SFT run directory: policy and reference start from it")
-    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl")
+class DPOConfig(PairwiseConfig):
     beta: float = doc(0.1, "DPO beta: the strength of the implicit KL to the reference")
     loss_type: str = doc("sigmoid", f"loss: {', '.join(DPO_LOSS_TYPES)}")
     label_smoothing: float = doc(0.0, "cDPO label smoothing: assumed probability that a label is flipped")
-    batch_size: int = doc(32, "pairs per step")
-    held_out_fraction: float = doc(0.2, "pairs held out for the preference accuracy")
     steps: int = doc(200, "optimiser steps")
     learning_rate: float = doc(1e-4, "peak AdamW learning rate")
-    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
-    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
-    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
     eval_every: int = doc(50, "evaluate every this many steps (and at the start and the end)")
-    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_paths(self, ("init", "pairs"))
         require_positive("beta", self.beta)
         require_choice("loss_type", self.loss_type, DPO_LOSS_TYPES)
         require_in_range("label_smoothing", self.label_smoothing, 0.0, 0.49)
-        require_positive("batch_size", self.batch_size)
-        require_in_range("held_out_fraction", self.held_out_fraction, 0.0, 1.0)
 
 
 class DPOState(NamedTuple):

@@ -29,7 +29,7 @@ from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import Scorer, ends_with_eos, make_rollout, step_prompts
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
 from purerl.lm.updates import minibatch_epochs
 
 GRPO_METRICS = (
@@ -48,54 +48,30 @@ GRPO_METRICS = (
 
 
 @dataclass(frozen=True)
-class LMGRPOConfig(TrainingConfig):
-    init: str = doc("", "the SFT run directory: policy and reference start from it")
-    reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
+class LMGRPOConfig(PolicyGradientConfig):
     prompts_per_step: int = doc(16, "prompts per rollout")
     group_size: int = doc(8, "completions sampled per prompt (G)")
-    epochs: int = doc(1, "passes over each rollout (GRPO's mu)")
-    minibatches: int = doc(1, "minibatches per pass; must divide prompts_per_step x group_size")
-    clip_eps: float = doc(0.2, "policy ratio clip (low side)")
     clip_eps_high: float | None = doc(None, "high side of the clip (DAPO: 0.28); none: clip_eps")
     beta: float = doc(0.04, "KL-to-reference coefficient (0: no KL term)")
     kl_estimator: str = doc("k3", f"per-token KL estimator: {', '.join(KL_ESTIMATORS)}")
     advantage_scale: str = doc("std", "group advantage: std ((R - mean) / std) or none (Dr. GRPO: R - mean)")
     loss_aggregation: str = doc("grpo", f"token aggregation of the loss: {', '.join(LOSS_AGGREGATIONS)}")
-    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob")
-    missing_eos_penalty: float | None = doc(None, "subtracted from the score of completions that never emit <eos>")
-    steps: int = doc(100, "rollouts, each followed by its update epochs")
-    learning_rate: float = doc(3e-4, "peak AdamW learning rate")
-    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
-    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
-    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
-    eval_every: int = doc(25, "evaluate every this many steps (and at the start and the end)")
-    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        require_paths(self, ("init",))
-        for name in ("prompts_per_step", "epochs", "minibatches", "clip_eps", "temperature"):
-            require_positive(name, getattr(self, name))
+        require_positive("prompts_per_step", self.prompts_per_step)
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 (a group of one has no spread), got {self.group_size}")
+        super().__post_init__()
         if self.clip_eps_high is not None:
             require_positive("clip_eps_high", self.clip_eps_high)
         require_non_negative("beta", self.beta)
         require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
         require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
-        if self.batch_size % self.minibatches:
-            raise ValueError(
-                f"prompts_per_step x group_size = {self.batch_size} is not divisible by minibatches={self.minibatches}"
-            )
 
     @property
-    def batch_size(self) -> int:
+    def completions_per_step(self) -> int:
         return self.prompts_per_step * self.group_size
-
-    @property
-    def updates_per_step(self) -> int:
-        return self.epochs * self.minibatches
 
 
 class LMGRPOState(NamedTuple):

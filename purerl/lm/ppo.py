@@ -32,7 +32,7 @@ from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
 from purerl.lm.rollout import Scorer, ends_with_eos, make_rollout, step_prompts
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
 from purerl.lm.updates import minibatch_epochs
 
 PPO_METRICS = (
@@ -56,13 +56,10 @@ PPO_METRICS = (
 
 
 @dataclass(frozen=True)
-class LMPPOConfig(TrainingConfig):
-    init: str = doc("", "the SFT run directory: policy, reference and critic start from it")
-    reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
+class LMPPOConfig(PolicyGradientConfig):
     prompts_per_step: int = doc(64, "prompts (one completion each) per rollout")
     epochs: int = doc(4, "passes over each rollout")
     minibatches: int = doc(2, "minibatches per pass; must divide prompts_per_step")
-    clip_eps: float = doc(0.2, "policy ratio clip")
     value_clip_eps: float = doc(0.2, "value clip around the rollout values")
     vf_coef: float = doc(0.1, "value-loss coefficient")
     gamma: float = doc(1.0, "discount over tokens")
@@ -70,35 +67,21 @@ class LMPPOConfig(TrainingConfig):
     kl_coef: float = doc(0.04, "beta: per-token KL penalty to the SFT reference (initial value if adaptive)")
     kl_target: float | None = doc(None, "adaptive KL controller's target sequence KL; none: fixed beta")
     kl_horizon: int = doc(10000, "adaptive KL controller's horizon, in completions")
-    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob")
-    missing_eos_penalty: float | None = doc(None, "subtracted from the score of completions that never emit <eos>")
-    steps: int = doc(100, "rollouts, each followed by its update epochs")
-    learning_rate: float = doc(3e-4, "peak AdamW learning rate")
-    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
-    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
-    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
-    eval_every: int = doc(25, "evaluate every this many steps (and at the start and the end)")
-    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
 
     def __post_init__(self) -> None:
+        require_positive("prompts_per_step", self.prompts_per_step)
         super().__post_init__()
-        require_paths(self, ("init",))
-        for name in ("prompts_per_step", "epochs", "minibatches", "clip_eps", "temperature", "kl_horizon"):
-            require_positive(name, getattr(self, name))
+        require_positive("kl_horizon", self.kl_horizon)
         for name in ("value_clip_eps", "vf_coef", "kl_coef"):
             require_non_negative(name, getattr(self, name))
         require_in_range("gamma", self.gamma, 0.0, 1.0)
         require_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         if self.kl_target is not None:
             require_positive("kl_target", self.kl_target)
-        if self.prompts_per_step % self.minibatches:
-            raise ValueError(
-                f"prompts_per_step={self.prompts_per_step} is not divisible by minibatches={self.minibatches}"
-            )
 
     @property
-    def updates_per_step(self) -> int:
-        return self.epochs * self.minibatches
+    def completions_per_step(self) -> int:
+        return self.prompts_per_step
 
 
 class LMPPOState(NamedTuple):

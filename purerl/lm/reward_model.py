@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
+from purerl.core.config import doc, require_non_negative
 from purerl.core.preference import bradley_terry_loss
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.model import CausalLM
@@ -25,33 +25,22 @@ from purerl.lm.preference_data import load_pairs, pair_batches, split_pairs
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer, require_paths
+from purerl.lm.training import PairwiseConfig, learning_rate_schedule, make_optimizer
 
 REWARD_MODEL_METRICS = ("loss", "accuracy", "margin", "mean_reward", "grad_norm")
 REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
 
 
 @dataclass(frozen=True)
-class RewardModelConfig(TrainingConfig):
-    init: str = doc("", "the SFT run directory: the model starts from its transformer")
-    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl")
-    batch_size: int = doc(32, "pairs per step")
-    held_out_fraction: float = doc(0.2, "pairs held out for evaluation")
+class RewardModelConfig(PairwiseConfig):
     margin: float = doc(0.0, "Bradley-Terry margin")
     center_coef: float = doc(0.0, "centring coefficient (TRL's center_rewards_coefficient; 0.01 recommended)")
     steps: int = doc(300, "optimiser steps")
     learning_rate: float = doc(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
-    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
-    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
     eval_every: int = doc(100, "evaluate on the held-out pairs every this many steps")
-    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_paths(self, ("init", "pairs"))
-        require_positive("batch_size", self.batch_size)
-        require_in_range("held_out_fraction", self.held_out_fraction, 0.0, 1.0)
         require_non_negative("center_coef", self.center_coef)
 
 

@@ -82,3 +82,66 @@ def require_paths(config: object, names: tuple[str, ...]) -> None:
     for name in names:
         if not getattr(config, name):
             raise ValueError(f"--{name} is required: {PATH_FIELDS[name]}")
+
+
+@dataclass(frozen=True)
+class FineTuningConfig(TrainingConfig):
+    """A method that starts from an SFT run: no warm-up, the learning rate annealed to 0, no weight decay."""
+
+    init: str = doc("", "the SFT run directory the method starts from")
+    steps: int = doc(100, "training steps (RL methods: rollouts, each followed by its update epochs)")
+    learning_rate: float = doc(3e-4, "peak AdamW learning rate")
+    warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
+    min_lr_fraction: float = doc(0.0, "the cosine decays to this fraction of the peak (0: anneal to 0)")
+    weight_decay: float = doc(0.0, "AdamW weight decay (matrices only)")
+    eval_every: int = doc(25, "evaluate every this many steps (and at the start and the end)")
+    checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_paths(self, ("init",))
+
+
+@dataclass(frozen=True)
+class PairwiseConfig(FineTuningConfig):
+    """A method trained on preference pairs (reward model, DPO)."""
+
+    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl")
+    batch_size: int = doc(32, "pairs per step")
+    held_out_fraction: float = doc(0.2, "pairs held out for evaluation")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_paths(self, ("pairs",))
+        require_positive("batch_size", self.batch_size)
+        require_in_range("held_out_fraction", self.held_out_fraction, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PolicyGradientConfig(FineTuningConfig):
+    """A method that samples from its policy each step and updates on the scored samples (PPO, GRPO)."""
+
+    reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
+    epochs: int = doc(1, "passes over each rollout")
+    minibatches: int = doc(1, "minibatches per pass; must divide the completions per rollout")
+    clip_eps: float = doc(0.2, "policy ratio clip")
+    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob")
+    missing_eos_penalty: float | None = doc(None, "subtracted from the score of completions that never emit <eos>")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("epochs", "minibatches", "clip_eps", "temperature"):
+            require_positive(name, getattr(self, name))
+        if self.completions_per_step % self.minibatches:
+            raise ValueError(
+                f"the {self.completions_per_step} completions per rollout are not divisible by "
+                f"minibatches={self.minibatches}"
+            )
+
+    @property
+    def completions_per_step(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.epochs * self.minibatches
