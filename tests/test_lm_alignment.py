@@ -17,7 +17,7 @@ from purerl.lm.model import completion_log_probs
 from purerl.lm.ppo import LMPPOConfig, kl_shaped_rewards, make_lm_ppo, token_advantages
 from purerl.lm.preference_data import PairsConfig, save_pairs
 from purerl.lm.reward_model import RewardModelConfig, make_reward_model
-from purerl.lm.rollout import last_token_scores, task_scorer
+from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
 from purerl.lm.tasks import make_task
 from purerl.lm.tokenizer import EOS, PAD, Batch, CharTokenizer, encode_batch
@@ -114,7 +114,7 @@ def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
 def test_adaptive_kl_controller_follows_the_ziegler_update():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, steps=3, kl_target=1.0, kl_horizon=100)
-    _, state, train_step = make_lm_ppo(config, sft_config, params, task_scorer(sft_config.task_instance))
+    _, state, train_step = make_lm_ppo(config, sft_config, params, None)
     state, metrics = train_step(state, 0)  # KL = 0 at step 0: error clipped at -0.2
     assert float(state.kl_coef) == pytest.approx(0.04 * (1 - 0.2 * 8 / 100), rel=1e-5)
 
@@ -123,7 +123,7 @@ def test_grpo_reports_group_statistics():
     assert unique_per_group(["a", "a", "b", "c", "x", "x", "x", "x"], 4) == pytest.approx((3 / 4 + 1 / 4) / 2)
     sft_config, params = untrained_policy()
     config = LMGRPOConfig(init="unused", prompts_per_step=2, group_size=4, steps=2)
-    _, state, train_step = make_lm_grpo(config, sft_config, params, task_scorer(sft_config.task_instance))
+    _, state, train_step = make_lm_grpo(config, sft_config, params, None)
     _, metrics = train_step(state, 0)
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-6)  # one epoch, one minibatch: on-policy

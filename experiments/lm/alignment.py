@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -63,55 +64,35 @@ def main() -> None:
     log = io.StringIO()
     runs: dict[str, tuple[Path, dict]] = {}
 
-    def record(name: str, out: Path, summary: dict, seconds: float) -> None:
+    def record(name: str, out: Path, run: Callable[[], dict], extra_seconds: float = 0.0) -> None:
+        """Runs ``run`` (which trains into ``out``), timing it; ``extra_seconds`` of earlier work count too."""
+        start = time.perf_counter()
+        summary = run()
+        seconds = time.perf_counter() - start + extra_seconds
         runs[name] = (out, summary | {"wall_seconds": seconds})
         print(f"{name}: {json.dumps(summary.get('eval', {}))} in {seconds:.0f} s", flush=True)
 
+    def method(name: str, algorithm: str, config, extra_seconds: float = 0.0) -> None:
+        record(name, work / name, lambda: run_method(algorithm, config, work / name, stream=log), extra_seconds)
+
     sft = work / "sft"
-    start = time.perf_counter()
-    record(
-        "sft",
-        sft,
-        run_sft(SFTConfig(task=args.task, steps=args.sft_steps, eval_every=args.sft_steps), sft, stream=log),
-        time.perf_counter() - start,
-    )
+    sft_config = SFTConfig(task=args.task, steps=args.sft_steps, eval_every=args.sft_steps)
+    record("sft", sft, lambda: run_sft(sft_config, sft, stream=log))
     init, rl = str(sft), {"steps": args.rl_steps, "eval_every": args.rl_steps // 2}
+    groups = {"prompts_per_step": 8, "group_size": 8}  # GRPO: as many completions per step as PPO's 64 prompts
     if "compare" in args.parts:
         start = time.perf_counter()
         run_pairs(PairsConfig(init=init, prompts=512), work / "pairs", stream=log)
-        pairs_seconds = time.perf_counter() - start
         pairs = str(work / "pairs")
-        start = time.perf_counter()
-        record(
-            "rm",
-            work / "rm",
-            run_method("rm", RewardModelConfig(init=init, pairs=pairs, steps=200), work / "rm", stream=log),
-            time.perf_counter() - start + pairs_seconds,
-        )
-        for name, algorithm, config in (
-            ("dpo", "dpo", DPOConfig(init=init, pairs=pairs, steps=100, eval_every=50)),
-            ("ppo", "ppo", LMPPOConfig(init=init, **rl)),
-            ("grpo", "grpo", LMGRPOConfig(init=init, prompts_per_step=8, group_size=8, **rl)),
-            ("ppo_rm", "ppo", LMPPOConfig(init=init, reward_model=str(work / "rm"), **rl)),
-        ):
-            start = time.perf_counter()
-            record(
-                name, work / name, run_method(algorithm, config, work / name, stream=log), time.perf_counter() - start
-            )
+        method("rm", "rm", RewardModelConfig(init=init, pairs=pairs, steps=200), time.perf_counter() - start)
+        method("dpo", "dpo", DPOConfig(init=init, pairs=pairs, steps=100, eval_every=50))
+        method("ppo", "ppo", LMPPOConfig(init=init, **rl))
+        method("grpo", "grpo", LMGRPOConfig(init=init, **groups, **rl))
+        method("ppo_rm", "ppo", LMPPOConfig(init=init, reward_model=str(work / "rm"), **rl))
     if "kl" in args.parts:
         for beta in BETAS:
-            for algorithm, config in (
-                ("ppo", LMPPOConfig(init=init, kl_coef=beta, **rl)),
-                ("grpo", LMGRPOConfig(init=init, prompts_per_step=8, group_size=8, beta=beta, **rl)),
-            ):
-                name = f"{algorithm}_beta{beta}"
-                start = time.perf_counter()
-                record(
-                    name,
-                    work / name,
-                    run_method(algorithm, config, work / name, stream=log),
-                    time.perf_counter() - start,
-                )
+            method(f"ppo_beta{beta}", "ppo", LMPPOConfig(init=init, kl_coef=beta, **rl))
+            method(f"grpo_beta{beta}", "grpo", LMGRPOConfig(init=init, beta=beta, **groups, **rl))
     write_results(args.task, runs)
 
 

@@ -36,8 +36,9 @@ from purerl.lm.reward_model import (
     REWARD_MODEL_METRICS,
     RewardModelConfig,
     make_reward_model,
+    reward_model_start,
 )
-from purerl.lm.rollout import Scorer, reward_model_scorer, task_scorer
+from purerl.lm.rollout import Scorer, reward_model_scorer
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
 
 
@@ -60,14 +61,14 @@ def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
     return config, restore_params(path, init_fn(jax.random.key(0))).params
 
 
-def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer, str]:
-    """The task's verifiable reward, or the trained reward model in ``reward_model``; and its name."""
+def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer | None, str]:
+    """The trained reward model in ``reward_model`` (None: the task's verifiable reward), and its name."""
     if not reward_model:
-        return task_scorer(sft_config.task_instance), "task reward"
+        return None, "task reward"
     config = load_lm_config(Path(reward_model), "rm", RewardModelConfig)
     if load_sft_config(Path(config.init)) != sft_config:
         raise ValueError(f"--reward-model {reward_model!r} was trained from another SFT run ({config.init})")
-    model, state, _, _ = make_reward_model(config, sft_config, sft_params)
+    model, state = reward_model_start(config, sft_config, sft_params)  # the shapes to restore into
     params = restore_params(Path(reward_model), state).params
     return reward_model_scorer(model, params), f"reward model {reward_model}"
 

@@ -145,7 +145,7 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
         }
         | environment_info()
     )
-    write_outputs(out, algorithm, summary, {n: columns[n] for n in trainer.step_metrics}, columns, trainer.eval_metrics)
+    write_outputs(out, summary, columns, trainer.step_metrics, trainer.eval_metrics)
     return summary
 
 
@@ -159,20 +159,21 @@ def write_csv(path: Path, columns: dict[str, list[float]], index: str, index_val
 
 def write_outputs(
     out: Path,
-    algorithm: str,
     summary: dict,
-    step_metrics: dict[str, list[float]],
     columns: dict[str, list[float]],
+    step_metrics: tuple[str, ...],
     eval_metrics: tuple[str, ...],
 ) -> None:
-    steps = list(range(1, len(next(iter(step_metrics.values()))) + 1))
-    write_csv(out / "metrics.csv", step_metrics, "step", steps)
+    """``metrics.csv``, ``evals.csv``, ``summary.json`` and the plot; ``columns`` holds every step metric,
+    ``eval_step`` and each eval metric as ``eval/<name>``."""
+    algorithm, loss_name = summary["algorithm"], step_metrics[0]
+    steps = list(range(1, len(columns[loss_name]) + 1))
+    write_csv(out / "metrics.csv", {name: columns[name] for name in step_metrics}, "step", steps)
     eval_steps = [int(s) for s in columns["eval_step"]]
     write_csv(out / "evals.csv", {name: columns[f"eval/{name}"] for name in eval_metrics}, "step", eval_steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    loss_name = next(iter(step_metrics))
     fig, (loss_ax, eval_ax) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
-    loss_ax.plot(steps, step_metrics[loss_name], linewidth=1.0)
+    loss_ax.plot(steps, columns[loss_name], linewidth=1.0)
     loss_ax.set(xlabel="step", ylabel=loss_name, title=f"{algorithm}: training")
     for name in eval_metrics:
         eval_ax.plot(eval_steps, columns[f"eval/{name}"], marker="o", label=name)

@@ -14,16 +14,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.preference import DPO_LOSS_TYPES, dpo_loss
 from purerl.lm.model import CausalLM, completion_log_probs
-from purerl.lm.preference_data import load_pairs, pair_batches, split_pairs
+from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PairwiseConfig, gradient_step, learning_rate_schedule, make_optimizer
 
 DPO_METRICS = (
     "loss",
@@ -66,11 +64,11 @@ def summed_log_probs(model: CausalLM, params, batch: Batch) -> tuple[jax.Array, 
 
 
 def pair_log_probs(model: CausalLM, params, chosen: Batch, rejected: Batch):
-    """Summed log-probs and lengths of both sides, in one forward pass over the ``2B`` sequences."""
-    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), chosen, rejected)
-    logps, lengths = summed_log_probs(model, params, both)
-    n = chosen.prompt.shape[0]
-    return logps[:n], logps[n:], lengths[:n], lengths[n:]
+    """``(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths)``, in one forward pass over the
+    ``2B`` sequences."""
+    sides = on_both_sides(lambda both: summed_log_probs(model, params, both), chosen, rejected)
+    (chosen_logps, chosen_lengths), (rejected_logps, rejected_lengths) = sides
+    return chosen_logps, rejected_logps, chosen_lengths, rejected_lengths
 
 
 def dpo_objective(params, model: CausalLM, config: DPOConfig, chosen: Batch, rejected: Batch, ref_logps):
@@ -97,25 +95,23 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> tuple[Caus
     """
     model, _ = model_from_sft(sft_config, sft_params)
     task = sft_config.task_instance
-    train_rows, held_out_rows = split_pairs(load_pairs(Path(config.pairs)), config.held_out_fraction, config.seed)
-    train_pairs, held_out_pairs = pair_batches(train_rows, task), pair_batches(held_out_rows, task)
+    pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
     reference = jax.jit(lambda chosen, rejected: pair_log_probs(model, sft_params, chosen, rejected)[:2])
-    train_ref, held_out_ref = reference(*train_pairs), reference(*held_out_pairs)  # once, before training
+    train_ref, held_out_ref = reference(*pairs.train), reference(*pairs.held_out)  # once, before training
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
     state = DPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), jax.random.key(config.seed))
 
     @jax.jit
     def update(state: DPOState, chosen: Batch, rejected: Batch, ref_logps):
-        objective = jax.grad(dpo_objective, has_aux=True)
-        grads, metrics = objective(state.params, model, config, chosen, rejected, ref_logps)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        metrics |= {"grad_norm": optax.tree.norm(grads), "learning_rate": learning_rate(state.step)}
-        return DPOState(optax.apply_updates(state.params, updates), opt_state, state.step + 1, state.key), metrics
+        params, opt_state, metrics = gradient_step(
+            dpo_objective, optimizer, state.params, state.opt_state, model, config, chosen, rejected, ref_logps
+        )
+        metrics |= {"learning_rate": learning_rate(state.step)}
+        return DPOState(params, opt_state, state.step + 1, state.key), metrics
 
     def train_step(state: DPOState, step: int):
-        rows = np.random.default_rng([config.seed, step]).choice(len(train_rows), config.batch_size)
-        take = lambda tree: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
-        return update(state, *take(train_pairs), take(train_ref))
+        rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)
+        return update(state, *jax.tree.map(lambda x: x[rows], (*pairs.train, train_ref)))
 
-    held_out = jax.jit(lambda params: dpo_objective(params, model, config, *held_out_pairs, held_out_ref)[1])
+    held_out = jax.jit(lambda params: dpo_objective(params, model, config, *pairs.held_out, held_out_ref)[1])
     return model, state, train_step, held_out

@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.lm.model import CausalLM, completion_log_probs
-from purerl.lm.sampling import SamplingConfig, make_generate
+from purerl.lm.rollout import make_rollout
 from purerl.lm.tasks import Task
-from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_prompts
 
 EVAL_STREAM = 2**31 - 1  # the eval prompts' rng stream, apart from every training step's
 POLICY_METRICS = ("reward", "validity", "accuracy", "distinct_1", "distinct_2", "unique")
@@ -48,18 +47,16 @@ def make_evaluate(
     ``kl_to_reference`` = mean over completions of ``sum_t (log pi - log pi_ref)`` at the sampling temperature
     (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``).
     """
-    tokenizer = CharTokenizer()
     prompts = task.prompts(np.random.default_rng([seed, EVAL_STREAM]), num_prompts)
-    prompt, prompt_mask = encode_prompts(tokenizer, prompts, task.max_prompt_chars)
-    generate = make_generate(model, SamplingConfig(completion_block_length(task.max_completion_chars), temperature))
+    rollout = make_rollout(task, model, temperature)
     reference_log_probs = jax.jit(lambda params, batch: completion_log_probs(model, params, batch, temperature))
 
     def evaluate(params, key: jax.Array) -> Evaluation:
-        generation = generate(params, prompt, prompt_mask, key)
-        completions = [tokenizer.decode(row) for row in np.asarray(generation.tokens)]
+        result = rollout(params, prompts, key)
+        completions = result.completions
         pairs = list(zip(prompts, completions, strict=True))
         metrics = {
-            "reward": float(np.mean(task.rewards(prompts, completions))),
+            "reward": float(np.mean(result.task_rewards)),
             "validity": float(np.mean([task.is_valid(p, c) for p, c in pairs])),
             "accuracy": float(np.mean([task.is_correct(p, c) for p, c in pairs])),
             "distinct_1": distinct_n(completions, 1),
@@ -67,8 +64,7 @@ def make_evaluate(
             "unique": len(set(completions)) / len(completions),
         }
         if reference_params is not None:
-            batch = Batch(prompt, prompt_mask, generation.tokens, generation.mask)
-            log_ratio = generation.log_probs - reference_log_probs(reference_params, batch)
+            log_ratio = result.log_probs - reference_log_probs(reference_params, result.batch)
             metrics["kl_to_reference"] = float(jnp.mean(jnp.sum(log_ratio, axis=-1)))
         return Evaluation(metrics, pairs[:samples_shown])
 

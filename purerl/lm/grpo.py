@@ -113,10 +113,10 @@ def unique_per_group(completions: list[str], group_size: int) -> float:
 
 
 def make_lm_grpo(
-    config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer
+    config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None
 ) -> tuple[CausalLM, LMGRPOState, Callable]:
     """``(model, state, train_step)``; ``train_step(state, step) -> (state, metrics)`` samples the groups
-    of ``(seed, step)``, scores them with ``scorer`` and runs the update epochs."""
+    of ``(seed, step)``, scores them with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
     model, _ = model_from_sft(sft_config, sft_params)
     rollout = make_rollout(task, model, config.temperature, scorer, config.missing_eos_penalty)

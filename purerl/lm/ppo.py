@@ -150,10 +150,10 @@ def ppo_objective(params, policy: CausalLM, critic: CausalLM, config: LMPPOConfi
 
 
 def make_lm_ppo(
-    config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer
+    config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None
 ) -> tuple[CausalLM, LMPPOState, Callable]:
     """``(policy_model, state, train_step)``; ``train_step(state, step) -> (state, metrics)`` samples the
-    prompts of ``(seed, step)``, scores them with ``scorer`` and runs the update epochs."""
+    prompts of ``(seed, step)``, scores them with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
     policy, _ = model_from_sft(sft_config, sft_params)
     critic, critic_params = model_from_sft(sft_config, sft_params, "value")

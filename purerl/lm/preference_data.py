@@ -9,15 +9,18 @@ pairs, and a reader can open them.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.config import doc, require_in_range, require_positive
 from purerl.lm.model import CausalLM
-from purerl.lm.rollout import ends_with_eos, make_rollout, task_scorer
+from purerl.lm.rollout import ends_with_eos, make_rollout
 from purerl.lm.tasks import Task
 from purerl.lm.tokenizer import Batch, CharTokenizer, encode_batch
 from purerl.lm.training import require_paths
@@ -48,7 +51,7 @@ def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list
     the ground truth of the completion labelled chosen (lower than ``rejected_reward`` where flipped)."""
     rng = np.random.default_rng([config.seed, PAIRS_STREAM])
     prompts = task.prompts(rng, config.prompts)
-    rollout = make_rollout(task, model, config.temperature, task_scorer(task))
+    rollout = make_rollout(task, model, config.temperature)
     k = config.samples_per_prompt
     result = rollout(params, [p for p in prompts for _ in range(k)], jax.random.key(config.seed))
     stopped = np.asarray(ends_with_eos(result.batch))
@@ -97,6 +100,31 @@ def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[
         )
     shuffled = [rows[i] for i in order]
     return shuffled[:-held_out], shuffled[-held_out:]
+
+
+class PairSplit(NamedTuple):
+    train_rows: list[dict]
+    held_out_rows: list[dict]
+    train: tuple[Batch, Batch]  # (chosen, rejected) of the train rows
+    held_out: tuple[Batch, Batch]
+
+
+def load_pair_split(path: Path, held_out_fraction: float, seed: int, task: Task) -> PairSplit:
+    """The pairs at ``path``, split by ``split_pairs`` and encoded by ``pair_batches``."""
+    train_rows, held_out_rows = split_pairs(load_pairs(path), held_out_fraction, seed)
+    return PairSplit(train_rows, held_out_rows, pair_batches(train_rows, task), pair_batches(held_out_rows, task))
+
+
+def step_pair_rows(seed: int, step: int, num_pairs: int, batch_size: int) -> np.ndarray:
+    """The rows of training step ``step``: ``batch_size`` of ``num_pairs``, a pure function of ``(seed, step)``."""
+    return np.random.default_rng([seed, step]).choice(num_pairs, batch_size)
+
+
+def on_both_sides(fn: Callable[[Batch], Any], chosen: Batch, rejected: Batch) -> tuple[Any, Any]:
+    """``(fn(chosen), fn(rejected))`` from one call of ``fn`` on the ``2B`` rows of both batches."""
+    n = chosen.prompt.shape[0]
+    out = fn(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), chosen, rejected))
+    return jax.tree.map(lambda x: x[:n], out), jax.tree.map(lambda x: x[n:], out)
 
 
 def pair_batches(rows: list[dict], task: Task) -> tuple[Batch, Batch]:

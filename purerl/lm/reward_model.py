@@ -15,17 +15,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from purerl.core.config import doc, require_non_negative
 from purerl.core.preference import bradley_terry_loss
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.model import CausalLM
-from purerl.lm.preference_data import load_pairs, pair_batches, split_pairs
+from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PairwiseConfig, gradient_step, learning_rate_schedule, make_optimizer
 
 REWARD_MODEL_METRICS = ("loss", "accuracy", "margin", "mean_reward", "grad_norm")
 REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
@@ -52,9 +51,7 @@ class RewardModelState(NamedTuple):
 
 def sequence_rewards(model: CausalLM, params, chosen: Batch, rejected: Batch) -> tuple[jax.Array, jax.Array]:
     """Scores of both sides of each pair, in one forward pass over the ``2B`` sequences."""
-    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), chosen, rejected)
-    scores = last_token_scores(model, params, both)
-    return scores[: chosen.prompt.shape[0]], scores[chosen.prompt.shape[0] :]
+    return on_both_sides(lambda both: last_token_scores(model, params, both), chosen, rejected)
 
 
 def reward_model_loss(params, model: CausalLM, config: RewardModelConfig, chosen: Batch, rejected: Batch):
@@ -62,6 +59,14 @@ def reward_model_loss(params, model: CausalLM, config: RewardModelConfig, chosen
     loss, metrics = bradley_terry_loss(chosen_rewards, rejected_rewards, config.margin, config.center_coef)
     loss = jnp.mean(loss)
     return loss, metrics | {"loss": loss}
+
+
+def reward_model_start(
+    config: RewardModelConfig, sft_config: SFTConfig, sft_params
+) -> tuple[CausalLM, RewardModelState]:
+    """The model and its state before training: the SFT transformer with a fresh reward head."""
+    model, params = model_from_sft(sft_config, sft_params, "reward", jax.random.key(config.seed))
+    return model, RewardModelState(params, make_optimizer(config).init(params), jnp.zeros((), jnp.int32))
 
 
 def make_reward_model(
@@ -73,28 +78,25 @@ def make_reward_model(
     ``evaluate(state) -> Evaluation`` scores the held-out pairs.
     """
     task = sft_config.task_instance
-    model, params = model_from_sft(sft_config, sft_params, "reward", jax.random.key(config.seed))
-    train_rows, held_out_rows = split_pairs(load_pairs(Path(config.pairs)), config.held_out_fraction, config.seed)
-    train_chosen, train_rejected = pair_batches(train_rows, task)
-    held_chosen, held_rejected = pair_batches(held_out_rows, task)
-    true_order = np.array([not row["flipped"] for row in held_out_rows])  # chosen really is the better one
-    true_rewards = np.array([[row["chosen_reward"], row["rejected_reward"]] for row in held_out_rows]).T.ravel()
+    model, state = reward_model_start(config, sft_config, sft_params)
+    pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
+    true_order = np.array([not row["flipped"] for row in pairs.held_out_rows])  # chosen really is the better one
+    true_rewards = np.array([[row["chosen_reward"], row["rejected_reward"]] for row in pairs.held_out_rows]).T.ravel()
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
-    state = RewardModelState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     @jax.jit
     def update(state: RewardModelState, chosen: Batch, rejected: Batch):
-        grads, metrics = jax.grad(reward_model_loss, has_aux=True)(state.params, model, config, chosen, rejected)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        metrics |= {"grad_norm": optax.tree.norm(grads), "learning_rate": learning_rate(state.step)}
-        return RewardModelState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), metrics
+        params, opt_state, metrics = gradient_step(
+            reward_model_loss, optimizer, state.params, state.opt_state, model, config, chosen, rejected
+        )
+        metrics |= {"learning_rate": learning_rate(state.step)}
+        return RewardModelState(params, opt_state, state.step + 1), metrics
 
     def train_step(state: RewardModelState, step: int):
-        rows = np.random.default_rng([config.seed, step]).choice(len(train_rows), config.batch_size)
-        take = lambda batch: jax.tree.map(lambda x: x[rows], batch)  # noqa: E731
-        return update(state, take(train_chosen), take(train_rejected))
+        rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)
+        return update(state, *jax.tree.map(lambda x: x[rows], pairs.train))
 
-    score_pairs = jax.jit(lambda params: sequence_rewards(model, params, held_chosen, held_rejected))
+    score_pairs = jax.jit(lambda params: sequence_rewards(model, params, *pairs.held_out))
 
     def evaluate(state: RewardModelState) -> Evaluation:
         chosen, rejected = (np.asarray(x) for x in score_pairs(state.params))

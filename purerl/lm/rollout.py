@@ -49,10 +49,6 @@ def last_token_scores(model: CausalLM, params, batch: Batch) -> jax.Array:
     return jnp.take_along_axis(scalar, last[:, None], axis=-1)[:, 0]
 
 
-def task_scorer(task: Task) -> Scorer:
-    return lambda prompts, completions, batch: task.rewards(prompts, completions).astype(np.float32)
-
-
 def reward_model_scorer(model: CausalLM, params) -> Scorer:
     score = jax.jit(lambda batch: last_token_scores(model, params, batch))
     return lambda prompts, completions, batch: np.asarray(score(batch), np.float32)
@@ -62,10 +58,11 @@ def make_rollout(
     task: Task,
     model: CausalLM,
     temperature: float,
-    scorer: Scorer,
+    scorer: Scorer | None = None,
     missing_eos_penalty: float | None = None,
 ) -> Callable[[object, list[str], jax.Array], Rollout]:
-    """``rollout(params, prompts, key) -> Rollout``: one completion per prompt (repeat prompts for groups)."""
+    """``rollout(params, prompts, key) -> Rollout``: one completion per prompt (repeat prompts for groups).
+    ``scorer`` None scores with the task's verifiable reward."""
     tokenizer = CharTokenizer()
     generate = make_generate(
         model, SamplingConfig(completion_block_length(task.max_completion_chars), temperature=temperature)
@@ -77,7 +74,7 @@ def make_rollout(
         batch = Batch(jnp.asarray(prompt), jnp.asarray(prompt_mask), generation.tokens, generation.mask)
         completions = [tokenizer.decode(row) for row in np.asarray(generation.tokens)]
         task_rewards = task.rewards(prompts, completions).astype(np.float32)
-        scores = scorer(prompts, completions, batch)
+        scores = task_rewards if scorer is None else scorer(prompts, completions, batch)
         if missing_eos_penalty is not None:
             scores = scores - missing_eos_penalty * ~np.asarray(ends_with_eos(batch))
         return Rollout(batch, generation.log_probs, scores.astype(np.float32), task_rewards, prompts, completions)

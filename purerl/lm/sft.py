@@ -13,14 +13,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.losses import masked_mean
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
 from purerl.lm.tasks import TASKS, Task, make_task
 from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_batch, prompt_block_length
-from purerl.lm.training import TrainingConfig, learning_rate_schedule, make_optimizer
+from purerl.lm.training import TrainingConfig, gradient_step, learning_rate_schedule, make_optimizer
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 64, "n_layers": 2, "n_heads": 4},  # ~0.1M parameters: about a minute on 2 CPU cores
@@ -97,10 +96,8 @@ def make_sft(config: SFTConfig) -> tuple[CausalLM, Callable[[jax.Array], SFTStat
 
     @jax.jit
     def step(state: SFTState, batch: Batch) -> tuple[SFTState, dict[str, jax.Array]]:
-        grads, metrics = jax.grad(sft_loss, has_aux=True)(state.params, model, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics |= {"grad_norm": optax.tree.norm(grads), "learning_rate": learning_rate(state.step)}
+        params, opt_state, metrics = gradient_step(sft_loss, optimizer, state.params, state.opt_state, model, batch)
+        metrics |= {"learning_rate": learning_rate(state.step)}
         return SFTState(params, opt_state, state.step + 1, state.key), metrics
 
     return model, init, step

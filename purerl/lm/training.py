@@ -6,7 +6,9 @@ AdamW with weight decay on matrices only (as nanoGPT), linear warm-up then cosin
 default to no warm-up and a decay to 0 (the lm-human-preferences detail: anneal the learning rate to 0).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import optax
@@ -69,6 +71,20 @@ def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
             learning_rate_schedule(config), b1=0.9, b2=0.99, weight_decay=config.weight_decay, mask=decay_matrices
         ),
     )
+
+
+def gradient_step(
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    optimizer: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    *args: Any,
+) -> tuple[Any, Any, dict[str, jax.Array]]:
+    """One optimiser step on ``loss_fn(params, *args) -> (loss, metrics)``: ``(params, opt_state, metrics)``,
+    the metrics with the gradient's global norm (before clipping) added as ``grad_norm``."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics | {"grad_norm": optax.tree.norm(grads)}
 
 
 PATH_FIELDS = {

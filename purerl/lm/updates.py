@@ -6,6 +6,8 @@ from typing import Any
 import jax
 import optax
 
+from purerl.lm.training import gradient_step
+
 
 def minibatch_epochs(
     loss_fn: Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]],
@@ -25,10 +27,8 @@ def minibatch_epochs(
     """
 
     def minibatch_step(carry, minibatch):
-        params, opt_state = carry
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), metrics | {"grad_norm": optax.tree.norm(grads)}
+        params, opt_state, metrics = gradient_step(loss_fn, optimizer, *carry, minibatch)
+        return (params, opt_state), metrics
 
     def epoch(carry, epoch_key):
         size = jax.tree.leaves(data)[0].shape[0]
