@@ -100,7 +100,7 @@ def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, minibatches=2, epochs=2, steps=3)
     spread_scores = lambda prompts, completions, batch: np.linspace(-1.0, 1.0, len(prompts))  # noqa: E731
-    _, state, train_step = make_lm_ppo(config, sft_config, params, spread_scores)
+    _, state, train_step, _, _ = make_lm_ppo(config, sft_config, params, spread_scores)
     state, metrics = train_step(state, 0)
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["first/ratio"] == pytest.approx(1.0, abs=1e-6)
@@ -114,7 +114,7 @@ def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
 def test_adaptive_kl_controller_follows_the_ziegler_update():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, steps=3, kl_target=1.0, kl_horizon=100)
-    _, state, train_step = make_lm_ppo(config, sft_config, params, None)
+    _, state, train_step, _, _ = make_lm_ppo(config, sft_config, params, None)
     state, metrics = train_step(state, 0)  # KL = 0 at step 0: error clipped at -0.2
     assert float(state.kl_coef) == pytest.approx(0.04 * (1 - 0.2 * 8 / 100), rel=1e-5)
 
@@ -123,7 +123,7 @@ def test_grpo_reports_group_statistics():
     assert unique_per_group(["a", "a", "b", "c", "x", "x", "x", "x"], 4) == pytest.approx((3 / 4 + 1 / 4) / 2)
     sft_config, params = untrained_policy()
     config = LMGRPOConfig(init="unused", prompts_per_step=2, group_size=4, steps=2)
-    _, state, train_step = make_lm_grpo(config, sft_config, params, None)
+    _, state, train_step, _, _ = make_lm_grpo(config, sft_config, params, None)
     _, metrics = train_step(state, 0)
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-6)  # one epoch, one minibatch: on-policy
@@ -160,7 +160,7 @@ def test_dpo_at_initialisation_is_ln2_with_zero_rewards_and_learns(tmp_path):
     save_pairs(sentiment_pairs(200), tmp_path / "pairs.jsonl")
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
     config = DPOConfig(init="unused", pairs=str(tmp_path), steps=40, learning_rate=1e-3)
-    _, state, train_step, held_out = make_dpo(config, sft_config, params)
+    _, state, train_step, held_out, _, _ = make_dpo(config, sft_config, params)
     start = held_out(state.params)
     assert float(start["loss"]) == pytest.approx(math.log(2), abs=1e-6)
     assert float(start["rewards/chosen"]) == 0.0 and float(start["rewards/rejected"]) == 0.0

@@ -135,25 +135,25 @@ def rm_trainer(config: RewardModelConfig) -> LMTrainer:
 
 def dpo_trainer(config: DPOConfig) -> LMTrainer:
     sft_config, sft_params = load_sft_policy(config.init)
-    model, state, train_step, held_out = make_dpo(config, sft_config, sft_params)
-    evaluate_policy = policy_evaluate(config, model, sft_config, sft_params)
+    dpo = make_dpo(config, sft_config, sft_params)
+    evaluate_policy = policy_evaluate(config, dpo.model, sft_config, sft_params)
 
     def evaluate(state, step: int) -> Evaluation:
         evaluation = evaluate_policy(state.params, evaluation_key(state.key, step))
-        preference = float(held_out(state.params)["rewards/accuracies"])
+        preference = float(dpo.held_out(state.params)["rewards/accuracies"])
         return Evaluation(evaluation.metrics | {"preference_accuracy": preference}, evaluation.samples)
 
     return LMTrainer(
         algorithm="dpo",
         config=config,
-        init_state=state,
-        train_step=train_step,
+        init_state=dpo.state,
+        train_step=dpo.train_step,
         evaluate=evaluate,
         step_metrics=DPO_METRICS,
         eval_metrics=(*POLICY_METRICS, "kl_to_reference", "preference_accuracy"),
         description=f"DPO ({config.loss_type}, beta {config.beta}) on {config.pairs}: "
         f"{config.steps} steps x {config.batch_size} pairs",
-        tokens_per_step=2 * config.batch_size * model.config.max_len,
+        tokens_per_step=2 * config.batch_size * dpo.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
     )
 
@@ -163,10 +163,10 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
     sft_config, sft_params = load_sft_policy(config.init)
     scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
     if algorithm == "ppo":
-        model, state, train_step = make_lm_ppo(config, sft_config, sft_params, scorer)
+        model, state, train_step, _, _ = make_lm_ppo(config, sft_config, sft_params, scorer)
         step_metrics = PPO_METRICS
     else:
-        model, state, train_step = make_lm_grpo(config, sft_config, sft_params, scorer)
+        model, state, train_step, _, _ = make_lm_grpo(config, sft_config, sft_params, scorer)
         step_metrics = GRPO_METRICS
     completions = config.completions_per_step
     evaluate = policy_evaluate(config, model, sft_config, sft_params)

@@ -87,12 +87,21 @@ def dpo_objective(params, model: CausalLM, config: DPOConfig, chosen: Batch, rej
     return loss, metrics | {"loss": loss}
 
 
-def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> tuple[CausalLM, DPOState, Callable, Callable]:
-    """``(model, state, train_step, held_out_metrics)``.
+class DPOMethod(NamedTuple):
+    """``train_step(state, step)`` is ``update(state, *step_pairs(step))``: the two phases are exposed apart
+    so that benchmarks can time the update alone."""
 
-    ``train_step(state, step)`` trains on ``batch_size`` pairs drawn from ``rng([seed, step])``;
-    ``held_out_metrics(params)`` is the DPO metrics (``rewards/accuracies`` first) on the held-out pairs.
-    """
+    model: CausalLM
+    state: DPOState
+    train_step: Callable[[DPOState, int], tuple[DPOState, dict]]
+    held_out: Callable[[Any], dict]  # params -> DPO metrics on the held-out pairs
+    step_pairs: Callable[[int], tuple[Batch, Batch, tuple[jax.Array, jax.Array]]]  # chosen, rejected, ref logps
+    update: Callable[..., tuple[DPOState, dict]]  # jitted (state, chosen, rejected, ref_logps)
+
+
+def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
+    """``train_step(state, step)`` trains on ``batch_size`` pairs drawn from ``rng([seed, step])``;
+    ``held_out(params)`` is the DPO metrics (``rewards/accuracies`` first) on the held-out pairs."""
     model, _ = model_from_sft(sft_config, sft_params)
     task = sft_config.task_instance
     pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
@@ -109,9 +118,12 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> tuple[Caus
         metrics |= {"learning_rate": learning_rate(state.step)}
         return DPOState(params, opt_state, state.step + 1, state.key), metrics
 
-    def train_step(state: DPOState, step: int):
+    def step_pairs(step: int):
         rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)
-        return update(state, *jax.tree.map(lambda x: x[rows], (*pairs.train, train_ref)))
+        return jax.tree.map(lambda x: x[rows], (*pairs.train, train_ref))
+
+    def train_step(state: DPOState, step: int):
+        return update(state, *step_pairs(step))
 
     held_out = jax.jit(lambda params: dpo_objective(params, model, config, *pairs.held_out, held_out_ref)[1])
-    return model, state, train_step, held_out
+    return DPOMethod(model, state, train_step, held_out, step_pairs, update)

@@ -13,7 +13,6 @@ Reported: the fraction of groups whose completions all scored the same (they giv
 fraction of unique completions per group.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,11 +25,11 @@ from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zer
 from purerl.core.kl import KL_ESTIMATORS, kl_estimate
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.lm.model import CausalLM, completion_log_probs
-from purerl.lm.rollout import Scorer, ends_with_eos, make_rollout, step_prompts
+from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_rollout, step_prompts
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
-from purerl.lm.updates import minibatch_epochs
+from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
 
 GRPO_METRICS = (
     "loss",
@@ -114,9 +113,9 @@ def unique_per_group(completions: list[str], group_size: int) -> float:
 
 def make_lm_grpo(
     config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None
-) -> tuple[CausalLM, LMGRPOState, Callable]:
-    """``(model, state, train_step)``; ``train_step(state, step) -> (state, metrics)`` samples the groups
-    of ``(seed, step)``, scores them with ``scorer`` (None: the task's reward) and runs the update epochs."""
+) -> PolicyGradientMethod:
+    """``train_step(state, step) -> (state, metrics)`` samples the groups of ``(seed, step)``, scores them
+    with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
     model, _ = model_from_sft(sft_config, sft_params)
     rollout = make_rollout(task, model, config.temperature, scorer, config.missing_eos_penalty)
@@ -144,14 +143,17 @@ def make_lm_grpo(
         }
         return LMGRPOState(params, opt_state, state.step + 1, state.key), metrics
 
-    def train_step(state: LMGRPOState, step: int):
+    def collect(state: LMGRPOState, step: int) -> tuple[Rollout, jax.Array]:
         prompts = step_prompts(task, config.seed, step, config.prompts_per_step)
         sample_key, update_key = jax.random.split(jax.random.fold_in(state.key, step))
-        result = rollout(state.params, [p for p in prompts for _ in range(config.group_size)], sample_key)
+        return rollout(state.params, [p for p in prompts for _ in range(config.group_size)], sample_key), update_key
+
+    def train_step(state: LMGRPOState, step: int):
+        result, update_key = collect(state, step)
         state, metrics = update(state, result.batch, jnp.asarray(result.scores), update_key)
         return state, metrics | {
             "task_reward": float(np.mean(result.task_rewards)),
             "unique_per_group": unique_per_group(result.completions, config.group_size),
         }
 
-    return model, state, train_step
+    return PolicyGradientMethod(model, state, train_step, collect, update)

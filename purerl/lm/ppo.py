@@ -17,7 +17,6 @@ The old log-probs are recomputed by the trainer's full forward pass, so at the f
 exactly 1, the approximate KL 0 and nothing is clipped (the ``first/`` metrics; tested).
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,11 +28,11 @@ from purerl.core.config import doc, require_in_range, require_non_negative, requ
 from purerl.core.gae import gae
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
 from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
-from purerl.lm.rollout import Scorer, ends_with_eos, make_rollout, step_prompts
+from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_rollout, step_prompts
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
-from purerl.lm.updates import minibatch_epochs
+from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
 
 PPO_METRICS = (
     "rlhf_reward",
@@ -149,11 +148,9 @@ def ppo_objective(params, policy: CausalLM, critic: CausalLM, config: LMPPOConfi
     }
 
 
-def make_lm_ppo(
-    config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None
-) -> tuple[CausalLM, LMPPOState, Callable]:
-    """``(policy_model, state, train_step)``; ``train_step(state, step) -> (state, metrics)`` samples the
-    prompts of ``(seed, step)``, scores them with ``scorer`` (None: the task's reward) and runs the update epochs."""
+def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None) -> PolicyGradientMethod:
+    """``train_step(state, step) -> (state, metrics)`` samples the prompts of ``(seed, step)``, scores them
+    with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
     policy, _ = model_from_sft(sft_config, sft_params)
     critic, critic_params = model_from_sft(sft_config, sft_params, "value")
@@ -195,11 +192,14 @@ def make_lm_ppo(
         }
         return LMPPOState(params, opt_state, kl_coef, state.step + 1, state.key), metrics
 
-    def train_step(state: LMPPOState, step: int):
+    def collect(state: LMPPOState, step: int) -> tuple[Rollout, jax.Array]:
         prompts = step_prompts(task, config.seed, step, config.prompts_per_step)
         sample_key, update_key = jax.random.split(jax.random.fold_in(state.key, step))
-        result = rollout(state.params[0], prompts, sample_key)
+        return rollout(state.params[0], prompts, sample_key), update_key
+
+    def train_step(state: LMPPOState, step: int):
+        result, update_key = collect(state, step)
         state, metrics = update(state, result.batch, jnp.asarray(result.scores), update_key)
         return state, metrics | {"task_reward": float(np.mean(result.task_rewards))}
 
-    return policy, state, train_step
+    return PolicyGradientMethod(policy, state, train_step, collect, update)

@@ -1,12 +1,26 @@
-"""Epochs of shuffled minibatch steps over one rollout: the update loop PPO and GRPO on text share."""
+"""What PPO and GRPO on text share: epochs of shuffled minibatch steps over one rollout, and the shape of
+what their ``make_*`` functions return."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import optax
 
+from purerl.lm.model import CausalLM
+from purerl.lm.rollout import Rollout
 from purerl.lm.training import gradient_step
+
+
+class PolicyGradientMethod(NamedTuple):
+    """A PPO or GRPO trainer. ``train_step(state, step) -> (state, metrics)`` is ``collect`` then ``update``;
+    the two phases are exposed apart so that benchmarks can time sampling and the update separately."""
+
+    model: CausalLM  # the policy
+    state: Any
+    train_step: Callable[[Any, int], tuple[Any, dict]]
+    collect: Callable[[Any, int], tuple[Rollout, jax.Array]]  # sampled, scored rollout and the update's key
+    update: Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, dict]]  # jitted (state, batch, scores, key)
 
 
 def minibatch_epochs(
