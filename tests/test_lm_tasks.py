@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from purerl.lm.evaluation import distinct_n
 from purerl.lm.tasks import TASKS, make_task
 from purerl.lm.tokenizer import ALPHABET, BOS, EOS, PAD, SEP, CharTokenizer, encode_batch
 
@@ -102,3 +103,16 @@ def test_make_task_rejects_unknown_names_and_bad_quality():
         make_task("sorting")
     with pytest.raises(ValueError, match=r"correct_fraction=1.5 must be in \[0, 1\]"):
         make_task("addition", demo_quality=1.5)
+
+
+def test_distinct_n_counts_unique_ngrams_by_hand():
+    texts = ["good fun film", "good fun", "ab", "aab"]
+    # word unigrams: good fun film good fun ab aab -> 5 distinct of 7; bigrams: (good fun) x2, (fun film) -> 2/3
+    assert distinct_n(texts, 1) == pytest.approx(5 / 7)
+    assert distinct_n(texts, 2) == pytest.approx(2 / 3)
+    # character bigrams of "ab", "aab": ab, aa, ab -> 2 distinct of 3
+    assert distinct_n(["ab", "aab"], 2, "char") == pytest.approx(2 / 3)
+    assert distinct_n(["a", "b"], 2, "char") == 0.0  # no bigram at all
+    assert make_task("palindrome").diversity_unit == "char" and make_task("sentiment").diversity_unit == "word"
+    with pytest.raises(ValueError, match="unit='token'"):
+        distinct_n(texts, 1, "token")

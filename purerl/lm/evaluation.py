@@ -25,9 +25,13 @@ class Evaluation:
     samples: list[tuple[str, str]]  # (prompt, completion), the first few
 
 
-def distinct_n(texts: Sequence[str], n: int) -> float:
-    """Distinct-n (Li et al. 2016): unique word n-grams over all word n-grams of ``texts`` (0 if none)."""
-    grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+def distinct_n(texts: Sequence[str], n: int, unit: str = "word") -> float:
+    """Distinct-n (Li et al. 2016): unique n-grams over all n-grams of ``texts`` (0 if none), n-grams of
+    words or, with ``unit="char"``, of characters."""
+    if unit not in ("word", "char"):
+        raise ValueError(f"unit={unit!r}: allowed are 'word' and 'char'")
+    split = str.split if unit == "word" else list
+    grams = [tuple(units[i : i + n]) for units in map(split, texts) for i in range(len(units) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -43,7 +47,8 @@ def make_evaluate(
     """``evaluate(params, key) -> Evaluation`` on ``num_prompts`` prompts drawn from ``rng([seed, EVAL_STREAM])``.
 
     Metrics: mean task ``reward``; fractions ``validity`` and ``accuracy``; ``distinct_1``/``distinct_2``
-    over all completions; ``unique``, the fraction of distinct completions. With ``reference_params``,
+    over all completions (of words, or of characters: ``task.diversity_unit``); ``unique``, the fraction of
+    distinct completions. With ``reference_params``,
     ``kl_to_reference`` = mean over completions of ``sum_t (log pi - log pi_ref)`` at the sampling temperature
     (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``).
     """
@@ -59,8 +64,8 @@ def make_evaluate(
             "reward": float(np.mean(result.task_rewards)),
             "validity": float(np.mean([task.is_valid(p, c) for p, c in pairs])),
             "accuracy": float(np.mean([task.is_correct(p, c) for p, c in pairs])),
-            "distinct_1": distinct_n(completions, 1),
-            "distinct_2": distinct_n(completions, 2),
+            "distinct_1": distinct_n(completions, 1, task.diversity_unit),
+            "distinct_2": distinct_n(completions, 2, task.diversity_unit),
             "unique": len(set(completions)) / len(completions),
         }
         if reference_params is not None:

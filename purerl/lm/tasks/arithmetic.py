@@ -12,6 +12,7 @@ from purerl.lm.tasks.base import Task, perturb_one_char, require_fraction
 
 class Addition(Task):
     name = "addition"
+    diversity_unit = "char"
 
     def __init__(self, max_digits: int = 3, correct_fraction: float = 0.8):
         if not 1 <= max_digits <= 6:

@@ -16,6 +16,8 @@ class Task(ABC):
     name: str
     max_prompt_chars: int
     max_completion_chars: int
+    # What distinct-n counts n-grams of: "word", or "char" for tasks whose completions are one word.
+    diversity_unit: str = "word"
 
     @abstractmethod
     def prompts(self, rng: np.random.Generator, n: int) -> list[str]:

@@ -23,6 +23,7 @@ def check_lengths(min_length: int, max_length: int, limit: int) -> None:
 
 class Reverse(Task):
     name = "reverse"
+    diversity_unit = "char"
 
     def __init__(
         self, min_length: int = 3, max_length: int = 8, partial_credit: bool = False, correct_fraction: float = 0.8
@@ -58,6 +59,7 @@ class Reverse(Task):
 
 class Palindrome(Task):
     name = "palindrome"
+    diversity_unit = "char"
 
     def __init__(self, min_length: int = 3, max_length: int = 8, correct_fraction: float = 0.8):
         check_lengths(min_length, max_length, 9)
