@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU figure the benchmarks publish, in one call on a lent GPU:
 #
-#     bash benchmarks/gpu_figures.sh ppo chunking memory lm   # any of these parts, in this order
+#     bash benchmarks/gpu_figures.sh ppo chunking memory lm alignment   # any of these parts, in this order
 #
 # Each benchmark runs under its own time limit (a slow one cannot starve the rest) and writes
 # benchmarks/results/<name>_gpu.{json,md}; the results and the whole log are packed into $OUT when it is set
@@ -36,8 +36,11 @@ for part in "$@"; do
             bench 200 benchmarks/lm_throughput.py --dtypes float32 bfloat16 --batch-size 512 --tag gpu
             bench 90 benchmarks/lm_throughput.py --presets small --dtypes bfloat16 --batch-size 2048 --tag gpu_batch2048
             ;;
+        alignment)
+            bench 240 benchmarks/lm_alignment.py --presets tiny small --tag gpu
+            ;;
         *)
-            echo "unknown part '$part': allowed are ppo, chunking, memory, lm" >&2
+            echo "unknown part '$part': allowed are ppo, chunking, memory, lm, alignment" >&2
             exit 2
             ;;
     esac
