@@ -91,8 +91,8 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
     def record_eval(step: int, samples_file: TextIO) -> None:
         evaluation = trainer.evaluate(state, step)
         columns["eval_step"].append(step)
-        for name in trainer.eval_metrics:
-            columns[f"eval/{name}"].append(evaluation.metrics[name])
+        for name in trainer.eval_metrics:  # float32, as checkpoints keep the history: a resumed run writes alike
+            columns[f"eval/{name}"].append(float(np.float32(evaluation.metrics[name])))
         shown = "  ".join(f"{name} {evaluation.metrics[name]:+.3f}" for name in trainer.eval_metrics)
         print(f"step {step:>6}: eval {shown}", file=stream)
         for prompt, completion in evaluation.samples:
