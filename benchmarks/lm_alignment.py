@@ -30,9 +30,7 @@ import argparse
 import ast
 import io
 import json
-import statistics
 import tempfile
-import time
 import tokenize
 from collections.abc import Callable
 from pathlib import Path
@@ -119,13 +117,8 @@ def update_cost(update, args, reps: int) -> dict:
 
 def policy_gradient_row(name: str, method, reps: int, new_tokens: int) -> dict:
     state = method.state
-    method.collect(state, 0)  # compile the sampler
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        result, key = method.collect(state, 0)
-        times.append(time.perf_counter() - start)
-    sample_seconds = statistics.median(times)
+    sample_seconds = median_seconds(lambda: method.collect(state, 0), reps)
+    result, key = method.collect(state, 0)
     completions = len(result.completions)
     return {
         "method": name,

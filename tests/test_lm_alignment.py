@@ -100,8 +100,8 @@ def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, minibatches=2, epochs=2, steps=3)
     spread_scores = lambda prompts, completions, batch: np.linspace(-1.0, 1.0, len(prompts))  # noqa: E731
-    _, state, train_step, _, _ = make_lm_ppo(config, sft_config, params, spread_scores)
-    state, metrics = train_step(state, 0)
+    ppo = make_lm_ppo(config, sft_config, params, spread_scores)
+    state, metrics = ppo.train_step(ppo.state, 0)
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["first/ratio"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["first/approx_kl"] == pytest.approx(0.0, abs=1e-10)
@@ -114,8 +114,8 @@ def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
 def test_adaptive_kl_controller_follows_the_ziegler_update():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, steps=3, kl_target=1.0, kl_horizon=100)
-    _, state, train_step, _, _ = make_lm_ppo(config, sft_config, params, None)
-    state, metrics = train_step(state, 0)  # KL = 0 at step 0: error clipped at -0.2
+    ppo = make_lm_ppo(config, sft_config, params, None)
+    state, metrics = ppo.train_step(ppo.state, 0)  # KL = 0 at step 0: error clipped at -0.2
     assert float(state.kl_coef) == pytest.approx(0.04 * (1 - 0.2 * 8 / 100), rel=1e-5)
 
 
@@ -123,8 +123,8 @@ def test_grpo_reports_group_statistics():
     assert unique_per_group(["a", "a", "b", "c", "x", "x", "x", "x"], 4) == pytest.approx((3 / 4 + 1 / 4) / 2)
     sft_config, params = untrained_policy()
     config = LMGRPOConfig(init="unused", prompts_per_step=2, group_size=4, steps=2)
-    _, state, train_step, _, _ = make_lm_grpo(config, sft_config, params, None)
-    _, metrics = train_step(state, 0)
+    grpo = make_lm_grpo(config, sft_config, params, None)
+    _, metrics = grpo.train_step(grpo.state, 0)
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-6)  # one epoch, one minibatch: on-policy
     assert 0.0 <= metrics["zero_spread_fraction"] <= 1.0 and metrics["kl"] == pytest.approx(0.0, abs=1e-6)
@@ -160,13 +160,14 @@ def test_dpo_at_initialisation_is_ln2_with_zero_rewards_and_learns(tmp_path):
     save_pairs(sentiment_pairs(200), tmp_path / "pairs.jsonl")
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
     config = DPOConfig(init="unused", pairs=str(tmp_path), steps=40, learning_rate=1e-3)
-    _, state, train_step, held_out, _, _ = make_dpo(config, sft_config, params)
-    start = held_out(state.params)
+    dpo = make_dpo(config, sft_config, params)
+    start = dpo.held_out(dpo.state.params)
     assert float(start["loss"]) == pytest.approx(math.log(2), abs=1e-6)
     assert float(start["rewards/chosen"]) == 0.0 and float(start["rewards/rejected"]) == 0.0
+    state = dpo.state
     for step in range(config.steps):
-        state, metrics = train_step(state, step)
-    assert float(held_out(state.params)["rewards/accuracies"]) > 0.9
+        state, metrics = dpo.train_step(state, step)
+    assert float(dpo.held_out(state.params)["rewards/accuracies"]) > 0.9
 
 
 def test_bad_alignment_input_one_line_error(capsys, tmp_path):

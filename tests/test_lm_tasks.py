@@ -114,5 +114,5 @@ def test_distinct_n_counts_unique_ngrams_by_hand():
     assert distinct_n(["ab", "aab"], 2, "char") == pytest.approx(2 / 3)
     assert distinct_n(["a", "b"], 2, "char") == 0.0  # no bigram at all
     assert make_task("palindrome").diversity_unit == "char" and make_task("sentiment").diversity_unit == "word"
-    with pytest.raises(ValueError, match="unit='token'"):
+    with pytest.raises(ValueError, match="unit must be one of word, char; got 'token'"):
         distinct_n(texts, 1, "token")

@@ -162,20 +162,16 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
     """PPO or GRPO: both sample from the policy each step and are evaluated alike."""
     sft_config, sft_params = load_sft_policy(config.init)
     scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
-    if algorithm == "ppo":
-        model, state, train_step, _, _ = make_lm_ppo(config, sft_config, sft_params, scorer)
-        step_metrics = PPO_METRICS
-    else:
-        model, state, train_step, _, _ = make_lm_grpo(config, sft_config, sft_params, scorer)
-        step_metrics = GRPO_METRICS
+    make, step_metrics = (make_lm_ppo, PPO_METRICS) if algorithm == "ppo" else (make_lm_grpo, GRPO_METRICS)
+    method = make(config, sft_config, sft_params, scorer)
     completions = config.completions_per_step
-    evaluate = policy_evaluate(config, model, sft_config, sft_params)
-    total, _ = count_params(state.params)
+    evaluate = policy_evaluate(config, method.model, sft_config, sft_params)
+    total, _ = count_params(method.state.params)
     return LMTrainer(
         algorithm=algorithm,
         config=config,
-        init_state=state,
-        train_step=train_step,
+        init_state=method.state,
+        train_step=method.train_step,
         evaluate=lambda state, step: evaluate(
             state.params[0] if algorithm == "ppo" else state.params, evaluation_key(state.key, step)
         ),
@@ -183,7 +179,7 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
         eval_metrics=(*POLICY_METRICS, "kl_to_reference"),
         description=f"{algorithm.upper()} on {sft_config.task} from {config.init}, scored by {scored_by}: "
         f"{config.steps} steps x {completions} completions, {total:,} trained parameters",
-        tokens_per_step=completions * model.config.max_len,
+        tokens_per_step=completions * method.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "scored_by": scored_by, "trained_parameters": total},
     )
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purerl.core.config import require_choice
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import make_rollout
 from purerl.lm.tasks import Task
@@ -28,8 +29,7 @@ class Evaluation:
 def distinct_n(texts: Sequence[str], n: int, unit: str = "word") -> float:
     """Distinct-n (Li et al. 2016): unique n-grams over all n-grams of ``texts`` (0 if none), n-grams of
     words or, with ``unit="char"``, of characters."""
-    if unit not in ("word", "char"):
-        raise ValueError(f"unit={unit!r}: allowed are 'word' and 'char'")
+    require_choice("unit", unit, ("word", "char"))
     split = str.split if unit == "word" else list
     grams = [tuple(units[i : i + n]) for units in map(split, texts) for i in range(len(units) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0

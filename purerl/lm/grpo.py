@@ -25,7 +25,7 @@ from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zer
 from purerl.core.kl import KL_ESTIMATORS, kl_estimate
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.lm.model import CausalLM, completion_log_probs
-from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_rollout, step_prompts
+from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
@@ -143,10 +143,10 @@ def make_lm_grpo(
         }
         return LMGRPOState(params, opt_state, state.step + 1, state.key), metrics
 
+    sample = make_collect(rollout, task, config.seed, config.prompts_per_step, config.group_size)
+
     def collect(state: LMGRPOState, step: int) -> tuple[Rollout, jax.Array]:
-        prompts = step_prompts(task, config.seed, step, config.prompts_per_step)
-        sample_key, update_key = jax.random.split(jax.random.fold_in(state.key, step))
-        return rollout(state.params, [p for p in prompts for _ in range(config.group_size)], sample_key), update_key
+        return sample(state.params, state.key, step)
 
     def train_step(state: LMGRPOState, step: int):
         result, update_key = collect(state, step)

@@ -28,7 +28,7 @@ from purerl.core.config import doc, require_in_range, require_non_negative, requ
 from purerl.core.gae import gae
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
 from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
-from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_rollout, step_prompts
+from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
@@ -192,10 +192,10 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
         }
         return LMPPOState(params, opt_state, kl_coef, state.step + 1, state.key), metrics
 
+    sample = make_collect(rollout, task, config.seed, config.prompts_per_step)
+
     def collect(state: LMPPOState, step: int) -> tuple[Rollout, jax.Array]:
-        prompts = step_prompts(task, config.seed, step, config.prompts_per_step)
-        sample_key, update_key = jax.random.split(jax.random.fold_in(state.key, step))
-        return rollout(state.params[0], prompts, sample_key), update_key
+        return sample(state.params[0], state.key, step)
 
     def train_step(state: LMPPOState, step: int):
         result, update_key = collect(state, step)

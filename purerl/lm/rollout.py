@@ -36,6 +36,25 @@ def step_prompts(task: Task, seed: int, step: int, n: int) -> list[str]:
     return task.prompts(np.random.default_rng([seed, step]), n)
 
 
+def make_collect(
+    rollout: Callable[[object, list[str], jax.Array], Rollout],
+    task: Task,
+    seed: int,
+    prompts_per_step: int,
+    group_size: int = 1,
+) -> Callable[[object, jax.Array, int], tuple[Rollout, jax.Array]]:
+    """``collect(params, key, step) -> (rollout, update_key)`` of training step ``step`` (PPO and GRPO):
+    the prompts of ``(seed, step)``, each ``group_size`` times in a row, sampled with one half of
+    ``fold_in(key, step)``; the other half is the key of the step's update."""
+
+    def collect(params, key: jax.Array, step: int):
+        prompts = step_prompts(task, seed, step, prompts_per_step)
+        sample_key, update_key = jax.random.split(jax.random.fold_in(key, step))
+        return rollout(params, [p for p in prompts for _ in range(group_size)], sample_key), update_key
+
+    return collect
+
+
 def ends_with_eos(batch: Batch) -> jax.Array:
     """``[B]`` bool: the completion emitted ``<eos>`` inside its block."""
     return jnp.any((batch.completion == EOS) & batch.completion_mask, axis=-1)
