@@ -101,6 +101,61 @@ def test_sigterm_saves_at_the_chunk_boundary_and_resume_completes(uninterrupted,
     assert_same_run(uninterrupted, out)
 
 
+# A run whose second chunk cannot finish: the progress report of update 12 blocks forever.
+STUCK_RUN = """
+import pathlib, sys, time
+import purerl
+import jax
+from purerl.control import ppo
+from purerl.core.sharding import seed_mesh
+from purerl.io.checkpoints import RunCheckpoints
+from purerl.io.chunked import train_in_chunks
+
+config = ppo.PPOConfig(total_timesteps=40 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,), update_epochs=1)
+
+def progress(update, run_ids, values):
+    if update == 12:
+        print("stuck", flush=True)
+        time.sleep(3600)
+
+keys = jax.random.split(jax.random.key(0), 2)
+train_in_chunks(ppo.make_init(config), ppo.make_update(config), config.num_updates, keys, {}, seed_mesh(),
+                chunk_updates=10, checkpoints=RunCheckpoints(pathlib.Path(sys.argv[1])), checkpoint_every=10,
+                progress=progress, stop_grace=float(sys.argv[2]))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_stop_is_honoured_within_the_grace_period_when_the_chunk_cannot_finish(tmp_path):
+    grace = 3.0
+    command = [sys.executable, "-c", STUCK_RUN, str(tmp_path / "checkpoints"), str(grace)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "stuck", process.stderr.read() if process.poll() else ""
+        assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=grace + 30)
+        waited = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert grace <= waited < grace + 15
+    assert f"did not finish within the {grace:g} s grace period" in stderr
+    assert f"the last good checkpoint: update 10 in {tmp_path / 'checkpoints'}" in stderr
+    assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10  # kept, and still readable:
+    config = ppo.PPOConfig(total_timesteps=40 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,), update_epochs=1)
+    like = jax.eval_shape(jax.vmap(ppo.make_init(config)), jax.random.split(jax.random.key(0), 2))
+    RunCheckpoints(tmp_path / "checkpoints").restore(10, like)
+
+
+def test_stop_grace_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*RUN, "--stop-grace", "0", "--out", "unused"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == "purerl: error: --stop-grace must be > 0 seconds, got 0"
+
+
 def resume_error(out: Path, capsys) -> str:
     """The one-line error of resuming ``out`` (stderr's last line; progress lines come before it)."""
     with pytest.raises(SystemExit) as stop:

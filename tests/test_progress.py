@@ -1,36 +1,52 @@
-"""In-jit progress reporting: one host call per report for all vmapped seeds, always at the last update."""
+"""In-jit progress reporting: one host call per report for all of a device's runs, always at the last update."""
+
+import io
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.progress import MAX_REPORTS, emit_progress
+from purerl.io.progress_bar import ProgressBar
 
 
-def run(num_updates: int, num_seeds: int):
+def run(num_updates: int, num_runs: int):
+    """A scan over updates of a vmapped "update", reporting outside the vmap, as the chunk runner does."""
     calls = []
+    run_ids = jnp.arange(num_runs)
 
-    def train(key):
-        def body(total, update):
-            value = jax.random.normal(jax.random.fold_in(key, update))
-            token = emit_progress(lambda u, v: calls.append((u, v.copy())), update, value, num_updates)
-            return total + value + token, value
+    def body(total, update):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(jax.random.key(0), num_runs), update)
+        values = jax.vmap(jax.random.normal)(keys)
+        emit_progress(lambda u, r, v: calls.append((u, r.copy(), v.copy())), update, run_ids, values, num_updates)
+        return total + values, values
 
-        return jax.lax.scan(body, 0.0, jnp.arange(num_updates))
-
-    _, values = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), num_seeds))
+    _, values = jax.jit(lambda: jax.lax.scan(body, jnp.zeros(num_runs), jnp.arange(num_updates)))()
     return calls, np.asarray(values)
 
 
-def test_reports_all_seeds_at_once_and_the_last_update():
-    calls, values = run(num_updates=1000, num_seeds=3)
-    updates = [u for u, _ in calls]
+def test_reports_all_runs_at_once_and_the_last_update():
+    calls, values = run(num_updates=1000, num_runs=3)
+    updates = [u for u, _, _ in calls]
     assert updates[0] == 0 and updates[-1] == 999
     assert len(updates) <= MAX_REPORTS + 1 and updates == sorted(updates)
-    for update, reported in calls:
-        np.testing.assert_allclose(reported, values[:, update], rtol=1e-6)  # one value per seed
+    for update, run_ids, reported in calls:
+        np.testing.assert_array_equal(run_ids, [0, 1, 2])
+        np.testing.assert_allclose(reported, values[update], rtol=1e-6)  # one value per run
 
 
 def test_every_update_reported_in_short_runs():
-    calls, _ = run(num_updates=7, num_seeds=2)
-    assert [u for u, _ in calls] == list(range(7))
+    calls, _ = run(num_updates=7, num_runs=2)
+    assert [u for u, _, _ in calls] == list(range(7))
+
+
+def test_bar_averages_the_latest_return_of_every_real_run_over_devices():
+    stream = io.StringIO()
+    bar = ProgressBar(num_updates=10, steps_per_update=4, num_seeds=3, stream=stream)
+    bar(9, np.array([0, 1]), np.array([10.0, 20.0]))  # device 0's runs
+    bar(9, np.array([2, 3]), np.array([30.0, 1e6]))  # device 1's: run 3 is padding, left out
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "100%" in lines[0] and "return 15.0" in lines[0]  # one line at 100%, not two
+    bar(9, np.array([0, 1]), np.array([10.0, 20.0]))
+    assert len(stream.getvalue().splitlines()) == 1
+    assert np.nanmean(bar.latest_returns) == 20.0

@@ -43,7 +43,6 @@ from purerl.core.kl import KL_ESTIMATORS, kl_estimate, kl_k3
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
-from purerl.core.progress import ProgressFn, emit_progress
 
 ADVANTAGES = ("outcome", "reward_to_go")
 
@@ -270,14 +269,10 @@ def make_init(config: GRPOConfig) -> Callable[..., GRPOState]:
     return init
 
 
-def make_update(
-    config: GRPOConfig, progress: ProgressFn | None = None
-) -> Callable[[GRPOState, jax.Array], tuple[GRPOState, dict[str, jax.Array]]]:
+def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GRPOState, dict[str, jax.Array]]]:
     """Returns ``update(state, update_index) -> (state, metrics)``: one group batch and its epochs of
-    minibatch steps; ``metrics`` maps names to scalars.
-
-    ``progress``, if given, is called on the host with the mean episode return of each seed every few updates.
-    """
+    minibatch steps; ``metrics`` maps names to scalars; ``episode_return`` is the mean raw return of the
+    batch's episodes."""
     network = make_network(config)
     env = make_env(config, config.num_episodes, config.group_size)
     num_updates, horizon, num_episodes = config.num_updates, config.horizon, config.num_episodes
@@ -344,10 +339,8 @@ def make_update(
             training = state.env_steps < config.total_timesteps
             new_state = jax.tree.map(lambda new, old: jnp.where(training, new, old), new_state, state)
             metrics["training"] = training.astype(jnp.float32)
-        mean_return = jnp.mean(returns)
-        token = emit_progress(progress, update, mean_return, num_updates)
         metrics |= {
-            "episode_return": mean_return + token,
+            "episode_return": jnp.mean(returns),
             "episode_length": jnp.mean(lengths.astype(jnp.float32)),
             "group_return_std": jnp.mean(jnp.std(grouped_returns, axis=1, ddof=1)),
             "zero_spread_fraction": zero_spread_fraction(grouped_returns),
@@ -359,12 +352,10 @@ def make_update(
     return update_step
 
 
-def make_train(
-    config: GRPOConfig, progress: ProgressFn | None = None
-) -> Callable[..., tuple[GRPOState, dict[str, jax.Array]]]:
+def make_train(config: GRPOConfig) -> Callable[..., tuple[GRPOState, dict[str, jax.Array]]]:
     """Returns ``train(key, hparams=None) -> (GRPOState, metrics)``: ``init`` then a ``lax.scan`` of
     ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays."""
-    init, update = make_init(config), make_update(config, progress)
+    init, update = make_init(config), make_update(config)
 
     def train(key: jax.Array, hparams: dict[str, Any] | None = None) -> tuple[GRPOState, dict[str, jax.Array]]:
         return jax.lax.scan(update, init(key, hparams), jnp.arange(config.num_updates))

@@ -46,7 +46,6 @@ from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
-from purerl.core.progress import ProgressFn, emit_progress
 from purerl.core.stats import explained_variance
 
 
@@ -241,14 +240,10 @@ def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
     return init
 
 
-def make_update(
-    config: PPOConfig, progress: ProgressFn | None = None
-) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
+def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
     """Returns ``update(runner_state, update_index) -> (runner_state, metrics)``: one rollout and its
-    ``update_epochs`` epochs of minibatch steps. ``metrics`` maps names to scalars.
-
-    ``progress``, if given, is called on the host with the mean episodic return of each seed every few updates.
-    """
+    ``update_epochs`` epochs of minibatch steps. ``metrics`` maps names to scalars; ``episode_return`` is the
+    mean raw return of the episodes that ended in the rollout (the last one carried over if none did)."""
     network = make_network(config)
     env = make_env(config, config.num_envs, training=True)
     num_updates = config.num_updates
@@ -350,9 +345,8 @@ def make_update(
         episode_length = jnp.where(
             finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
         )
-        token = emit_progress(progress, update, episode_return, num_updates)
         metrics |= {
-            "episode_return": episode_return + token,
+            "episode_return": episode_return,
             "episode_length": episode_length,
             "episodes_finished": finished,
             "explained_variance": explained_variance(traj.value, targets),
@@ -371,12 +365,10 @@ def make_update(
     return update_step
 
 
-def make_train(
-    config: PPOConfig, progress: ProgressFn | None = None
-) -> Callable[..., tuple[RunnerState, dict[str, jax.Array]]]:
+def make_train(config: PPOConfig) -> Callable[..., tuple[RunnerState, dict[str, jax.Array]]]:
     """Returns ``train(key, hparams=None) -> (RunnerState, metrics)``: ``init`` then a ``lax.scan`` of
     ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays."""
-    init, update = make_init(config), make_update(config, progress)
+    init, update = make_init(config), make_update(config)
 
     def train(key: jax.Array, hparams: dict[str, Any] | None = None) -> tuple[RunnerState, dict[str, jax.Array]]:
         return jax.lax.scan(update, init(key, hparams), jnp.arange(config.num_updates))

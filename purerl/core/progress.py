@@ -1,39 +1,39 @@
-"""Reporting progress to the host from inside a jitted, vmapped training loop.
+"""Reporting progress to the host from inside a jitted training loop that is split over devices.
 
-``jax.debug.callback`` unrolls one host call per vmapped seed (thousands of ops for thousands of seeds),
-so progress goes through ``jax.pure_callback`` with ``vmap_method="expand_dims"``: one host call per
-report, receiving the values of every seed at once. A pure callback whose result is unused would be
-dead-code-eliminated, so it returns a zero "token" that the caller adds to a value it returns.
+The chunk runner (``purerl.io.chunked``) runs each device's seeds under ``jax.shard_map``: inside it, the
+program is one device's program, and a host callback runs once per device with that device's own values.
+No value crosses devices and no collective is added. (Under automatic sharding, ``jax.jit`` with sharded
+inputs, JAX gives every host callback a maximal sharding on device 0: XLA then gathers every seed's value
+to device 0 and broadcasts the result back, a collective inside a conditional inside the training loop.)
+
+``emit_progress`` must be called outside ``jax.vmap``: ``jax.debug.callback`` under ``vmap`` unrolls one call
+per mapped element, thousands of host calls for thousands of seeds. The chunk runner calls it in the body of
+its scan over updates, after the vmapped update, with the values of all of the device's runs at once.
 """
 
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-ProgressFn = Callable[[int, np.ndarray], None]
-"""Host function ``fn(update, values)``: ``update`` is the 0-based update index, ``values`` one value per seed."""
-
+ProgressFn = Callable[[int, np.ndarray, np.ndarray], None]
+"""Host function ``fn(update, run_ids, values)``: ``update`` is the 0-based update index, ``run_ids`` the
+runs of the calling device and ``values`` one value for each. Called from several device threads at once."""
 
 MAX_REPORTS = 200
 
 
-def emit_progress(fn: ProgressFn | None, update: jax.Array, value: jax.Array, num_updates: int) -> jax.Array:
-    """Calls ``fn`` on the host about ``MAX_REPORTS`` times per run, always at the last update; returns a
-    float32 zero to add to an output. ``update`` must not be batched (use the scan's ``jnp.arange`` index),
-    ``value`` is a scalar per seed."""
-    if fn is None:
-        return jnp.zeros((), jnp.float32)
+def report_every(num_updates: int) -> int:
+    """Updates between reports: about ``MAX_REPORTS`` reports per run (and always the last update)."""
+    return max(1, num_updates // MAX_REPORTS)
 
-    def host(update_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        fn(int(np.ravel(update_idx)[0]), np.ravel(values))
-        return np.zeros(np.shape(values), np.float32)
 
-    def call(u: jax.Array, v: jax.Array) -> jax.Array:
-        result = jax.ShapeDtypeStruct(jnp.shape(v), jnp.float32)
-        return jax.pure_callback(host, result, u, v.astype(jnp.float32), vmap_method="expand_dims")
+def emit_progress(fn: ProgressFn, update: jax.Array, run_ids: jax.Array, values: jax.Array, num_updates: int) -> None:
+    """Calls ``fn(update, run_ids, values)`` on the host every ``report_every(num_updates)`` updates and at
+    the last one. ``update`` is a scalar (the scan's index), ``run_ids`` and ``values`` are ``[R]`` arrays."""
 
-    every = max(1, num_updates // MAX_REPORTS)
-    report = (update % every == 0) | (update == num_updates - 1)
-    return jax.lax.cond(report, call, lambda u, v: jnp.zeros_like(v, jnp.float32), update, value)
+    def call() -> None:
+        jax.debug.callback(lambda u, r, v: fn(int(u), np.asarray(r), np.asarray(v)), update, run_ids, values)
+
+    report = (update % report_every(num_updates) == 0) | (update == num_updates - 1)
+    jax.lax.cond(report, call, lambda: None)

@@ -1,13 +1,13 @@
 """Seeds laid along a 1-D device mesh: JAX's own SPMD partitioning, no ``pmap``, no hand-written collectives.
 
-``jax.jit(jax.vmap(train))`` called on keys sharded along the mesh axis runs each device's slice of seeds on
-that device. Seeds never interact, so XLA adds no communication to the training itself (the in-jit progress
-report gathers one float per seed to the host now and then). A seed count that the device count does not
-divide is padded by repeating the last key; ``unpad`` drops the padding from the results.
+Every device runs its own slice of the seeds (``on_each_device``: ``jax.shard_map`` over the ``"seeds"`` axis):
+seeds never interact, so the compiled programs hold no communication between devices at all, and the
+results equal a one-device run's seed by seed. A seed count that the device count does not divide is padded
+by repeating the last key; ``unpad`` drops the padding from the results.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -17,6 +17,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 SEED_AXIS = "seeds"
+BY_SEED = PartitionSpec(SEED_AXIS)  # split along the leading (seed) axis
+REPLICATED = PartitionSpec()  # the same on every device
 
 
 def seed_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -33,6 +35,15 @@ def is_prng_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def on_each_device(fn: Callable[..., Any], mesh: Mesh, in_specs: Any, out_specs: Any) -> Callable[..., Any]:
+    """``fn`` run by every device of ``mesh`` on its own slice of each ``BY_SEED`` argument (``jax.shard_map``).
+
+    Inside, ``fn`` is one device's program: XLA adds no collective, and a host callback in ``fn`` runs on each
+    device with that device's values (``purerl.core.progress``). ``fn`` must treat its seeds independently,
+    e.g. ``jax.vmap`` over them; its outputs are concatenated along the seed axis (``BY_SEED``)."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
 def padded_count(num_seeds: int, mesh: Mesh) -> int:
     """``num_seeds`` rounded up to a multiple of the mesh's device count."""
     return -(-num_seeds // mesh.size) * mesh.size
@@ -42,7 +53,7 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     """Pads every leaf's leading (seed) axis to ``padded_count`` by repeating its last entry, then places it
     split along that axis over the mesh. Leaves are host data (or arrays on this process's devices), the
     same in every process; each process places only its own devices' slices, so this works across hosts."""
-    sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+    sharding = NamedSharding(mesh, BY_SEED)
 
     def place(x: Any) -> jax.Array:
         if is_prng_key(x):

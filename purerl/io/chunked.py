@@ -1,16 +1,19 @@
 """Training many runs in jitted chunks of updates, so that a long run can be checkpointed, interrupted and
 resumed without losing anything.
 
-``train(key)`` is ``init`` then a ``lax.scan`` of ``update`` over all updates. Here the same ``update`` is
-scanned ``chunk_updates`` at a time by one compiled ``jit(vmap(...))`` (a shorter last chunk compiles once
-more); the state of every run is carried from chunk to chunk on the devices. After each chunk the host
-collects its metrics, stops on a non-finite loss or parameter, saves a checkpoint every ``checkpoint_every``
-updates, and saves one and stops if SIGINT (Ctrl-C) or SIGTERM arrived during the chunk. The update index
-is an argument of each chunk, so every update computes exactly what it computes in the single scan: a
-resumed run is bitwise identical to an uninterrupted one with the same chunks.
+``train(key)`` is ``init`` then a ``lax.scan`` of ``update`` over all updates. Here the same ``update``,
+vmapped over runs, is scanned ``chunk_updates`` at a time by one compiled program per chunk length (a
+shorter last chunk compiles once more), which every device runs on its own slice of the runs
+(``purerl.core.sharding.on_each_device``); the state of every run is carried from chunk to chunk on the
+devices. After each chunk the host collects its metrics, stops on a non-finite loss or parameter, saves a
+checkpoint every ``checkpoint_every`` updates, and saves one and stops if SIGINT (Ctrl-C) or SIGTERM arrived
+during the chunk (or exits after a grace period if the chunk does not end). The update index is an argument
+of each chunk, so every update computes exactly what it computes in the single scan: a resumed run is
+bitwise identical to an uninterrupted one with the same chunks.
 """
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -22,9 +25,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from purerl.core.sharding import SEED_AXIS, any_process, barrier, shard_seeds, to_host, unpad
+from purerl.core.progress import ProgressFn, emit_progress
+from purerl.core.sharding import (
+    BY_SEED,
+    REPLICATED,
+    any_process,
+    barrier,
+    on_each_device,
+    shard_seeds,
+    to_host,
+    unpad,
+)
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 
 
@@ -45,29 +57,81 @@ class TrainOutput:
     resumed_from: int  # updates already done when this process started (0 for a fresh run)
 
 
+DEFAULT_STOP_GRACE = 20.0  # seconds a stop request waits for the running chunk (schedulers SIGKILL after ~30 s)
+
+
 class StopSignals:
     """While active, SIGINT and SIGTERM only set ``received``, so the running chunk finishes and the run is
     saved; a second Ctrl-C stops at once. Only the main thread can own signal handlers; elsewhere this is
-    a no-op."""
+    a no-op.
 
-    def __init__(self, unit: str = "the current chunk of updates") -> None:
-        self.unit = unit
+    A stop is honoured in bounded time: if the process is still inside this context ``grace_seconds`` after
+    the first signal (a chunk that does not finish, a save that hangs), a watchdog thread prints one line
+    naming ``last_saved`` and exits with status 128 + the signal's number, without waiting for the main
+    thread. The watchdog learns of the signal from ``signal.set_wakeup_fd``, which the interpreter's C-level
+    handler writes to even while the main thread is blocked inside a computation."""
+
+    def __init__(self, unit: str = "the current chunk of updates", grace_seconds: float = DEFAULT_STOP_GRACE) -> None:
+        if not grace_seconds > 0:
+            raise ValueError(f"--stop-grace must be > 0 seconds, got {grace_seconds!r}")
+        self.unit, self.grace_seconds = unit, grace_seconds
         self.received: str | None = None
+        self.last_saved = "none was saved"  # the loop keeps it current: "update 20 in DIR"
         self.previous: dict[int, Any] = {}
+        self.finished = threading.Event()
+        self.pipe: tuple[int, int] | None = None
+        self.previous_wakeup_fd = -1
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        print(f"\n{self.received}: stopping after {self.unit} ...", file=sys.stderr, flush=True)
+        print(
+            f"\n{self.received}: stopping after {self.unit} (at most {self.grace_seconds:g} s) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _watch(self, read_fd: int) -> None:
+        """Waits for the first stop signal, then for ``finished`` during the grace period; exits if it expires."""
+        try:
+            signum = self._first_stop_signal(read_fd)
+        finally:
+            os.close(read_fd)
+        if signum is None or self.finished.wait(self.grace_seconds):
+            return
+        sys.stderr.write(
+            f"\npurerl: stopped: {signal.Signals(signum).name}, and {self.unit} did not finish within the "
+            f"{self.grace_seconds:g} s grace period (--stop-grace); exiting without saving it; "
+            f"the last good checkpoint: {self.last_saved}\n"
+        )
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    @staticmethod
+    def _first_stop_signal(read_fd: int) -> int | None:
+        """The first SIGINT or SIGTERM written to the wakeup pipe, or None once the pipe is closed."""
+        while data := os.read(read_fd, 1):
+            if data[0] in (signal.SIGINT, signal.SIGTERM):
+                return data[0]
+        return None
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.previous[signum] = signal.signal(signum, self._handle)
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            self.pipe = (read_fd, write_fd)
+            self.previous_wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+            threading.Thread(target=self._watch, args=(read_fd,), name="purerl-stop-watchdog", daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.finished.set()
+        if self.pipe is not None:
+            signal.set_wakeup_fd(self.previous_wakeup_fd)
+            os.close(self.pipe[1])  # the watchdog reads end-of-file, closes the read end and returns
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
@@ -91,6 +155,42 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def init_runs(init: Any, keys: jax.Array, hparams: dict[str, jax.Array], mesh: Any) -> Any:
+    """Every run's initial state (``init(keys[r], hparams[...][r])``), computed on one device of this process
+    and then split over ``mesh``, padded (``shard_seeds``).
+
+    Not on every device at once: on the CPU, the orthogonal initialisation's batched QR (jaxlib's LAPACK
+    kernel) fans its batch out into XLA's intra-op thread pool and blocks its pool thread until the parts are
+    done; with one such kernel running per device, every pool thread can be waiting for a free one, and the
+    process hangs at 0% CPU (3 runs in 4 with 4 virtual devices on 2 cores). Initialisation is cheap, so one
+    device does it for every run."""
+    one_device = jax.local_devices()[0]
+    state = jax.jit(jax.vmap(init))(*jax.device_put((keys, hparams), one_device))
+    return shard_seeds(state, mesh)
+
+
+def chunk_program(update: Any, num_updates: int, mesh: Any, progress: ProgressFn | None = None) -> Any:
+    """The jitted ``chunk(state, indices, run_ids) -> (state, metrics, params_finite)``: every device scans
+    ``update`` (vmapped over its runs) over the update ``indices``, reporting ``metrics["episode_return"]`` to
+    ``progress`` in between; ``metrics`` come out ``[runs, updates]``. ``state`` is donated."""
+
+    def run_chunk(state: Any, indices: jax.Array, run_ids: jax.Array):
+        vmapped_update = jax.vmap(update, in_axes=(0, None))
+
+        def body(state: Any, index: jax.Array):
+            state, metrics = vmapped_update(state, index)
+            if progress is not None:  # outside the vmap: one host call per device and report
+                emit_progress(progress, index, run_ids, metrics["episode_return"], num_updates)
+            return state, metrics
+
+        state, metrics = jax.lax.scan(body, state, indices)  # the same program as vmap of the scan
+        finite = jax.vmap(lambda runner: _all_finite(runner.train_state.params))(state)
+        return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics), finite
+
+    in_specs = (BY_SEED, REPLICATED, BY_SEED)
+    return jax.jit(on_each_device(run_chunk, mesh, in_specs, BY_SEED), donate_argnums=0)
+
+
 def train_in_chunks(
     init: Any,
     update: Any,
@@ -102,43 +202,34 @@ def train_in_chunks(
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
     meta: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
     on_start: Callable[[int], None] | None = None,
     run_name: Callable[[int], str] = "run {}".format,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> TrainOutput:
     """Trains ``len(keys)`` runs (run ``r`` from ``keys[r]`` with hyperparameters ``hparams[...][r]``) with
-    ``init(key, hparams)`` and ``update(state, index)`` of one algorithm, split over the devices of ``mesh``.
+    ``init(key, hparams)`` and ``update(state, index) -> (state, metrics)`` of one algorithm, every device of
+    ``mesh`` training its own slice of the runs.
 
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
-    (0: never periodically), at the end, and when a stop signal arrives. ``meta`` describes the run and
-    is stored with every checkpoint. ``on_start(first_update)`` is called once compilation is done;
-    ``run_name(r)`` names run ``r`` in errors.
+    (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
+    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(update,
+    run_ids, values)`` receives ``metrics["episode_return"]`` from inside the chunks (``emit_progress``, per
+    device); ``on_start(first_update)`` is called once compilation is done; ``run_name(r)`` names run ``r`` in
+    errors.
     """
     num_runs = keys.shape[0]
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
-    sharded_keys, sharded_hparams = shard_seeds((keys, hparams), mesh)
-    # Explicit shardings: every leaf of the state (and of the metrics) is split along its leading run axis,
-    # so each compiled chunk takes exactly what the previous one returned, on one host or many.
-    by_run, replicated = NamedSharding(mesh, PartitionSpec(SEED_AXIS)), NamedSharding(mesh, PartitionSpec())
-    init_runs = jax.jit(jax.vmap(init), out_shardings=by_run)
-
-    def run_chunk(state: Any, indices: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
-        return jax.lax.scan(update, state, indices)
-
-    chunk = jax.jit(
-        jax.vmap(run_chunk, in_axes=(0, None)),
-        in_shardings=(by_run, replicated),
-        out_shardings=(by_run, by_run),
-        donate_argnums=0,
-    )
-    params_finite = jax.jit(jax.vmap(lambda state: _all_finite(state.train_state.params)))
+    run_ids = shard_seeds(np.arange(num_runs, dtype=np.int32), mesh)
+    chunk = chunk_program(update, num_updates, mesh, progress)
 
     start, history = 0, {}
     step = checkpoints.latest_step() if checkpoints is not None else None
     if step is None:
-        state = init_runs(sharded_keys, sharded_hparams)
+        state = init_runs(init, keys, hparams, mesh)
     else:
-        like = jax.eval_shape(init_runs, keys, hparams)
+        like = jax.eval_shape(jax.vmap(init), keys, hparams)
         restored, history, stored_meta = checkpoints.restore(step, like)
         for name, value in json.loads(json.dumps(meta or {})).items():
             if stored_meta.get(name) != value:
@@ -154,21 +245,24 @@ def train_in_chunks(
     compiled = {}
     for low, high in zip(bounds[:-1], bounds[1:], strict=True):
         if high - low not in compiled:
-            compiled[high - low] = chunk.lower(state, np.arange(low, high)).compile()
+            compiled[high - low] = chunk.lower(state, np.arange(low, high), run_ids).compile()
     compile_seconds = time.perf_counter() - compile_start
     barrier(f"compiled chunks from update {start}")  # hosts finish compiling at different times
-
-    def save(done: int) -> None:
-        checkpoints.save(done, unpad(state, num_runs), history, meta or {})
 
     if on_start is not None:
         on_start(start)
     train_start = time.perf_counter()
-    with StopSignals() as signals:
+    with StopSignals(grace_seconds=stop_grace) as signals:
+        if checkpoints is not None and start:
+            signals.last_saved = f"update {start} in {checkpoints.directory}"
+
+        def save(done: int) -> None:
+            checkpoints.save(done, unpad(state, num_runs), history, meta or {})
+            signals.last_saved = f"update {done} in {checkpoints.directory}"
+
         for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-            state, metrics = compiled[high - low](state, np.arange(low, high))
-            metrics = unpad(to_host(metrics), num_runs)
-            finite = unpad(to_host(params_finite(state)), num_runs)
+            state, metrics, finite = compiled[high - low](state, np.arange(low, high), run_ids)
+            metrics, finite = unpad(to_host((metrics, finite)), num_runs)
             problem = first_non_finite(metrics["loss"], finite, low, run_name)
             if problem is not None:
                 kept = checkpoints.latest_step() if checkpoints is not None else None

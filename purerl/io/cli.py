@@ -20,7 +20,7 @@ from pathlib import Path
 
 from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
-from purerl.io.chunked import Interrupted, NonFiniteError
+from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
 from purerl.io.lm_sft import load_sft_config, run_sft
@@ -57,7 +57,20 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         f"[{DEFAULT_CHECKPOINT_EVERY}]",
     )
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_stop_grace_flag(sub)
     add_config_flags(sub, config_cls)
+
+
+def add_stop_grace_flag(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--stop-grace",
+        type=float,
+        default=DEFAULT_STOP_GRACE,
+        metavar="SECONDS",
+        help="after Ctrl-C or SIGTERM, wait this long for the running chunk (LM: step) to finish and be saved, "
+        f"then exit without it, keeping the last checkpoint; schedulers send SIGKILL after their own grace "
+        f"(SLURM's KillWait: 30 s) [{DEFAULT_STOP_GRACE:g}]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint"
             )
+            add_stop_grace_flag(sub)
         add_config_flags(sub, config_cls)
     return parser
 
@@ -160,8 +174,8 @@ def resume(args: argparse.Namespace) -> dict:
         right = f"purerl {run_info['command']} {algorithm} --resume {args.resume}"
         raise ValueError(f"--resume {args.resume} is a {run_info['command']} {algorithm} run; use: {right}")
     if args.command == "sweep":
-        return continue_sweep(args.resume, algorithm, config, run_info)
-    return continue_run(args.resume, algorithm, config, run_info)
+        return continue_sweep(args.resume, algorithm, config, run_info, stop_grace=args.stop_grace)
+    return continue_run(args.resume, algorithm, config, run_info, stop_grace=args.stop_grace)
 
 
 def start(args: argparse.Namespace) -> dict:
@@ -177,7 +191,7 @@ def start(args: argparse.Namespace) -> dict:
         raise ValueError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     config = config_from_args(ALGORITHMS[args.algorithm].config_cls, args)
     seed = 0 if args.seed is None else args.seed
-    settings = (seeds, output_dir(args), seed, chunk_updates, checkpoint_every)
+    settings = (seeds, output_dir(args), seed, chunk_updates, checkpoint_every, args.stop_grace)
     if args.command == "sweep":
         return run_sweep_and_write(args.algorithm, config, parse_grid(config, args.grid), *settings)
     return run_and_write(args.algorithm, config, *settings)
@@ -190,12 +204,13 @@ def lm_command(args: argparse.Namespace) -> dict:
     if args.resume is not None:
         refuse_settings_with_resume(args, ("out", "config"))
         if algorithm == "sft":
-            return run_sft(load_sft_config(args.resume), args.resume, resume=True)
-        return run_method(algorithm, load_method_config(algorithm, args.resume), args.resume, resume=True)
+            return run_sft(load_sft_config(args.resume), args.resume, resume=True, stop_grace=args.stop_grace)
+        config = load_method_config(algorithm, args.resume)
+        return run_method(algorithm, config, args.resume, resume=True, stop_grace=args.stop_grace)
     config = config_from_args(LM_COMMANDS[algorithm][0], args)
     if algorithm == "sft":
-        return run_sft(config, output_dir(args))
-    return run_method(algorithm, config, output_dir(args))
+        return run_sft(config, output_dir(args), stop_grace=args.stop_grace)
+    return run_method(algorithm, config, output_dir(args), stop_grace=args.stop_grace)
 
 
 def print_lm_summary(summary: dict, out: Path) -> None:
@@ -225,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = output_dir(args)
     try:
+        if not getattr(args, "stop_grace", DEFAULT_STOP_GRACE) > 0:
+            raise ValueError(f"--stop-grace must be > 0 seconds, got {args.stop_grace:g}")
         if args.command == "lm":
             summary = lm_command(args)
         else:

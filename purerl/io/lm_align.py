@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import jax
 
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
+from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.config_io import save_config
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.io.lm_sft import load_sft_config
@@ -193,10 +194,15 @@ METHODS: dict[str, tuple[type, Any]] = {
 
 
 def run_method(
-    algorithm: str, config: Any, out: Path, resume: bool = False, stream: TextIO | None = None
+    algorithm: str,
+    config: Any,
+    out: Path,
+    resume: bool = False,
+    stream: TextIO | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Trains (or continues) the ``algorithm`` run in ``out``; returns the summary."""
-    return run_lm(METHODS[algorithm][1](config), out, resume, stream)
+    return run_lm(METHODS[algorithm][1](config), out, resume, stream, stop_grace)
 
 
 def load_method_config(algorithm: str, out: Path) -> Any:

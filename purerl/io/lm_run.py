@@ -22,7 +22,7 @@ import matplotlib
 import numpy as np
 
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
-from purerl.io.chunked import Interrupted, NonFiniteError, StopSignals
+from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
 from purerl.io.run import environment_info, new_run_checkpoints
 from purerl.lm.evaluation import Evaluation
@@ -58,8 +58,15 @@ def load_lm_config(out: Path, algorithm: str, config_cls: type) -> Any:
     return config_from_dict(config_cls, values)
 
 
-def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO | None = None) -> dict[str, Any]:
-    """Trains (or continues) ``trainer``'s run in ``out`` and writes its results; returns the summary."""
+def run_lm(
+    trainer: LMTrainer,
+    out: Path,
+    resume: bool = False,
+    stream: TextIO | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
+) -> dict[str, Any]:
+    """Trains (or continues) ``trainer``'s run in ``out`` and writes its results; returns the summary. A stop
+    signal saves after the running step, or exits after ``stop_grace`` seconds if the step does not end."""
     stream = sys.stderr if stream is None else stream
     config, algorithm = trainer.config, trainer.algorithm
     if resume:
@@ -87,6 +94,7 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
 
     def save(step: int) -> None:
         checkpoints.save(step, state, {name: np.asarray(v, np.float32) for name, v in columns.items()}, meta)
+        signals.last_saved = f"step {step} in {checkpoints.directory}"
 
     def record_eval(step: int, samples_file: TextIO) -> None:
         evaluation = trainer.evaluate(state, step)
@@ -102,7 +110,9 @@ def run_lm(trainer: LMTrainer, out: Path, resume: bool = False, stream: TextIO |
 
     loss_name = trainer.step_metrics[0]
     compile_seconds, train_start, timed_steps = 0.0, None, 0
-    with StopSignals("the current step") as signals, (out / "samples.txt").open("a") as samples_file:
+    with StopSignals("the current step", stop_grace) as signals, (out / "samples.txt").open("a") as samples_file:
+        if first_step:
+            signals.last_saved = f"step {first_step} in {checkpoints.directory}"
         if first_step == 0:
             record_eval(0, samples_file)
         compile_start = time.perf_counter()

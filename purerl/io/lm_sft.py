@@ -5,6 +5,7 @@ from typing import Any, TextIO
 
 import jax
 
+from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.lm.evaluation import POLICY_METRICS, make_evaluate
 from purerl.lm.model import count_params
@@ -46,6 +47,12 @@ def load_sft_config(out: Path) -> SFTConfig:
     return load_lm_config(out, "sft", SFTConfig)
 
 
-def run_sft(config: SFTConfig, out: Path, resume: bool = False, stream: TextIO | None = None) -> dict[str, Any]:
+def run_sft(
+    config: SFTConfig,
+    out: Path,
+    resume: bool = False,
+    stream: TextIO | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
+) -> dict[str, Any]:
     """Trains (or continues) the SFT run in ``out`` and writes its results; returns the summary."""
-    return run_lm(sft_trainer(config), out, resume, stream)
+    return run_lm(sft_trainer(config), out, resume, stream, stop_grace)

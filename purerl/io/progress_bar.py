@@ -1,6 +1,7 @@
-"""A dependency-free progress bar for training runs, fed by the in-jit progress callback."""
+"""A dependency-free progress bar for training runs, fed by the in-jit progress reports of every device."""
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -8,7 +9,11 @@ import numpy as np
 
 
 class ProgressBar:
-    """``bar(update, returns)``: draws env steps, throughput and the mean latest return over seeds.
+    """``bar(update, run_ids, returns)``: draws env steps, throughput and the mean latest return over runs.
+
+    Each device reports its own runs (``purerl.core.progress``), possibly from several threads at once; the
+    bar keeps every run's latest return and shows their mean. In a multi-process run, a process sees only
+    its own devices' runs.
 
     With ``steps_per_update=None`` (GRPO: episodes end early, so the steps per update vary) it counts updates
     instead of env steps. On a terminal it redraws one line; otherwise (CI logs, files) it prints a line
@@ -22,16 +27,24 @@ class ProgressBar:
         self.start_time = time.perf_counter()
         self.first_update = 0
         self.next_line_fraction = 0.1
+        self.latest_returns = np.full(num_seeds, np.nan)
+        self.lock = threading.Lock()
 
     def start(self, first_update: int = 0) -> None:
         """Starts the clock; ``first_update`` > 0 when a resumed run restored that many updates."""
         self.start_time = time.perf_counter()
         self.first_update = first_update
 
-    def __call__(self, update: int, returns: np.ndarray) -> None:
+    def __call__(self, update: int, run_ids: np.ndarray, returns: np.ndarray) -> None:
+        with self.lock:
+            real = run_ids < self.num_seeds  # not the padding of a seed count split over devices
+            self.latest_returns[run_ids[real]] = returns[real]
+            self._draw(update)
+
+    def _draw(self, update: int) -> None:
         done = update + 1
         fraction = done / self.num_updates
-        if not self.interactive and fraction < self.next_line_fraction and done != self.num_updates:
+        if not self.interactive and fraction < self.next_line_fraction:  # after 100%: 110%, never reached
             return
         self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
@@ -42,7 +55,7 @@ class ProgressBar:
             steps = done * self.steps_per_update
             sps = (done - self.first_update) * self.steps_per_update * self.num_seeds / elapsed
             count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
-        returns = returns[: self.num_seeds]  # without the padding of a seed count split over devices
+        returns = self.latest_returns
         mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.control import grpo, ppo
-from purerl.core.sharding import is_main_process, seed_mesh, shard_seeds, to_host, unpad
+from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, shard_seeds, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
-from purerl.io.chunked import train_in_chunks
+from purerl.io.chunked import DEFAULT_STOP_GRACE, train_in_chunks
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
 from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
@@ -88,14 +88,15 @@ def run_seeds(
     chunk_updates: int | None = None,
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> RunResult:
     """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
 
     ``sweep`` maps ``SWEEPABLE`` config fields to one value per sweep point (all lists equally long); every
     point trains the same ``num_seeds`` seed keys, so points are compared on common random numbers. The runs
     are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
-    the same as on one device, up to float reassociation. ``chunk_updates``, ``checkpoints`` and
-    ``checkpoint_every`` are those of ``purerl.io.chunked.train_in_chunks``.
+    the same as on one device up to float rounding (README, "Many devices, many hosts"). ``chunk_updates``,
+    ``checkpoints``, ``checkpoint_every`` and ``stop_grace`` are those of ``purerl.io.chunked.train_in_chunks``.
     """
     algo = ALGORITHMS[algorithm]
     mesh = seed_mesh() if mesh is None else mesh
@@ -108,7 +109,7 @@ def run_seeds(
     hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
     bar = None
     if show_progress:
-        # Every process compiles the same program, progress callback included; only process 0 draws the bar.
+        # Every process reports its own devices' runs; only process 0 draws the bar.
         stream = None if is_main_process() else open(os.devnull, "w")  # noqa: SIM115  (lives as long as the bar)
         bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, stream)
     if show_progress and is_main_process():
@@ -118,7 +119,7 @@ def run_seeds(
 
     output = train_in_chunks(
         algo.make_init(config),
-        algo.make_update(config, progress=bar),
+        algo.make_update(config),
         config.num_updates,
         train_keys,
         hparams,
@@ -127,14 +128,16 @@ def run_seeds(
         checkpoints=checkpoints,
         checkpoint_every=checkpoint_every,
         meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
+        progress=bar,
         on_start=None if bar is None else bar.start,
         run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
+        stop_grace=stop_grace,
     )
     if bar is not None:
         bar.close()
 
     start = time.perf_counter()
-    evaluate = jax.jit(jax.vmap(algo.make_evaluate(config)))
+    evaluate = evaluation_program(algorithm, config, mesh)
     evaluation = jax.block_until_ready(evaluate(output.padded_state, shard_seeds(eval_keys, mesh)))
     eval_seconds = time.perf_counter() - start
     evaluation = unpad(to_host(evaluation), num_runs)
@@ -148,6 +151,13 @@ def run_seeds(
         eval_seconds,
         output.resumed_from,
     )
+
+
+def evaluation_program(algorithm: str, config: Any, mesh: Any) -> Any:
+    """The jitted ``evaluate(states, keys) -> {"returns": [runs, E], "lengths": [runs, E]}`` of the runs'
+    final states: every device evaluates its own runs (``make_evaluate`` vmapped), with no communication."""
+    evaluate = jax.vmap(ALGORITHMS[algorithm].make_evaluate(config))
+    return jax.jit(on_each_device(evaluate, mesh, (BY_SEED, BY_SEED), BY_SEED))
 
 
 def environment_info() -> dict[str, Any]:
@@ -305,6 +315,7 @@ def run_and_write(
     base_seed: int = 0,
     chunk_updates: int = DEFAULT_CHUNK_UPDATES,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Trains and writes a run directory: config, run description, checkpoints, metrics, summary, plot."""
     run_info = {
@@ -315,14 +326,19 @@ def run_and_write(
         "checkpoint_every": checkpoint_every,
     }
     checkpoints = start_run_dir(out, algorithm, config, run_info)
-    return continue_run(out, algorithm, config, run_info, checkpoints)
+    return continue_run(out, algorithm, config, run_info, checkpoints, stop_grace)
 
 
 def continue_run(
-    out: Path, algorithm: str, config: Any, run_info: dict[str, Any], checkpoints: RunCheckpoints | None = None
+    out: Path,
+    algorithm: str,
+    config: Any,
+    run_info: dict[str, Any],
+    checkpoints: RunCheckpoints | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a ``train`` run and writes it."""
-    result = run_in_dir(out, algorithm, config, run_info, checkpoints)
+    result = run_in_dir(out, algorithm, config, run_info, checkpoints, stop_grace=stop_grace)
     return write_outputs(out, algorithm, config, result, run_info["base_seed"])
 
 
@@ -333,6 +349,7 @@ def run_in_dir(
     run_info: dict[str, Any],
     checkpoints: RunCheckpoints | None = None,
     sweep: dict[str, list[float]] | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> RunResult:
     """``run_seeds`` with the settings of ``run.json`` and the checkpoints of ``out`` (resuming from them)."""
     return run_seeds(
@@ -344,4 +361,5 @@ def run_in_dir(
         chunk_updates=run_info["chunk_updates"],
         checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
         checkpoint_every=run_info["checkpoint_every"],
+        stop_grace=stop_grace,
     )

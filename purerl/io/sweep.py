@@ -28,6 +28,7 @@ from purerl.core.config import check_hyperparams
 from purerl.core.sharding import is_main_process
 from purerl.core.stats import learning_curve_auc
 from purerl.io.checkpoints import RunCheckpoints
+from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import (
     DEFAULT_CHECKPOINT_EVERY,
@@ -250,6 +251,7 @@ def run_sweep_and_write(
     base_seed: int = 0,
     chunk_updates: int = DEFAULT_CHUNK_UPDATES,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Trains every grid point x ``num_seeds`` seeds in one run and writes the sweep's tables and figures."""
     require_rliable()
@@ -263,14 +265,19 @@ def run_sweep_and_write(
     }
     config = sweep_base_config(config, grid)
     checkpoints = start_run_dir(out, algorithm, config, run_info)
-    return continue_sweep(out, algorithm, config, run_info, checkpoints)
+    return continue_sweep(out, algorithm, config, run_info, checkpoints, stop_grace)
 
 
 def continue_sweep(
-    out: Path, algorithm: str, config: Any, run_info: dict[str, Any], checkpoints: RunCheckpoints | None = None
+    out: Path,
+    algorithm: str,
+    config: Any,
+    run_info: dict[str, Any],
+    checkpoints: RunCheckpoints | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a sweep and writes it."""
     require_rliable()
     points = expand_grid(run_info["grid"])
-    result = run_in_dir(out, algorithm, config, run_info, checkpoints, sweep=points)
+    result = run_in_dir(out, algorithm, config, run_info, checkpoints, sweep=points, stop_grace=stop_grace)
     return write_sweep_outputs(out, algorithm, config, points, result, run_info["num_seeds"])
