@@ -92,11 +92,28 @@ def test_scale_reward_divides_by_std_of_discounted_return_and_resets_after_done(
     for _, scaled, terminated, truncated, _ in outs:
         ret = gamma * ret + 1.0  # CartPole pays 1 per step
         stats = stats.update(jnp.asarray(ret, jnp.float32))
-        expected = min(1.0 / np.sqrt(float(stats.var) + 1e-8), 10.0)  # early on the std is ~0: clipped
+        expected = min(1.0 / np.sqrt(float(stats.var) + 1e-8), 10.0)  # early on the std is small: clipped
+        assert bool(stats.spread)  # the epsilon prior keeps a spread far above rounding residues here
         np.testing.assert_allclose(scaled, expected, rtol=1e-5)
         ret = ret * ~np.asarray(terminated | truncated)
         unclipped_seen = unclipped_seen or expected < 10.0
     assert unclipped_seen
+
+
+def test_normalisers_treat_a_spread_of_rounding_residues_as_none():
+    third = np.float32(1 / 3)
+    # A feature seen constant for 1e9 steps: its mean one rounding step off, its variance a residue.
+    stats = RunningMeanStd(jnp.array([np.nextafter(third, 1), 0.0]), jnp.array([1e-15, 4.0]), jnp.asarray(1e9))
+    normalized = np.asarray(stats.normalize(jnp.array([[third, 1.0]]), clip=10.0))
+    assert normalized[0, 0] == 0.0  # was -3e-4: a rounding step divided by sqrt(1e-8)
+    assert normalized[0, 1] == pytest.approx(0.5)
+    # Every return equal (the fixed point 0.9 * 10 + 1 = 10 of CartPole's reward): no scale, not 1e4 clipped to 10.
+    env = ScaleReward(VecEnv("CartPole-v1", 2), gamma=0.9, clip=10.0)
+    _, state = env.reset(jax.random.key(0))
+    fixed = RunningMeanStd(jnp.asarray(10.0), jnp.asarray(0.0), jnp.asarray(1e9))
+    state = state.replace(discounted_return=jnp.full(2, 10.0), stats=fixed)
+    _, state, scaled, *_ = env.step(jax.random.key(1), state, jnp.zeros(2, jnp.int32))
+    np.testing.assert_array_equal(scaled, [1.0, 1.0])
 
 
 def test_clip_action_clips_for_the_env_only():

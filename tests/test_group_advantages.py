@@ -53,6 +53,26 @@ def test_identical_scores_give_exactly_zero_advantage():
     assert float(zero_spread_fraction(scores)) == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize(("value", "size"), [(1 / 3, 8), (0.6, 8), (123.4, 16), (-2.7e5, 64), (1e-30, 5)])
+@pytest.mark.parametrize("scale", ["std", "none"])
+def test_equal_scores_float32_cannot_represent_give_exactly_zero(value, size, scale):
+    # Before the spread rule: the float32 mean is a rounding step off and the "std" a rounding residue,
+    # so 8 x 1/3 gave +-0.029, 8 x 0.6 gave 0.056 and 16 x 123.4 gave 0.91.
+    scores = jnp.full((3, size), value, jnp.float32)
+    mask = jnp.asarray(np.random.default_rng(0).random((3, size)) < 0.7).at[:, :2].set(True)
+    assert np.all(np.asarray(group_advantages(scores, scale=scale)) == 0.0)
+    assert np.all(np.asarray(group_advantages(scores, mask, scale)) == 0.0)
+    assert float(zero_spread_fraction(scores)) == 1.0 and float(zero_spread_fraction(scores, mask)) == 1.0
+
+
+def test_a_spread_beyond_rounding_is_still_a_spread():
+    # Eight float32 rounding steps of 1.0 apart is the smallest spread that counts (purerl.core.spread).
+    tiny = float(np.float32(1.0) + 16 * np.finfo(np.float32).eps) - 1.0
+    advantages = np.asarray(group_advantages(jnp.array([1.0, 1.0 + tiny]), eps=0.0))
+    np.testing.assert_allclose(advantages, [-1 / np.sqrt(2), 1 / np.sqrt(2)], rtol=1e-3)
+    assert float(zero_spread_fraction(jnp.array([[1.0, 1.0 + tiny]]))) == 0.0
+
+
 def test_group_of_two_is_plus_and_minus_one_over_sqrt_two_scaled():
     # centred values +-d/2 with sample std d/sqrt(2): advantages +-1/sqrt(2), whatever d is.
     advantages = np.asarray(group_advantages(jnp.array([3.0, 7.0]), eps=0.0))

@@ -16,7 +16,7 @@ from purerl.lm.grpo import GroupExperience, LMGRPOConfig, grpo_objective, make_l
 from purerl.lm.model import completion_log_probs
 from purerl.lm.ppo import LMPPOConfig, kl_shaped_rewards, make_lm_ppo, token_advantages
 from purerl.lm.preference_data import PairsConfig, save_pairs
-from purerl.lm.reward_model import RewardModelConfig, make_reward_model
+from purerl.lm.reward_model import RewardModelConfig, make_reward_model, pearson_correlation
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
 from purerl.lm.tasks import make_task
@@ -128,6 +128,31 @@ def test_grpo_reports_group_statistics():
     metrics = {name: float(value) for name, value in metrics.items()}
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-6)  # one epoch, one minibatch: on-policy
     assert 0.0 <= metrics["zero_spread_fraction"] <= 1.0 and metrics["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("score", [1 / 3, 0.6, 123.4])
+def test_grpo_update_on_equal_scores_moves_nothing(score):
+    """Groups whose completions all score the same (a fraction float32 cannot represent, or a large value)
+    give exactly zero advantage: with beta 0 the gradient is exactly 0 and no parameter changes."""
+    sft_config, params = untrained_policy()
+    config = LMGRPOConfig(init="unused", prompts_per_step=2, group_size=8, steps=2, beta=0.0)
+    grpo = make_lm_grpo(config, sft_config, params, None)
+    rollout, key = grpo.collect(grpo.state, 0)
+    scores = jnp.full(config.completions_per_step, score, jnp.float32)
+    state, metrics = grpo.update(grpo.state, rollout.batch, scores, key)
+    assert float(metrics["grad_norm"]) == 0.0 and float(metrics["zero_spread_fraction"]) == 1.0
+    for before, after in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_reward_correlation_is_pearson_and_undefined_without_spread():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    expected = np.sum((x - x.mean()) * (y - y.mean())) / np.sqrt(
+        np.sum((x - x.mean()) ** 2) * np.sum((y - y.mean()) ** 2)
+    )
+    assert pearson_correlation(x, y) == pytest.approx(expected)
+    assert np.isnan(pearson_correlation(np.full(8, np.float32(1 / 3)), np.arange(8.0)))  # was a residue's r
 
 
 def sentiment_pairs(n: int, seed: int = 0) -> list[dict]:

@@ -48,6 +48,14 @@ def test_normalize_and_masked_mean():
     assert float(jnp.std(z)) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize(("value", "size"), [(1 / 3, 512), (0.6, 100), (123.4, 4096), (-3.1e6, 257)])
+def test_normalize_of_equal_values_is_exactly_zero(value, size):
+    x = jnp.full(size, value, jnp.float32)
+    assert np.all(np.asarray(normalize(x)) == 0.0)
+    mask = jnp.arange(size) % 3 != 0
+    assert np.all(np.asarray(normalize(x.at[0].set(7.0), mask)) == 0.0)  # equal where it counts
+
+
 def test_kl_estimators_pointwise_formulas():
     log_ratio = jnp.array([-1.0, 0.0, 0.5])
     np.testing.assert_allclose(kl_k1(log_ratio), [1.0, 0.0, -0.5])

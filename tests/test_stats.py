@@ -60,6 +60,7 @@ def test_explained_variance():
     expected = 1.0 - residual_var / np.var([1.0, 2.0, 3.0, 4.0])
     assert float(explained_variance(jnp.array([1.5, 2.0, 2.5, 4.0]), targets)) == pytest.approx(expected)
     assert np.isnan(float(explained_variance(targets, jnp.ones(4))))
+    assert np.isnan(float(explained_variance(jnp.zeros(64), jnp.full(64, 1 / 3, jnp.float32))))  # a residue
 
 
 def test_curves_over_different_steps_are_interpolated_on_the_range_all_runs_cover():

@@ -12,7 +12,7 @@ from purerl.control import grpo, ppo
 from purerl.control.evaluation import select_seed
 from purerl.core.stats import learning_curve_auc
 from purerl.io import cli
-from purerl.io.sweep import expand_grid, parse_grid, sweep_base_config
+from purerl.io.sweep import expand_grid, normalized_scores, parse_grid, sweep_base_config
 
 PPO_SMALL = ppo.PPOConfig(total_timesteps=3 * 128, num_envs=4, num_steps=32, hidden_sizes=(16,))
 GRPO_SMALL = grpo.GRPOConfig(num_updates=3, num_groups=2, group_size=4, num_minibatches=2, hidden_sizes=(16,))
@@ -73,6 +73,19 @@ def test_a_field_given_twice_is_refused():
 def test_grpo_beta_sweep_compiles_the_reference_pass():
     grid = parse_grid(GRPO_SMALL, ["beta=0,0.04"])
     assert sweep_base_config(GRPO_SMALL, grid).beta == 0.04
+
+
+def test_normalized_scores_use_the_env_range_else_the_sweeps_own_and_no_spread_gives_zero():
+    returns = np.array([[100.0, 300.0], [500.0, 0.0]])
+    scores, note = normalized_scores("CartPole-v1", returns)
+    np.testing.assert_allclose(scores, returns / 500.0)
+    assert "CartPole-v1" in note
+    scores, note = normalized_scores("Pendulum-v1", np.array([[-900.0, -300.0], [-150.0, -1200.0]]))
+    np.testing.assert_allclose(scores, [[300 / 1050, 900 / 1050], [1.0, 0.0]])  # low -1200, high -150
+    assert "this sweep" in note
+    equal = np.full((2, 3), np.float32(-123.4))  # was a division by zero: NaN scores and figures
+    scores, note = normalized_scores("Pendulum-v1", equal)
+    assert np.all(scores == 0.0) and note.startswith("none: every per-seed return is -123.4")
 
 
 def test_learning_curve_auc_is_the_trapezoid_average_and_skips_nan():

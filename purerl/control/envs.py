@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+from purerl.core.spread import has_spread
+
 CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
 MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar")
 OTHER = ("Catch-bsuite", "DeepSea-bsuite", "FourRooms-misc")
@@ -180,8 +182,14 @@ class RunningMeanStd:
         m2 = self.var * self.count + batch_var * batch_count + jnp.square(delta) * self.count * batch_count / total
         return RunningMeanStd(mean, m2 / total, total)
 
+    @property
+    def spread(self) -> jax.Array:
+        """Per feature: whether the values seen differ beyond rounding (``purerl.core.spread``)."""
+        return has_spread(jnp.sqrt(self.var), jnp.abs(self.mean))
+
     def normalize(self, x: jax.Array, clip: float) -> jax.Array:
-        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
+        """``(x - mean) / sqrt(var + 1e-8)`` clipped to ``[-clip, clip]``; exactly 0 for a feature with no spread."""
+        return jnp.clip(jnp.where(self.spread, x - self.mean, 0.0) / jnp.sqrt(self.var + 1e-8), -clip, clip)
 
 
 @struct.dataclass
@@ -225,7 +233,8 @@ class ScaleRewardState:
 
 
 class ScaleReward(Wrapper):
-    """Rewards divided by the running std of the discounted return, then clipped to ``[-clip, clip]``.
+    """Rewards divided by the running std of the discounted return, then clipped to ``[-clip, clip]`` (left
+    unscaled while that return has no spread: ``purerl.core.spread``).
 
     The return accumulates ``R_t = gamma * R_{t-1} + r_t`` and restarts after an episode ends. (Gym's and
     PureJaxRL's versions zero ``R`` with the done flag of the current step, dropping that step's history.)
@@ -243,7 +252,9 @@ class ScaleReward(Wrapper):
         obs, inner, reward, terminated, truncated, info = self.env.step(key, state.inner, action)
         discounted_return = self.gamma * state.discounted_return + reward
         stats = state.stats.update(discounted_return)
-        scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -self.clip, self.clip)
+        # A return with no spread (all equal up to rounding) gives no scale: its "std" is a rounding residue.
+        scale = jnp.where(stats.spread, jnp.sqrt(stats.var + 1e-8), 1.0)
+        scaled = jnp.clip(reward / scale, -self.clip, self.clip)
         done = terminated | truncated
         state = ScaleRewardState(inner, discounted_return * ~done, stats)
         return obs, state, scaled, terminated, truncated, info

@@ -12,6 +12,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from purerl.core.spread import range_has_spread
+
 AdvantageScale = Literal["std", "none"]
 ADVANTAGE_SCALES: tuple[str, ...] = ("std", "none")
 
@@ -26,8 +28,9 @@ def group_advantages(
 
     ``mask [..., G]`` (optional) marks the members that take part; the others are left out of the group's
     mean and std and get advantage 0. The std is the sample std (ddof=1), as in the GRPO paper and TRL; a
-    group with fewer than two members has std 0. Members of a group whose scores are all equal get exactly
-    zero advantage, so such a group contributes no policy gradient.
+    group with fewer than two members has std 0. Members of a group with no spread (all scores equal, up to
+    rounding: ``purerl.core.spread``) get exactly zero advantage, so such a group contributes no policy
+    gradient, and ``zero_spread_fraction`` counts it.
     """
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; choose one of {ADVANTAGE_SCALES}")
@@ -36,7 +39,8 @@ def group_advantages(
     weights = mask.astype(scores.dtype)
     count = jnp.sum(weights, axis=-1, keepdims=True)
     mean = jnp.sum(scores * weights, axis=-1, keepdims=True) / jnp.maximum(count, 1.0)
-    centred = (scores - mean) * weights
+    spread = range_has_spread(scores, mask, axis=-1, keepdims=True)
+    centred = jnp.where(spread, scores - mean, 0.0) * weights
     if scale == "none":
         return centred
     variance = jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / jnp.maximum(count - 1.0, 1.0)
@@ -44,9 +48,6 @@ def group_advantages(
 
 
 def zero_spread_fraction(scores: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Fraction of groups (last axis of ``scores [..., G]``) whose taking-part members all scored the same."""
-    if mask is None:
-        mask = jnp.ones(scores.shape, bool)
-    high = jnp.max(jnp.where(mask, scores, -jnp.inf), axis=-1)
-    low = jnp.min(jnp.where(mask, scores, jnp.inf), axis=-1)
-    return jnp.mean((high <= low).astype(jnp.float32))
+    """Fraction of groups (last axis of ``scores [..., G]``) whose taking-part members have no spread: the
+    groups that ``group_advantages`` gives zero advantage."""
+    return jnp.mean(1.0 - range_has_spread(scores, mask, axis=-1).astype(jnp.float32))

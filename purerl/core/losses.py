@@ -11,6 +11,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from purerl.core.spread import range_has_spread
+
 
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean of ``x`` over entries where ``mask`` is true (all entries when ``mask`` is None)."""
@@ -21,10 +23,12 @@ def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 
 
 def normalize(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
-    """``(x - mean) / (std + eps)`` over all (or the masked) entries; the std is the population std (ddof=0)."""
+    """``(x - mean) / (std + eps)`` over all (or the masked) entries; the std is the population std (ddof=0).
+    Values with no spread (all equal up to rounding, ``purerl.core.spread``) give exactly 0."""
     mean = masked_mean(x, mask)
-    std = jnp.sqrt(masked_mean(jnp.square(x - mean), mask))
-    return (x - mean) / (std + eps)
+    centred = jnp.where(range_has_spread(x, mask), x - mean, 0.0)
+    std = jnp.sqrt(masked_mean(jnp.square(centred), mask))
+    return centred / (std + eps)
 
 
 def clipped_surrogate_loss(

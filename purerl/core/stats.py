@@ -12,11 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purerl.core.spread import range_has_spread
+
 
 def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """``1 - Var[targets - predictions] / Var[targets]``; NaN when the targets have no variance."""
-    var_targets = jnp.var(targets)
-    return jnp.where(var_targets == 0, jnp.nan, 1.0 - jnp.var(targets - predictions) / var_targets)
+    """``1 - Var[targets - predictions] / Var[targets]``; NaN when the targets have no spread (all equal up to
+    rounding, ``purerl.core.spread``), where the ratio is undefined."""
+    return jnp.where(range_has_spread(targets), 1.0 - jnp.var(targets - predictions) / jnp.var(targets), jnp.nan)
 
 
 def iqm(x: np.ndarray) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 
 from purerl.core.config import check_hyperparams
 from purerl.core.sharding import is_main_process
+from purerl.core.spread import has_spread
 from purerl.core.stats import learning_curve_auc
 from purerl.io.checkpoints import RunCheckpoints
 from purerl.io.chunked import DEFAULT_STOP_GRACE
@@ -86,12 +87,19 @@ def point_labels(points: dict[str, list[float]]) -> list[str]:
     return [", ".join(f"{name}={values[p]:g}" for name, values in points.items()) for p in range(num_points)]
 
 
-def score_range(env: str, per_seed_returns: np.ndarray) -> tuple[float, float, str]:
+def normalized_scores(env: str, per_seed_returns: np.ndarray) -> tuple[np.ndarray, str]:
+    """``(returns - low) / (high - low)`` and a note saying what ``low`` and ``high`` are: the env's worst and
+    best episode returns where known (``SCORE_RANGES``), else the sweep's own lowest and highest per-seed
+    return. A range with no spread (every return equal, ``purerl.core.spread``) gives scores of 0."""
     if env in SCORE_RANGES:
         low, high = SCORE_RANGES[env]
-        return low, high, f"({low:g}, {high:g}): the worst and best episode returns of {env}"
-    low, high = float(np.min(per_seed_returns)), float(np.max(per_seed_returns))
-    return low, high, f"({low:g}, {high:g}): the lowest and highest per-seed return in this sweep"
+        note = f"({low:g}, {high:g}): the worst and best episode returns of {env}"
+    else:
+        low, high = float(np.min(per_seed_returns)), float(np.max(per_seed_returns))
+        note = f"({low:g}, {high:g}): the lowest and highest per-seed return in this sweep"
+    if not has_spread(high - low, max(abs(low), abs(high))):
+        return np.zeros_like(per_seed_returns), f"none: every per-seed return is {low:g}, so every score is 0"
+    return (per_seed_returns - low) / (high - low), note
 
 
 def bootstrap_intervals(scores: dict[str, np.ndarray], aggregate) -> tuple[dict, dict]:
@@ -113,8 +121,7 @@ def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResu
     eval_returns = result.eval_returns.mean(axis=1).reshape(num_points, num_seeds)
     auc = learning_curve_auc(result.metrics["env_steps"], result.metrics["episode_return"])
     auc = auc.reshape(num_points, num_seeds)
-    low, high, range_note = score_range(config.env, eval_returns)
-    normalized = (eval_returns - low) / (high - low)
+    normalized, range_note = normalized_scores(config.env, eval_returns)
 
     def by_label(scores: np.ndarray) -> dict[str, np.ndarray]:
         return {label: scores[p][:, None] for p, label in enumerate(labels)}  # [seeds, 1 task]

@@ -18,6 +18,7 @@ import numpy as np
 
 from purerl.core.config import doc, require_non_negative
 from purerl.core.preference import bradley_terry_loss
+from purerl.core.spread import range_has_spread
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.model import CausalLM
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
@@ -69,6 +70,13 @@ def reward_model_start(
     return model, RewardModelState(params, make_optimizer(config).init(params), jnp.zeros((), jnp.int32))
 
 
+def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of two samples; NaN when either has no spread (``purerl.core.spread``): r is undefined."""
+    if not (range_has_spread(x) and range_has_spread(y)):
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def make_reward_model(
     config: RewardModelConfig, sft_config: SFTConfig, sft_params
 ) -> tuple[CausalLM, RewardModelState, Callable, Callable]:
@@ -105,7 +113,7 @@ def make_reward_model(
         metrics = {
             "accuracy": float(np.mean(prefers_chosen)),
             "true_accuracy": float(np.mean(prefers_chosen == true_order)),
-            "reward_correlation": float(np.corrcoef(scores, true_rewards)[0, 1]),
+            "reward_correlation": pearson_correlation(scores, true_rewards),
         }
         return Evaluation(metrics, [])
 
