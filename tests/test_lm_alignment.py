@@ -66,7 +66,7 @@ def test_token_advantages_match_a_per_sequence_gae_loop():
 
 def test_reward_model_reads_the_score_at_the_last_real_token():
     sft_config, params = untrained_policy()
-    model, params = model_from_sft(sft_config, params, "reward")
+    model, params = model_from_sft(sft_config, params, "reward", jax.random.key(0))
     batch = encode_batch(TOKENIZER, ["abc", "hello"], ["cba", "o"], 16, 16)
     tokens = np.concatenate([batch.prompt, batch.completion], axis=1)
     mask = np.concatenate([batch.prompt_mask, batch.completion_mask], axis=1)

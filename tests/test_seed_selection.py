@@ -7,7 +7,8 @@ import pytest
 
 from purerl.control import grpo, ppo
 from purerl.control.evaluation import select_seed
-from purerl.io.run import ALGORITHMS, EVAL_STREAM, run_seeds, seed_keys
+from purerl.core.streams import split_streams
+from purerl.io.run import ALGORITHMS, run_seeds, seed_keys
 
 CONFIGS = {
     "ppo": ppo.PPOConfig(
@@ -23,8 +24,10 @@ def test_selected_seed_evaluates_like_the_run_and_its_policy_acts(algorithm):
     module = ALGORITHMS[algorithm]
     result = run_seeds(algorithm, config, 3, base_seed=5, show_progress=False)
     state = select_seed(result.final_state, 1)
-    eval_key = jax.random.fold_in(seed_keys(5, 3)[1], EVAL_STREAM)
-    evaluation = jax.jit(module.make_evaluate(config))(state, eval_key)
+    evaluation = jax.jit(module.make_evaluate(config))(state)  # the seed's own evaluation stream
+    np.testing.assert_array_equal(  # seed i of the run is the seed key split(key(5), 3)[i], and its streams
+        jax.random.key_data(state.streams.evaluation), jax.random.key_data(split_streams(seed_keys(5, 3)[1]).evaluation)
+    )
     np.testing.assert_allclose(evaluation["returns"], result.eval_returns[1], rtol=1e-6)
     make_policy = {"ppo": ppo.make_policy, "grpo": grpo.make_policy}[algorithm]
     dist = make_policy(config)(state, jnp.zeros((7, config.spec.obs_dim)))

@@ -131,7 +131,7 @@ for algorithm, config in configs:
     evaluate = evaluation_program(algorithm, config, mesh)
     programs = {
         "chunk": chunk.lower(state, np.arange(2), run_ids).compile().as_text(),
-        "evaluation": evaluate.lower(state, shard_seeds(keys, mesh)).compile().as_text(),
+        "evaluation": evaluate.lower(state).compile().as_text(),
     }
     for name, text in programs.items():
         found = [op for op in COLLECTIVES if op in text]

@@ -88,8 +88,10 @@ class VecEnv:
         return obs.reshape(self.num_envs, -1).astype(jnp.float32)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
-        keys = jnp.repeat(jax.random.split(key, self.num_envs // self.group_size), self.group_size, axis=0)
+        # One reset per group, repeated for its members: each key is used once.
+        keys = jax.random.split(key, self.num_envs // self.group_size)
         obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        obs, state = jax.tree.map(lambda x: jnp.repeat(x, self.group_size, axis=0), (obs, state))
         return self._flat(obs), state
 
     def step(self, key: jax.Array, state: Any, action: jax.Array):

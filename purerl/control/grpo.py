@@ -43,6 +43,7 @@ from purerl.core.kl import KL_ESTIMATORS, kl_estimate, kl_k3
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
+from purerl.core.streams import Streams, split_streams, step_key
 
 ADVANTAGES = ("outcome", "reward_to_go")
 
@@ -151,7 +152,7 @@ class GRPOState(NamedTuple):
 
     train_state: TrainState
     ref_params: Any  # the reference policy of the KL penalty (None when beta = 0)
-    key: jax.Array
+    streams: Streams  # the seed's random streams; update u uses fold_in(stream, u) (purerl.core.streams)
     env_steps: jax.Array  # valid env steps taken so far
     hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
 
@@ -256,15 +257,15 @@ def make_init(config: GRPOConfig) -> Callable[..., GRPOState]:
             raise ValueError("clip_eps_high can be swept only when the base config sets it (none compiles no branch)")
         if "beta" in hparams and not config.beta > 0:
             raise ValueError("beta can be swept only when the base config has beta > 0 (0 compiles no reference pass)")
-        init_key, run_key = jax.random.split(key)
+        streams = split_streams(key)
+        params_key, _ = jax.random.split(streams.init)  # PPO's split: the same initial policy for the same key
         obs = jnp.zeros((1, config.spec.obs_dim), jnp.float32)
-        # Only the policy half of ActorCritic is initialised and applied: GRPO's parameters hold no critic
-        # (and the policy's initial weights equal PPO's for the same key).
-        params = network.init(init_key, obs, method=ActorCritic.policy)
+        # Only the policy half of ActorCritic is initialised and applied: GRPO's parameters hold no critic.
+        params = network.init(params_key, obs, method=ActorCritic.policy)
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         ref_params = params if config.beta > 0 else None
         hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
-        return GRPOState(train_state, ref_params, run_key, jnp.zeros((), jnp.int32), hparams)
+        return GRPOState(train_state, ref_params, streams, jnp.zeros((), jnp.int32), hparams)
 
     return init
 
@@ -299,9 +300,8 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
 
     def update_step(state: GRPOState, update: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
         hp = with_hyperparams(config, state.hparams)
-        key, rollout_key, epochs_key = jax.random.split(state.key, 3)
         params = state.train_state.params
-        trajectory = rollout(env, network, params, rollout_key, horizon)
+        trajectory = rollout(env, network, params, step_key(state.streams.rollout, update), horizon)
         valid = trajectory.valid
         batch = {
             "obs": trajectory.obs,
@@ -324,14 +324,16 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
             learning_rate = linear_annealing(hp.learning_rate, state.env_steps, budget, config.anneal_lr)
         train_state = with_learning_rate(state.train_state, learning_rate)
         train_state, epoch_stats = jax.lax.scan(
-            partial(epoch_step, hp, batch), train_state, jax.random.split(epochs_key, config.update_epochs)
+            partial(epoch_step, hp, batch),
+            train_state,
+            jax.random.split(step_key(state.streams.minibatch, update), config.update_epochs),
         )
         metrics = jax.tree.map(jnp.mean, epoch_stats)
 
         returns = jnp.sum(trajectory.reward, axis=0)  # raw, undiscounted episode returns [B]
         lengths = jnp.sum(valid, axis=0)
         grouped_returns = returns.reshape(config.num_groups, config.group_size)
-        new_state = GRPOState(train_state, ref_params, key, state.env_steps + jnp.sum(lengths), state.hparams)
+        new_state = GRPOState(train_state, ref_params, state.streams, state.env_steps + jnp.sum(lengths), state.hparams)
         if config.total_timesteps is not None:
             # Episodes end at different times, so seeds reach the env-step budget at different updates. A seed
             # past its budget keeps its whole state (its final policy is the one at the budget) while the other
@@ -374,13 +376,15 @@ def make_policy(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], Any]:
     return policy
 
 
-def make_evaluate(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], dict[str, jax.Array]]:
-    """Returns ``evaluate(state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes: one episode
-    in each of E fresh environments, with the stochastic policy (or its mode if ``eval_greedy``)."""
+def make_evaluate(config: GRPOConfig) -> Callable[..., dict[str, jax.Array]]:
+    """Returns ``evaluate(state, key=None) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes: one
+    episode in each of E fresh environments, with the stochastic policy (or its mode if ``eval_greedy``).
+    ``key`` defaults to the seed's own evaluation stream (``purerl.core.streams``)."""
     policy = make_policy(config)
     eval_env = make_env(config, config.eval_episodes)
 
-    def evaluate(state: GRPOState, key: jax.Array) -> dict[str, jax.Array]:
+    def evaluate(state: GRPOState, key: jax.Array | None = None) -> dict[str, jax.Array]:
+        key = state.streams.evaluation if key is None else key
         return evaluate_episodes(partial(policy, state), eval_env, key, config.horizon, config.eval_greedy)
 
     return evaluate

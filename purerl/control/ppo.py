@@ -47,6 +47,7 @@ from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, norma
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
 from purerl.core.stats import explained_variance
+from purerl.core.streams import Streams, split_streams, step_key
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class RunnerState(NamedTuple):
     train_state: TrainState
     env_state: Any
     obs: jax.Array
-    key: jax.Array
+    streams: Streams  # the seed's random streams; update u uses fold_in(stream, u) (purerl.core.streams)
     last_episode_return: jax.Array  # reported for updates in which no episode ended
     last_episode_length: jax.Array
     hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
@@ -229,13 +230,14 @@ def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
         check_hyperparams(config, hparams)
         if "gamma" in hparams and config.scale_rewards:
             raise ValueError("gamma cannot be swept with scale_rewards=true (the reward scaler's gamma is compiled in)")
-        init_key, reset_key, run_key = jax.random.split(key, 3)
-        params = network.init(init_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
+        streams = split_streams(key)
+        params_key, reset_key = jax.random.split(streams.init)
+        params = network.init(params_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         obs, env_state = env.reset(reset_key)
         nan = jnp.asarray(jnp.nan, jnp.float32)
         hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
-        return RunnerState(train_state, env_state, obs, run_key, nan, nan, hparams)
+        return RunnerState(train_state, env_state, obs, streams, nan, nan, hparams)
 
     return init
 
@@ -251,8 +253,8 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
     def value_fn(params, obs):
         return network.apply(params, obs, method=ActorCritic.value)
 
-    def env_step(runner: RunnerState, _) -> tuple[RunnerState, Transition]:
-        key, action_key, env_key = jax.random.split(runner.key, 3)
+    def env_step(runner: RunnerState, key: jax.Array) -> tuple[RunnerState, Transition]:
+        action_key, env_key = jax.random.split(key)
         dist, value = network.apply(runner.train_state.params, runner.obs)
         # The unclipped sample is stored and scored; only the env sees the clipped action (continuous detail 5).
         action = dist.sample(seed=action_key)
@@ -270,7 +272,7 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
             info["episode_return"],
             info["episode_length"],
         )
-        return runner._replace(env_state=env_state, obs=obs, key=key), transition
+        return runner._replace(env_state=env_state, obs=obs), transition
 
     # ``hp`` below is the config with this run's swept hyperparameters (traced) in place.
     def minibatch_step(hp: PPOConfig, train_state: TrainState, minibatch):
@@ -305,7 +307,8 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
 
     def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
         hp = with_hyperparams(config, runner.hparams)
-        runner, traj = jax.lax.scan(env_step, runner, length=config.num_steps)
+        step_keys = jax.random.split(step_key(runner.streams.rollout, update), config.num_steps)
+        runner, traj = jax.lax.scan(env_step, runner, step_keys)
         params = runner.train_state.params
 
         if config.bootstrap_truncation:
@@ -326,13 +329,12 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
             "targets": targets,
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
-        key, epochs_key = jax.random.split(runner.key)
         learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
         train_state = with_learning_rate(runner.train_state, learning_rate)
         (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
             partial(epoch_step, hp),
             (train_state, batch, jnp.asarray(False)),
-            jax.random.split(epochs_key, config.update_epochs),
+            jax.random.split(step_key(runner.streams.minibatch, update), config.update_epochs),
         )
         epochs_run = jnp.sum(epoch_ran)
         metrics = {name: jnp.sum(stats * epoch_ran) / epochs_run for name, stats in epoch_stats.items()}
@@ -356,7 +358,6 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
         }
         runner = runner._replace(
             train_state=train_state,
-            key=key,
             last_episode_return=episode_return,
             last_episode_length=episode_length,
         )
@@ -392,16 +393,18 @@ def make_policy(config: PPOConfig) -> Callable[[RunnerState, jax.Array], Any]:
     return policy
 
 
-def make_evaluate(config: PPOConfig) -> Callable[[RunnerState, jax.Array], dict[str, jax.Array]]:
-    """Returns ``evaluate(runner_state, key) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
+def make_evaluate(config: PPOConfig) -> Callable[..., dict[str, jax.Array]]:
+    """Returns ``evaluate(runner_state, key=None) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
 
     One episode in each of E fresh environments (``evaluate_episodes``), with the stochastic policy (or its
-    mode if ``eval_greedy``) and the training run's frozen observation statistics.
+    mode if ``eval_greedy``) and the training run's frozen observation statistics. ``key`` defaults to the
+    seed's own evaluation stream, which training never draws from (``purerl.core.streams``).
     """
     policy = make_policy(config)
     eval_env = make_env(config, config.eval_episodes, training=False)
 
-    def evaluate(runner: RunnerState, key: jax.Array) -> dict[str, jax.Array]:
+    def evaluate(runner: RunnerState, key: jax.Array | None = None) -> dict[str, jax.Array]:
+        key = runner.streams.evaluation if key is None else key
         return evaluate_episodes(
             partial(policy, runner), eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy
         )

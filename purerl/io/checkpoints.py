@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from purerl.core.sharding import is_prng_key, to_host
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: states carry a seed's random streams (purerl.core.streams) instead of one key
 
 
 class CheckpointError(ValueError):

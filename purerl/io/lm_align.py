@@ -15,11 +15,13 @@ Every policy method is evaluated by ``purerl.lm.evaluation`` against the SFT pol
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import jax
 
+from purerl.core.streams import step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.config_io import save_config
@@ -27,7 +29,7 @@ from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.io.lm_sft import load_sft_config
 from purerl.io.run import environment_info
 from purerl.lm.dpo import DPO_METRICS, DPOConfig, make_dpo
-from purerl.lm.evaluation import EVAL_STREAM, POLICY_METRICS, Evaluation, make_evaluate
+from purerl.lm.evaluation import POLICY_METRICS, Evaluation, make_evaluate
 from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo
 from purerl.lm.model import CausalLM, count_params
 from purerl.lm.ppo import PPO_METRICS, LMPPOConfig, make_lm_ppo
@@ -40,16 +42,17 @@ from purerl.lm.reward_model import (
     reward_model_start,
 )
 from purerl.lm.rollout import Scorer, reward_model_scorer
-from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
+from purerl.lm.sft import SFTConfig, make_sft, model_from_sft, sft_model
 
 
-def restore_params(run_dir: Path, like_state: Any) -> Any:
-    """The state of ``run_dir``'s newest checkpoint (a run must have finished or saved one)."""
+def restore_params(run_dir: Path, make_like_state: Callable[[], Any]) -> Any:
+    """The state of ``run_dir``'s newest checkpoint (a run must have finished or saved one), shaped like the
+    output of ``make_like_state``, which is only traced (``jax.eval_shape``): it computes and draws nothing."""
     checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints")
     latest = checkpoints.latest_step()
     if latest is None:
         raise CheckpointError(f"{run_dir}: no checkpoint to start from (did the run finish?)")
-    return checkpoints.restore(latest, jax.eval_shape(lambda: like_state))[0]
+    return checkpoints.restore(latest, jax.eval_shape(make_like_state))[0]
 
 
 def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
@@ -59,7 +62,7 @@ def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
         raise ValueError(f"--init {init!r} is not an SFT run directory (no config.json; purerl lm sft --out DIR)")
     config = load_sft_config(path)
     _, init_fn, _ = make_sft(config)
-    return config, restore_params(path, init_fn(jax.random.key(0))).params
+    return config, restore_params(path, lambda: init_fn(jax.random.key(config.seed))).params
 
 
 def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer | None, str]:
@@ -69,9 +72,8 @@ def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[S
     config = load_lm_config(Path(reward_model), "rm", RewardModelConfig)
     if load_sft_config(Path(config.init)) != sft_config:
         raise ValueError(f"--reward-model {reward_model!r} was trained from another SFT run ({config.init})")
-    model, state = reward_model_start(config, sft_config, sft_params)  # the shapes to restore into
-    params = restore_params(Path(reward_model), state).params
-    return reward_model_scorer(model, params), f"reward model {reward_model}"
+    params = restore_params(Path(reward_model), lambda: reward_model_start(config, sft_config, sft_params)[1]).params
+    return reward_model_scorer(sft_model(sft_config, "reward"), params), f"reward model {reward_model}"
 
 
 def policy_evaluate(config: Any, model: CausalLM, sft_config: SFTConfig, sft_params):
@@ -85,11 +87,6 @@ def policy_evaluate(config: Any, model: CausalLM, sft_config: SFTConfig, sft_par
         config.samples_shown,
         reference_params=sft_params,
     )
-
-
-def evaluation_key(key: jax.Array, step: int) -> jax.Array:
-    """The sampling key of the evaluation at ``step``: a stream apart from the training steps' ``fold_in(key, s)``."""
-    return jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), step)
 
 
 def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> dict[str, Any]:
@@ -140,7 +137,7 @@ def dpo_trainer(config: DPOConfig) -> LMTrainer:
     evaluate_policy = policy_evaluate(config, dpo.model, sft_config, sft_params)
 
     def evaluate(state, step: int) -> Evaluation:
-        evaluation = evaluate_policy(state.params, evaluation_key(state.key, step))
+        evaluation = evaluate_policy(state.params, step_key(state.streams.evaluation, step))
         preference = float(dpo.held_out(state.params)["rewards/accuracies"])
         return Evaluation(evaluation.metrics | {"preference_accuracy": preference}, evaluation.samples)
 
@@ -174,7 +171,7 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
         init_state=method.state,
         train_step=method.train_step,
         evaluate=lambda state, step: evaluate(
-            state.params[0] if algorithm == "ppo" else state.params, evaluation_key(state.key, step)
+            state.params[0] if algorithm == "ppo" else state.params, step_key(state.streams.evaluation, step)
         ),
         step_metrics=step_metrics,
         eval_metrics=(*POLICY_METRICS, "kl_to_reference"),

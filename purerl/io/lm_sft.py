@@ -5,6 +5,7 @@ from typing import Any, TextIO
 
 import jax
 
+from purerl.core.streams import step_key
 from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.lm.evaluation import POLICY_METRICS, make_evaluate
@@ -26,7 +27,7 @@ def sft_trainer(config: SFTConfig) -> LMTrainer:
         config=config,
         init_state=state,
         train_step=lambda state, step: step_fn(state, demonstration_batch(config, task, tokenizer, step)),
-        evaluate=lambda state, step: evaluate(state.params, jax.random.fold_in(state.key, step)),
+        evaluate=lambda state, step: evaluate(state.params, step_key(state.streams.evaluation, step)),
         step_metrics=("loss", "token_accuracy", "grad_norm", "learning_rate"),
         eval_metrics=POLICY_METRICS,
         description=f"SFT on {config.task}: {config.preset} model, {total:,} parameters ({non_embedding:,} "

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.control import grpo, ppo
-from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, shard_seeds, to_host, unpad
+from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
 from purerl.io.chunked import DEFAULT_STOP_GRACE, train_in_chunks
@@ -42,7 +42,6 @@ ALGORITHMS: dict[str, Algorithm] = {
 
 DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
 DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
-EVAL_STREAM = 1  # fold_in constant that derives a seed's evaluation key from its training key
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy")
 
 
@@ -103,9 +102,8 @@ def run_seeds(
     sweep = {} if sweep is None else sweep
     num_points = len(next(iter(sweep.values()))) if sweep else 1
     num_runs = num_points * num_seeds
-    # Seed i trains with exactly seed_keys[i] (so it can be rerun alone) and evaluates on a folded-in stream.
+    # Seed i trains with exactly seed_keys[i], so it can be rerun alone (evaluated with its evaluation stream).
     train_keys = jnp.tile(seed_keys(base_seed, num_seeds), num_points)
-    eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, EVAL_STREAM)
     hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
     bar = None
     if show_progress:
@@ -137,8 +135,7 @@ def run_seeds(
         bar.close()
 
     start = time.perf_counter()
-    evaluate = evaluation_program(algorithm, config, mesh)
-    evaluation = jax.block_until_ready(evaluate(output.padded_state, shard_seeds(eval_keys, mesh)))
+    evaluation = jax.block_until_ready(evaluation_program(algorithm, config, mesh)(output.padded_state))
     eval_seconds = time.perf_counter() - start
     evaluation = unpad(to_host(evaluation), num_runs)
     return RunResult(
@@ -154,10 +151,10 @@ def run_seeds(
 
 
 def evaluation_program(algorithm: str, config: Any, mesh: Any) -> Any:
-    """The jitted ``evaluate(states, keys) -> {"returns": [runs, E], "lengths": [runs, E]}`` of the runs'
-    final states: every device evaluates its own runs (``make_evaluate`` vmapped), with no communication."""
+    """The jitted ``evaluate(states) -> {"returns": [runs, E], "lengths": [runs, E]}`` of the runs' final
+    states, each with its seed's evaluation stream: every device evaluates its own runs, no communication."""
     evaluate = jax.vmap(ALGORITHMS[algorithm].make_evaluate(config))
-    return jax.jit(on_each_device(evaluate, mesh, (BY_SEED, BY_SEED), BY_SEED))
+    return jax.jit(on_each_device(evaluate, mesh, BY_SEED, BY_SEED))
 
 
 def environment_info() -> dict[str, Any]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.preference import DPO_LOSS_TYPES, dpo_loss
+from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.sft import SFTConfig, model_from_sft
@@ -55,7 +56,7 @@ class DPOState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array
-    key: jax.Array  # evaluation sampling
+    streams: Streams  # the seed's random streams (purerl.core.streams): evaluation
 
 
 def summed_log_probs(model: CausalLM, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
@@ -108,7 +109,7 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
     reference = jax.jit(lambda chosen, rejected: pair_log_probs(model, sft_params, chosen, rejected)[:2])
     train_ref, held_out_ref = reference(*pairs.train), reference(*pairs.held_out)  # once, before training
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
-    state = DPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), jax.random.key(config.seed))
+    state = DPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), seed_streams(config.seed))
 
     @jax.jit
     def update(state: DPOState, chosen: Batch, rejected: Batch, ref_logps):
@@ -116,7 +117,7 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
             dpo_objective, optimizer, state.params, state.opt_state, model, config, chosen, rejected, ref_logps
         )
         metrics |= {"learning_rate": learning_rate(state.step)}
-        return DPOState(params, opt_state, state.step + 1, state.key), metrics
+        return DPOState(params, opt_state, state.step + 1, state.streams), metrics
 
     def step_pairs(step: int):
         rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)

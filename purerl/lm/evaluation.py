@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.config import require_choice
+from purerl.core.streams import NUMPY_EVAL_STREAM
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import make_rollout
 from purerl.lm.tasks import Task
 
-EVAL_STREAM = 2**31 - 1  # the eval prompts' rng stream, apart from every training step's
 POLICY_METRICS = ("reward", "validity", "accuracy", "distinct_1", "distinct_2", "unique")
 
 
@@ -44,7 +44,8 @@ def make_evaluate(
     samples_shown: int,
     reference_params=None,
 ) -> Callable[[object, jax.Array], Evaluation]:
-    """``evaluate(params, key) -> Evaluation`` on ``num_prompts`` prompts drawn from ``rng([seed, EVAL_STREAM])``.
+    """``evaluate(params, key) -> Evaluation`` on ``num_prompts`` prompts drawn from
+    ``rng([seed, NUMPY_EVAL_STREAM])`` (``purerl.core.streams``).
 
     Metrics: mean task ``reward``; fractions ``validity`` and ``accuracy``; ``distinct_1``/``distinct_2``
     over all completions (of words, or of characters: ``task.diversity_unit``); ``unique``, the fraction of
@@ -52,7 +53,7 @@ def make_evaluate(
     ``kl_to_reference`` = mean over completions of ``sum_t (log pi - log pi_ref)`` at the sampling temperature
     (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``).
     """
-    prompts = task.prompts(np.random.default_rng([seed, EVAL_STREAM]), num_prompts)
+    prompts = task.prompts(np.random.default_rng([seed, NUMPY_EVAL_STREAM]), num_prompts)
     rollout = make_rollout(task, model, temperature)
     reference_log_probs = jax.jit(lambda params, batch: completion_log_probs(model, params, batch, temperature))
 

@@ -24,6 +24,7 @@ from purerl.core.config import doc, require_choice, require_non_negative, requir
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_ESTIMATORS, kl_estimate
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
+from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
@@ -77,7 +78,7 @@ class LMGRPOState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array
-    key: jax.Array  # step s samples with fold_in(key, s)
+    streams: Streams  # the seed's random streams: step s samples with fold_in(rollout, s) (purerl.core.streams)
 
 
 class GroupExperience(NamedTuple):
@@ -120,7 +121,7 @@ def make_lm_grpo(
     model, _ = model_from_sft(sft_config, sft_params)
     rollout = make_rollout(task, model, config.temperature, scorer, config.missing_eos_penalty)
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
-    state = LMGRPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), jax.random.key(config.seed))
+    state = LMGRPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), seed_streams(config.seed))
 
     @jax.jit
     def update(state: LMGRPOState, batch: Batch, scores: jax.Array, key: jax.Array):
@@ -141,12 +142,12 @@ def make_lm_grpo(
             "completion_length": jnp.mean(jnp.sum(batch.completion_mask, axis=-1).astype(jnp.float32)),
             "learning_rate": learning_rate(state.step * config.updates_per_step),
         }
-        return LMGRPOState(params, opt_state, state.step + 1, state.key), metrics
+        return LMGRPOState(params, opt_state, state.step + 1, state.streams), metrics
 
     sample = make_collect(rollout, task, config.seed, config.prompts_per_step, config.group_size)
 
     def collect(state: LMGRPOState, step: int) -> tuple[Rollout, jax.Array]:
-        return sample(state.params, state.key, step)
+        return sample(state.params, state.streams, step)
 
     def train_step(state: LMGRPOState, step: int):
         result, update_key = collect(state, step)

@@ -27,6 +27,7 @@ import numpy as np
 from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
 from purerl.core.gae import gae
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
+from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
@@ -88,7 +89,7 @@ class LMPPOState(NamedTuple):
     opt_state: Any
     kl_coef: jax.Array
     step: jax.Array
-    key: jax.Array  # step s samples with fold_in(key, s)
+    streams: Streams  # the seed's random streams: step s samples with fold_in(rollout, s) (purerl.core.streams)
 
 
 class Experience(NamedTuple):
@@ -153,12 +154,13 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
     with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
     policy, _ = model_from_sft(sft_config, sft_params)
-    critic, critic_params = model_from_sft(sft_config, sft_params, "value")
+    streams = seed_streams(config.seed)
+    critic, critic_params = model_from_sft(sft_config, sft_params, "value", streams.head)
     rollout = make_rollout(task, policy, config.temperature, scorer, config.missing_eos_penalty)
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
     params = (sft_params, critic_params)
     kl_coef, step = jnp.asarray(config.kl_coef, jnp.float32), jnp.zeros((), jnp.int32)
-    state = LMPPOState(params, optimizer.init(params), kl_coef, step, jax.random.key(config.seed))
+    state = LMPPOState(params, optimizer.init(params), kl_coef, step, streams)
 
     @jax.jit
     def update(state: LMPPOState, batch: Batch, scores: jax.Array, key: jax.Array):
@@ -190,12 +192,12 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
             "eos_fraction": jnp.mean(ends_with_eos(batch).astype(jnp.float32)),
             "learning_rate": learning_rate(state.step * config.updates_per_step),
         }
-        return LMPPOState(params, opt_state, kl_coef, state.step + 1, state.key), metrics
+        return LMPPOState(params, opt_state, kl_coef, state.step + 1, state.streams), metrics
 
     sample = make_collect(rollout, task, config.seed, config.prompts_per_step)
 
     def collect(state: LMPPOState, step: int) -> tuple[Rollout, jax.Array]:
-        return sample(state.params[0], state.key, step)
+        return sample(state.params[0], state.streams, step)
 
     def train_step(state: LMPPOState, step: int):
         result, update_key = collect(state, step)

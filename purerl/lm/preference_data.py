@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.config import doc, require_in_range, require_positive
+from purerl.core.streams import NUMPY_PAIRS_STREAM, seed_streams
 from purerl.lm.model import CausalLM
 from purerl.lm.rollout import ends_with_eos, make_rollout
 from purerl.lm.tasks import Task
 from purerl.lm.tokenizer import Batch, CharTokenizer, encode_batch
 from purerl.lm.training import require_paths
-
-PAIRS_STREAM = 2**31 - 2  # the pairs' prompts and sampling: apart from training steps and evaluation
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,11 @@ class PairsConfig:
 def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:
     """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped}``; ``chosen_reward`` is
     the ground truth of the completion labelled chosen (lower than ``rejected_reward`` where flipped)."""
-    rng = np.random.default_rng([config.seed, PAIRS_STREAM])
+    rng = np.random.default_rng([config.seed, NUMPY_PAIRS_STREAM])
     prompts = task.prompts(rng, config.prompts)
     rollout = make_rollout(task, model, config.temperature)
     k = config.samples_per_prompt
-    result = rollout(params, [p for p in prompts for _ in range(k)], jax.random.key(config.seed))
+    result = rollout(params, [p for p in prompts for _ in range(k)], seed_streams(config.seed).pairs)
     stopped = np.asarray(ends_with_eos(result.batch))
     rows = []
     for group, prompt in enumerate(prompts):
@@ -92,7 +91,7 @@ def load_pairs(path: Path) -> list[dict]:
 
 def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """``(train, held_out)``: a seeded shuffle, the last ``held_out_fraction`` held out."""
-    order = np.random.default_rng([seed, PAIRS_STREAM]).permutation(len(rows))
+    order = np.random.default_rng([seed, NUMPY_PAIRS_STREAM]).permutation(len(rows))
     held_out = int(round(held_out_fraction * len(rows)))
     if held_out == 0 or held_out == len(rows):
         raise ValueError(

@@ -19,6 +19,7 @@ import numpy as np
 from purerl.core.config import doc, require_non_negative
 from purerl.core.preference import bradley_terry_loss
 from purerl.core.spread import range_has_spread
+from purerl.core.streams import seed_streams
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.model import CausalLM
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
@@ -66,7 +67,7 @@ def reward_model_start(
     config: RewardModelConfig, sft_config: SFTConfig, sft_params
 ) -> tuple[CausalLM, RewardModelState]:
     """The model and its state before training: the SFT transformer with a fresh reward head."""
-    model, params = model_from_sft(sft_config, sft_params, "reward", jax.random.key(config.seed))
+    model, params = model_from_sft(sft_config, sft_params, "reward", seed_streams(config.seed).head)
     return model, RewardModelState(params, make_optimizer(config).init(params), jnp.zeros((), jnp.int32))
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purerl.core.streams import Streams, step_key
 from purerl.lm.model import CausalLM, forward_sequences
 from purerl.lm.sampling import SamplingConfig, make_generate
 from purerl.lm.tasks import Task
@@ -42,15 +43,14 @@ def make_collect(
     seed: int,
     prompts_per_step: int,
     group_size: int = 1,
-) -> Callable[[object, jax.Array, int], tuple[Rollout, jax.Array]]:
-    """``collect(params, key, step) -> (rollout, update_key)`` of training step ``step`` (PPO and GRPO):
-    the prompts of ``(seed, step)``, each ``group_size`` times in a row, sampled with one half of
-    ``fold_in(key, step)``; the other half is the key of the step's update."""
+) -> Callable[[object, Streams, int], tuple[Rollout, jax.Array]]:
+    """``collect(params, streams, step) -> (rollout, update_key)`` of training step ``step`` (PPO and GRPO):
+    the prompts of ``(seed, step)``, each ``group_size`` times in a row, sampled with the step's key of the
+    ``rollout`` stream; ``update_key`` is the step's key of the ``minibatch`` stream (``purerl.core.streams``)."""
 
-    def collect(params, key: jax.Array, step: int):
-        prompts = step_prompts(task, seed, step, prompts_per_step)
-        sample_key, update_key = jax.random.split(jax.random.fold_in(key, step))
-        return rollout(params, [p for p in prompts for _ in range(group_size)], sample_key), update_key
+    def collect(params, streams: Streams, step: int):
+        prompts = [p for p in step_prompts(task, seed, step, prompts_per_step) for _ in range(group_size)]
+        return rollout(params, prompts, step_key(streams.rollout, step)), step_key(streams.minibatch, step)
 
     return collect
 

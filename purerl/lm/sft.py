@@ -16,6 +16,7 @@ import numpy as np
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.losses import masked_mean
+from purerl.core.streams import Streams, split_streams
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
 from purerl.lm.tasks import TASKS, Task, make_task
 from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_batch, prompt_block_length
@@ -70,7 +71,7 @@ class SFTState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array  # optimiser steps done
-    key: jax.Array  # evaluation sampling
+    streams: Streams  # the seed's random streams (purerl.core.streams): init, evaluation
 
 
 def sft_loss(params, model: CausalLM, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -83,22 +84,22 @@ def sft_loss(params, model: CausalLM, batch: Batch) -> tuple[jax.Array, dict[str
 
 
 def make_sft(config: SFTConfig) -> tuple[CausalLM, Callable[[jax.Array], SFTState], Callable[..., Any]]:
-    """``(model, init, step)``: ``init(key) -> SFTState`` and jitted ``step(state, batch) -> (state, metrics)``."""
-    task, tokenizer = config.task_instance, CharTokenizer()
-    model = CausalLM(model_config_for(config, task, tokenizer))
+    """``(model, init, step)``: ``init(seed_key) -> SFTState`` (parameters from the key's ``init`` stream) and
+    jitted ``step(state, batch) -> (state, metrics)``."""
+    model = sft_model(config)
     optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
 
-    def init(key: jax.Array) -> SFTState:
-        init_key, sample_key = jax.random.split(key)
+    def init(seed_key: jax.Array) -> SFTState:
+        streams = split_streams(seed_key)
         tokens = jnp.zeros((1, model.config.max_len), jnp.int32)
-        params = model.init(init_key, tokens, tokens, jnp.ones(tokens.shape, bool))
-        return SFTState(params, optimizer.init(params), jnp.zeros((), jnp.int32), sample_key)
+        params = model.init(streams.init, tokens, tokens, jnp.ones(tokens.shape, bool))
+        return SFTState(params, optimizer.init(params), jnp.zeros((), jnp.int32), streams)
 
     @jax.jit
     def step(state: SFTState, batch: Batch) -> tuple[SFTState, dict[str, jax.Array]]:
         params, opt_state, metrics = gradient_step(sft_loss, optimizer, state.params, state.opt_state, model, batch)
         metrics |= {"learning_rate": learning_rate(state.step)}
-        return SFTState(params, opt_state, state.step + 1, state.key), metrics
+        return SFTState(params, opt_state, state.step + 1, state.streams), metrics
 
     return model, init, step
 
@@ -109,14 +110,21 @@ def demonstration_batch(config: SFTConfig, task: Task, tokenizer: CharTokenizer,
     return encode_batch(tokenizer, prompts, completions, task.max_prompt_chars, task.max_completion_chars)
 
 
+def sft_model(config: SFTConfig, scalar_head: str | None = None) -> CausalLM:
+    """The SFT run's model (with a ``scalar_head``, "value" or "reward", when one is asked for)."""
+    return CausalLM(model_config_for(config, config.task_instance, CharTokenizer(), scalar_head))
+
+
 def model_from_sft(config: SFTConfig, params, scalar_head: str | None = None, key: jax.Array | None = None):
-    """``(model, params)``: the SFT run's model, with a fresh ``scalar_head`` ("value" or "reward") on top of
-    its trained transformer when one is asked for (the critic and the reward model start from the policy)."""
-    task, tokenizer = config.task_instance, CharTokenizer()
-    model = CausalLM(model_config_for(config, task, tokenizer, scalar_head))
+    """``(model, params)``: the SFT run's model, with a fresh ``scalar_head`` ("value" or "reward"), drawn with
+    ``key`` (a ``head`` stream), on top of its trained transformer when one is asked for (the critic and the
+    reward model start from the policy)."""
+    model = sft_model(config, scalar_head)
     if scalar_head is None:
         return model, params
     tokens = jnp.zeros((1, model.config.max_len), jnp.int32)
-    fresh = model.init(jax.random.key(0) if key is None else key, tokens, tokens, jnp.ones(tokens.shape, bool))
+    if key is None:
+        raise ValueError(f"a fresh {scalar_head} head needs a key (a seed's head stream)")
+    fresh = model.init(key, tokens, tokens, jnp.ones(tokens.shape, bool))
     head = f"{scalar_head}_head"
     return model, {"params": params["params"] | {head: fresh["params"][head]}}
