@@ -239,7 +239,7 @@ def test_continuous_actions_train_and_evaluate():
         ({"num_minibatches": 5}, "num_groups*group_size=12 is not divisible by num_minibatches=5"),
         ({"advantage": "gae"}, "advantage must be one of outcome, reward_to_go; got 'gae'"),
         ({"advantage_scale": "max"}, "advantage_scale must be one of std, none; got 'max'"),
-        ({"kl_estimator": "k4"}, "kl_estimator must be one of k1, k2, k3; got 'k4'"),
+        ({"kl_estimator": "k4"}, "kl_estimator must be one of k2, k3; got 'k4'"),
         ({"loss_aggregation": "sum"}, "loss_aggregation must be one of grpo, dapo, dr_grpo; got 'sum'"),
         ({"beta": -0.1}, "beta must be >= 0, got -0.1"),
         ({"env": "Pong"}, "unknown env 'Pong'"),
@@ -280,3 +280,53 @@ def test_env_step_budget_freezes_each_seed_once_it_is_used():
         ):
             np.testing.assert_allclose(a[seed], b, rtol=1e-5, atol=1e-6)
     assert training[:, 0].all() and not training[:, -1].any()  # with this budget every seed stops early
+
+
+@pytest.mark.parametrize("estimator", ["k2", "k3"])
+def test_kl_term_gradient_is_the_exact_kl_gradient(estimator):
+    """Zero advantages and beta 1 leave only the KL term: its gradient, averaged exactly over the policy's
+    actions (no sampling), equals the closed-form gradient of KL(pi || pi_ref) for k2 and of
+    KL(pi_ref || pi) for k3 (purerl.core.kl), the two differing here."""
+    config = dataclasses.replace(SMALL, beta=1.0, kl_estimator=estimator)
+    network, params = init_policy(config)
+    obs = jax.random.normal(jax.random.key(1), (5, config.spec.obs_dim))
+    ref_log_probs = jax.nn.log_softmax(3.0 * jax.random.normal(jax.random.key(2), (5, 2)))  # far from pi
+    actions = jnp.arange(2)
+
+    def log_probs(p):  # [5, 2]: log pi(a | s) for every action
+        dist = network.apply(p, obs[:, None], method=ActorCritic.policy)
+        return dist.log_prob(jnp.broadcast_to(actions, (5, 2)))
+
+    def loss_at(p, s: int, a: int):  # one step of one episode: obs s, action a
+        minibatch = {
+            "obs": obs[s][None, None],
+            "action": actions[a][None, None],
+            "log_prob": jax.lax.stop_gradient(log_probs(p))[s, a][None, None],
+            "advantages": jnp.zeros((1, 1)),
+            "valid": jnp.ones((1, 1), bool),
+            "ref_log_prob": ref_log_probs[s, a][None, None],
+        }
+        return grpo_loss(p, network, config, minibatch)[0]
+
+    pi = np.exp(np.asarray(log_probs(params)))
+    grads = [[jax.grad(loss_at)(params, s, a) for a in range(2)] for s in range(5)]
+    expected_grad = jax.tree.map(
+        lambda *g: sum(pi[s, a] * g[2 * s + a] for s in range(5) for a in range(2)) / 5,
+        *[g for row in grads for g in row],
+    )
+
+    def kl(p, reverse: bool):
+        log_pi = log_probs(p)
+        log_p, log_q = (ref_log_probs, log_pi) if reverse else (log_pi, ref_log_probs)
+        return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
+
+    exact = jax.grad(kl)(params, estimator == "k3")
+    other = jax.grad(kl)(params, estimator == "k2")
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])  # noqa: E731
+    np.testing.assert_allclose(flat(expected_grad), flat(exact), rtol=1e-4, atol=1e-6)
+    assert np.abs(flat(exact) - flat(other)).max() > 0.1 * np.abs(flat(exact)).max()
+
+
+def test_k1_is_refused_as_the_kl_loss_term():
+    with pytest.raises(ValueError, match=r"kl_estimator='k1' cannot be a loss term: .*use k2 .* or k3"):
+        dataclasses.replace(SMALL, beta=0.1, kl_estimator="k1")

@@ -96,6 +96,48 @@ def test_objectives_ignore_tokens_after_eos_and_pads():
         np.testing.assert_allclose(g, h, atol=1e-6)
 
 
+@pytest.mark.parametrize("estimator", ["k2", "k3"])
+def test_grpo_kl_term_gradient_is_the_exact_kl_gradient(estimator):
+    """One-token completions enumerating the whole vocabulary after one prompt, zero advantages, beta 1:
+    the loss gradient averaged exactly under pi equals the closed-form gradient of KL(pi || pi_ref) for k2
+    and of KL(pi_ref || pi) for k3 (purerl.core.kl), the two differing here."""
+    sft_config, params = untrained_policy()
+    model, _ = model_from_sft(sft_config, params)
+    vocab = TOKENIZER.vocab_size
+    prompts = encode_batch(TOKENIZER, ["abc"] * vocab, [""] * vocab, 16, 0)
+    batch = Batch(*map(jnp.asarray, prompts))._replace(
+        completion=jnp.arange(vocab, dtype=jnp.int32)[:, None], completion_mask=jnp.ones((vocab, 1), bool)
+    )
+    ref_log_probs = jax.nn.log_softmax(3.0 * jax.random.normal(jax.random.key(1), (vocab,)))  # far from pi
+    config = LMGRPOConfig(init="unused", beta=1.0, kl_estimator=estimator)
+
+    def log_pi(p):  # [V]: log pi(v | prompt) for every token v
+        return completion_log_probs(model, p, batch, config.temperature)[:, 0]
+
+    def loss_at(p, v):  # the loss of the one-completion batch "prompt -> v"
+        one = jax.tree.map(lambda x: x[v][None], batch)
+        old = jax.lax.stop_gradient(log_pi(p))[v][None, None]
+        exp = GroupExperience(one, old, ref_log_probs[v][None, None], jnp.zeros(1))
+        return grpo_objective(p, model, config, exp)[0]
+
+    pi = jnp.exp(log_pi(params))
+    assert float(pi.sum()) == pytest.approx(1.0, abs=1e-5)  # the enumeration covers the support
+    per_token = jax.vmap(jax.grad(loss_at), in_axes=(None, 0))(params, jnp.arange(vocab))
+    expected_grad = jax.tree.map(lambda g: jnp.tensordot(pi, g, axes=1), per_token)
+
+    def kl(p, reverse: bool):
+        log_p, log_q = (ref_log_probs, log_pi(p)) if reverse else (log_pi(p), ref_log_probs)
+        return jnp.sum(jnp.exp(log_p) * (log_p - log_q))
+
+    exact = jax.grad(kl)(params, estimator == "k3")
+    other = jax.grad(kl)(params, estimator == "k2")
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])  # noqa: E731
+    np.testing.assert_allclose(flat(expected_grad), flat(exact), rtol=1e-3, atol=1e-6)
+    assert np.abs(flat(exact) - flat(other)).max() > 0.1 * np.abs(flat(exact)).max()
+    with pytest.raises(ValueError, match=r"kl_estimator='k1' cannot be a loss term"):
+        LMGRPOConfig(init="unused", kl_estimator="k1")
+
+
 def test_ppo_first_minibatch_has_ratio_one_no_kl_and_no_clipping():
     sft_config, params = untrained_policy()
     config = LMPPOConfig(init="unused", prompts_per_step=8, minibatches=2, epochs=2, steps=3)

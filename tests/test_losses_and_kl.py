@@ -1,11 +1,13 @@
 """Loss pieces and KL estimators against hand computations and closed forms."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.core.kl import kl_estimate, kl_k1, kl_k2, kl_k3
+from purerl.core.kl import KL_LOSS_ESTIMATORS, kl_estimate, kl_k1, kl_k2, kl_k3, require_loss_estimator
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
 
 
@@ -80,21 +82,41 @@ def test_k1_and_k3_are_unbiased_for_gaussian_kl():
     assert float(kl_k3(log_ratio).min()) >= 0.0
 
 
-def test_k2_gradient_matches_reverse_kl_gradient_for_categoricals():
-    """d/dθ E_{x~p_θ}[k2] with the sampling distribution held fixed equals d/dθ KL(p_θ || q) (Schulman 2020)."""
-    logits_q = jnp.array([0.2, -0.4, 1.0])
+def categorical_kl(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """KL(p || q) of two categoricals given as log-probabilities, summed over the last axis."""
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
-    def kl_closed(logits_p):
-        p, log_p, log_q = jax.nn.softmax(logits_p), jax.nn.log_softmax(logits_p), jax.nn.log_softmax(logits_q)
-        return jnp.sum(p * (log_p - log_q))
 
-    def expected_k2(logits_p):
-        weights = jax.lax.stop_gradient(jax.nn.softmax(logits_p))  # samples come from p, not differentiated
-        log_ratio = jax.nn.log_softmax(logits_q) - jax.nn.log_softmax(logits_p)
-        return jnp.sum(weights * kl_k2(log_ratio))
+@pytest.mark.parametrize(
+    "estimator, target",
+    [
+        ("k1", lambda log_p, log_q: jnp.zeros(())),  # the score function's mean: no gradient at all
+        ("k2", lambda log_p, log_q: categorical_kl(log_p, log_q)),  # KL(p || q)
+        ("k3", lambda log_p, log_q: categorical_kl(log_q, log_p)),  # KL(q || p), the other direction
+    ],
+)
+def test_expected_estimator_gradients_are_these_kl_gradients(estimator, target):
+    """d/dθ E_{x~p_θ}[k(x)] with the samples held fixed (a loss term differentiated on samples from p),
+    summed exactly over the outcomes, against the closed-form gradient of the KL it optimises."""
+    log_q = jax.nn.log_softmax(jnp.array([0.2, -0.4, 1.0, 2.5]))
 
-    logits_p = jnp.array([0.5, 0.1, -0.3])
-    np.testing.assert_allclose(jax.grad(expected_k2)(logits_p), jax.grad(kl_closed)(logits_p), rtol=1e-5, atol=1e-7)
+    def expected_estimate(logits_p):
+        log_p = jax.nn.log_softmax(logits_p)
+        weights = jax.lax.stop_gradient(jnp.exp(log_p))  # samples come from p, not differentiated
+        return jnp.sum(weights * kl_estimate(log_q - log_p, estimator))
+
+    logits_p = jnp.array([0.5, 0.1, -0.3, -1.0])
+    expected = jax.grad(lambda logits: target(jax.nn.log_softmax(logits), log_q))(logits_p)
+    np.testing.assert_allclose(jax.grad(expected_estimate)(logits_p), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_k1_is_refused_as_a_loss_term_with_the_reason():
+    for good in KL_LOSS_ESTIMATORS:
+        require_loss_estimator("kl_estimator", good)
+    with pytest.raises(ValueError, match=r"kl_estimator='k1' cannot be a loss term: .*zero in expectation.*use k2"):
+        require_loss_estimator("kl_estimator", "k1")
+    with pytest.raises(ValueError, match=re.escape("kl_estimator must be one of k2, k3; got 'k4'")):
+        require_loss_estimator("kl_estimator", "k4")
 
 
 def test_expected_estimators_equal_categorical_kl_exactly():

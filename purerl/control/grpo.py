@@ -39,7 +39,7 @@ from purerl.core.config import (
 )
 from purerl.core.gae import gae
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
-from purerl.core.kl import KL_ESTIMATORS, kl_estimate, kl_k3
+from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
@@ -76,7 +76,7 @@ class GRPOConfig:
     clip_eps_high: float | None = doc(None, "surrogate clip range above 1 (DAPO's clip-higher); none = clip_eps")
     ent_coef: float = doc(0.0, "entropy bonus coefficient")
     beta: float = doc(0.0, "coefficient of the KL penalty to the reference policy; 0 skips the reference pass")
-    kl_estimator: str = doc("k3", "estimator of KL(pi || pi_ref): k1, k2 or k3 (Schulman 2020)")
+    kl_estimator: str = doc("k3", KL_LOSS_ESTIMATOR_HELP)
     ref_update_interval: int = doc(0, "reset the reference to the current policy every this many updates (0 = never)")
     loss_aggregation: str = doc("grpo", "grpo: per-episode mean then mean; dapo: mean over steps; dr_grpo: sum / const")
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the policy MLP")
@@ -110,7 +110,7 @@ class GRPOConfig:
         require_divisible("num_groups*group_size", self.num_episodes, "num_minibatches", self.num_minibatches)
         require_choice("advantage", self.advantage, ADVANTAGES)
         require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
-        require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        require_loss_estimator("kl_estimator", self.kl_estimator)
         require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
         check_network_fields(self)
         if self.spec.max_steps_in_episode is None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from purerl.core.config import doc, require_choice, require_non_negative, require_positive
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
-from purerl.core.kl import KL_ESTIMATORS, kl_estimate
+from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs
@@ -53,7 +53,7 @@ class LMGRPOConfig(PolicyGradientConfig):
     group_size: int = doc(8, "completions sampled per prompt (G)")
     clip_eps_high: float | None = doc(None, "high side of the clip (DAPO: 0.28); none: clip_eps")
     beta: float = doc(0.04, "KL-to-reference coefficient (0: no KL term)")
-    kl_estimator: str = doc("k3", f"per-token KL estimator: {', '.join(KL_ESTIMATORS)}")
+    kl_estimator: str = doc("k3", KL_LOSS_ESTIMATOR_HELP)
     advantage_scale: str = doc("std", "group advantage: std ((R - mean) / std) or none (Dr. GRPO: R - mean)")
     loss_aggregation: str = doc("grpo", f"token aggregation of the loss: {', '.join(LOSS_AGGREGATIONS)}")
 
@@ -65,7 +65,7 @@ class LMGRPOConfig(PolicyGradientConfig):
         if self.clip_eps_high is not None:
             require_positive("clip_eps_high", self.clip_eps_high)
         require_non_negative("beta", self.beta)
-        require_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        require_loss_estimator("kl_estimator", self.kl_estimator)
         require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
         require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
 
