@@ -1,6 +1,7 @@
 """Supervised fine-tuning: the loss masks the prompt, a tiny run learns the task, a resumed run equals an
 uninterrupted one, and bad input stops with one line."""
 
+import math
 import shutil
 
 import jax
@@ -11,9 +12,14 @@ import pytest
 from purerl.io import cli
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.lm_sft import run_sft
+from purerl.lm.dpo import DPOConfig
+from purerl.lm.grpo import LMGRPOConfig
 from purerl.lm.model import CausalLM, ModelConfig
-from purerl.lm.sft import SFTConfig, sft_loss
+from purerl.lm.ppo import LMPPOConfig
+from purerl.lm.reward_model import RewardModelConfig
+from purerl.lm.sft import SFTConfig, demonstration_batch, make_sft, sft_loss
 from purerl.lm.tokenizer import CharTokenizer, encode_batch
+from purerl.lm.training import TrainingConfig, learning_rate_schedule
 
 SMALL = {"task": "reverse", "steps": 30, "batch_size": 16, "warmup_steps": 5, "eval_every": 15, "eval_prompts": 16}
 
@@ -104,3 +110,47 @@ def test_cli_sft_resume_refuses_new_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["lm", "sft", "--out", str(out), "--task", "reverse"])
     assert f"continue it with purerl lm sft --resume {out}" in capsys.readouterr().err
+
+
+def plain_rate(config: TrainingConfig, step: int) -> float:
+    """Warm-up from peak / W (step 0) to the peak (step W - 1), then a cosine from the peak at step W towards
+    min_lr_fraction * peak at step N, one past the last: the schedule written out by hand."""
+    peak, warmup, total = config.learning_rate, config.warmup_steps, config.optimizer_steps
+    floor = config.min_lr_fraction
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / (total - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SFTConfig(task="reverse", steps=12, warmup_steps=4),
+        SFTConfig(task="reverse", steps=3, warmup_steps=1, min_lr_fraction=0.0),
+        RewardModelConfig(init="unused", pairs="unused", steps=7),
+        DPOConfig(init="unused", pairs="unused", steps=9, warmup_steps=3),
+        LMPPOConfig(init="unused", steps=3),  # 4 epochs x 2 minibatches: 24 optimiser steps
+        LMGRPOConfig(init="unused", steps=5, epochs=2),
+    ],
+    ids=["sft", "sft-one-warmup-step", "reward-model", "dpo-warmup", "lm-ppo", "lm-grpo"],
+)
+def test_every_lm_schedule_learns_at_its_first_and_last_step(config):
+    schedule = learning_rate_schedule(config)
+    rates = np.array([float(schedule(step)) for step in range(config.optimizer_steps)])
+    np.testing.assert_allclose(rates, [plain_rate(config, s) for s in range(config.optimizer_steps)], rtol=1e-5)
+    first = config.learning_rate / config.warmup_steps if config.warmup_steps else config.learning_rate
+    assert rates[0] == pytest.approx(first, rel=1e-6)
+    assert rates[-1] > config.learning_rate * config.min_lr_fraction  # the floor is reached one step after the end
+
+
+def test_first_sft_step_changes_every_parameter_at_peak_over_warmup():
+    config = SFTConfig(**SMALL)
+    _, init, step = make_sft(config)
+    state = init(jax.random.key(0))
+    batch = demonstration_batch(config, config.task_instance, CharTokenizer(), 0)
+    after, metrics = step(state, jax.tree.map(jnp.asarray, batch))
+    assert float(metrics["learning_rate"]) == pytest.approx(config.learning_rate / config.warmup_steps, rel=1e-6)
+    leaves = zip(jax.tree_util.tree_leaves_with_path(state.params), jax.tree.leaves(after.params), strict=True)
+    for (path, before), moved in leaves:
+        assert not np.array_equal(before, moved), jax.tree_util.keystr(path)

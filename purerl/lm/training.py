@@ -53,14 +53,19 @@ class TrainingConfig:
 
 
 def learning_rate_schedule(config: TrainingConfig) -> optax.Schedule:
-    """Linear warm-up from 0 to the peak, then cosine decay to ``min_lr_fraction`` of it at the last step."""
-    return optax.warmup_cosine_decay_schedule(
-        0.0,
-        config.learning_rate,
-        config.warmup_steps,
-        config.optimizer_steps,
-        config.learning_rate * config.min_lr_fraction,
-    )
+    """The rate of optimiser step ``s`` (0-based; ``N = optimizer_steps``, ``W = warmup_steps``):
+    ``peak * (s + 1) / W`` during the warm-up, so the first step already learns and step ``W - 1`` is at the
+    peak; then a cosine from the peak at step ``W`` towards ``min_lr_fraction * peak``, reached at step ``N``,
+    one past the last, so the last step still learns (decays to 0 give it
+    ``peak * (1 + cos(pi * (N - W - 1) / (N - W))) / 2``). Warm-up then cosine as Loshchilov & Hutter (2017)
+    and nanoGPT; neither end has a step at rate 0, as control PPO's linear annealing (first ``lr``, last
+    ``lr / N``)."""
+    peak, warmup = config.learning_rate, config.warmup_steps
+    cosine = optax.cosine_decay_schedule(peak, config.optimizer_steps - warmup, alpha=config.min_lr_fraction)
+    if warmup == 0:
+        return cosine
+    linear = optax.linear_schedule(peak / warmup, peak * (warmup + 1) / warmup, warmup)  # (s + 1) / W at s
+    return optax.join_schedules([linear, cosine], [warmup])
 
 
 def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
