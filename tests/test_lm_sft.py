@@ -19,7 +19,7 @@ from purerl.lm.ppo import LMPPOConfig
 from purerl.lm.reward_model import RewardModelConfig
 from purerl.lm.sft import SFTConfig, demonstration_batch, make_sft, sft_loss
 from purerl.lm.tokenizer import CharTokenizer, encode_batch
-from purerl.lm.training import TrainingConfig, learning_rate_schedule
+from purerl.lm.training import TrainingConfig, optimizer_and_schedule
 
 SMALL = {"task": "reverse", "steps": 30, "batch_size": 16, "warmup_steps": 5, "eval_every": 15, "eval_prompts": 16}
 
@@ -136,7 +136,7 @@ def plain_rate(config: TrainingConfig, step: int) -> float:
     ids=["sft", "sft-one-warmup-step", "reward-model", "dpo-warmup", "lm-ppo", "lm-grpo"],
 )
 def test_every_lm_schedule_learns_at_its_first_and_last_step(config):
-    schedule = learning_rate_schedule(config)
+    _, schedule = optimizer_and_schedule(config)
     rates = np.array([float(schedule(step)) for step in range(config.optimizer_steps)])
     np.testing.assert_allclose(rates, [plain_rate(config, s) for s in range(config.optimizer_steps)], rtol=1e-5)
     first = config.learning_rate / config.warmup_steps if config.warmup_steps else config.learning_rate

@@ -42,7 +42,7 @@ from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zer
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.networks import ActorCritic
-from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
+from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.streams import Streams, split_streams, step_key
 
 ADVANTAGES = ("outcome", "reward_to_go")
@@ -248,7 +248,7 @@ def make_init(config: GRPOConfig) -> Callable[..., GRPOState]:
     they live in the state, so ``jax.vmap(init)(keys, hparams)`` sets up one sweep point per run.
     """
     network = make_network(config)
-    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
+    optimizer = clipped_adam(config.learning_rate, config.max_grad_norm, config.adam_eps)
 
     def init(key: jax.Array, hparams: dict[str, Any] | None = None) -> GRPOState:
         hparams = {} if hparams is None else hparams
@@ -322,7 +322,7 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
         else:  # anneal over the env-step budget, as PPO does over its (fixed-size) updates
             budget = config.total_timesteps
             learning_rate = linear_annealing(hp.learning_rate, state.env_steps, budget, config.anneal_lr)
-        train_state = with_learning_rate(state.train_state, learning_rate)
+        train_state = set_learning_rate(state.train_state, learning_rate)
         train_state, epoch_stats = jax.lax.scan(
             partial(epoch_step, hp, batch),
             train_state,

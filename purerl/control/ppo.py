@@ -45,7 +45,7 @@ from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.networks import ActorCritic
-from purerl.core.optim import linear_annealing, make_optimizer, with_learning_rate
+from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.stats import explained_variance
 from purerl.core.streams import Streams, split_streams, step_key
 
@@ -223,7 +223,7 @@ def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
     env = make_env(config, config.num_envs, training=True)
     # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is set at the start of
     # every update, so the linear annealing (detail 4) is exact even when target-KL skips epochs.
-    optimizer = make_optimizer(config.learning_rate, config.max_grad_norm, config.adam_eps)
+    optimizer = clipped_adam(config.learning_rate, config.max_grad_norm, config.adam_eps)
 
     def init(key: jax.Array, hparams: dict[str, Any] | None = None) -> RunnerState:
         hparams = {} if hparams is None else hparams
@@ -330,7 +330,7 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
         }
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
-        train_state = with_learning_rate(runner.train_state, learning_rate)
+        train_state = set_learning_rate(runner.train_state, learning_rate)
         (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
             partial(epoch_step, hp),
             (train_state, batch, jnp.asarray(False)),

@@ -16,13 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
+from purerl.core.optim import gradient_step
 from purerl.core.preference import DPO_LOSS_TYPES, dpo_loss
 from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, gradient_step, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PairwiseConfig, optimizer_and_schedule
 
 DPO_METRICS = (
     "loss",
@@ -108,7 +109,7 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
     pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
     reference = jax.jit(lambda chosen, rejected: pair_log_probs(model, sft_params, chosen, rejected)[:2])
     train_ref, held_out_ref = reference(*pairs.train), reference(*pairs.held_out)  # once, before training
-    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    optimizer, learning_rate = optimizer_and_schedule(config)
     state = DPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), seed_streams(config.seed))
 
     @jax.jit

@@ -29,7 +29,7 @@ from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
 from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
 
 GRPO_METRICS = (
@@ -120,7 +120,7 @@ def make_lm_grpo(
     task = sft_config.task_instance
     model, _ = model_from_sft(sft_config, sft_params)
     rollout = make_rollout(task, model, config.temperature, scorer, config.missing_eos_penalty)
-    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    optimizer, learning_rate = optimizer_and_schedule(config)
     state = LMGRPOState(sft_params, optimizer.init(sft_params), jnp.zeros((), jnp.int32), seed_streams(config.seed))
 
     @jax.jit

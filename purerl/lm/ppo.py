@@ -32,7 +32,7 @@ from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PolicyGradientConfig, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
 from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
 
 PPO_METRICS = (
@@ -157,7 +157,7 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
     streams = seed_streams(config.seed)
     critic, critic_params = model_from_sft(sft_config, sft_params, "value", streams.head)
     rollout = make_rollout(task, policy, config.temperature, scorer, config.missing_eos_penalty)
-    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    optimizer, learning_rate = optimizer_and_schedule(config)
     params = (sft_params, critic_params)
     kl_coef, step = jnp.asarray(config.kl_coef, jnp.float32), jnp.zeros((), jnp.int32)
     state = LMPPOState(params, optimizer.init(params), kl_coef, step, streams)

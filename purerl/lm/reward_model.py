@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.config import doc, require_non_negative
+from purerl.core.optim import gradient_step
 from purerl.core.preference import bradley_terry_loss
 from purerl.core.spread import range_has_spread
 from purerl.core.streams import seed_streams
@@ -26,7 +27,7 @@ from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, gradient_step, learning_rate_schedule, make_optimizer
+from purerl.lm.training import PairwiseConfig, optimizer_and_schedule
 
 REWARD_MODEL_METRICS = ("loss", "accuracy", "margin", "mean_reward", "grad_norm")
 REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
@@ -68,7 +69,7 @@ def reward_model_start(
 ) -> tuple[CausalLM, RewardModelState]:
     """The model and its state before training: the SFT transformer with a fresh reward head."""
     model, params = model_from_sft(sft_config, sft_params, "reward", seed_streams(config.seed).head)
-    return model, RewardModelState(params, make_optimizer(config).init(params), jnp.zeros((), jnp.int32))
+    return model, RewardModelState(params, optimizer_and_schedule(config)[0].init(params), jnp.zeros((), jnp.int32))
 
 
 def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -91,7 +92,7 @@ def make_reward_model(
     pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
     true_order = np.array([not row["flipped"] for row in pairs.held_out_rows])  # chosen really is the better one
     true_rewards = np.array([[row["chosen_reward"], row["rejected_reward"]] for row in pairs.held_out_rows]).T.ravel()
-    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    optimizer, learning_rate = optimizer_and_schedule(config)
 
     @jax.jit
     def update(state: RewardModelState, chosen: Batch, rejected: Batch):

@@ -16,11 +16,12 @@ import numpy as np
 
 from purerl.core.config import doc, require_choice, require_in_range, require_positive
 from purerl.core.losses import masked_mean
+from purerl.core.optim import gradient_step
 from purerl.core.streams import Streams, split_streams
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
 from purerl.lm.tasks import TASKS, Task, make_task
 from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_batch, prompt_block_length
-from purerl.lm.training import TrainingConfig, gradient_step, learning_rate_schedule, make_optimizer
+from purerl.lm.training import TrainingConfig, optimizer_and_schedule
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 64, "n_layers": 2, "n_heads": 4},  # ~0.1M parameters: about a minute on 2 CPU cores
@@ -87,7 +88,7 @@ def make_sft(config: SFTConfig) -> tuple[CausalLM, Callable[[jax.Array], SFTStat
     """``(model, init, step)``: ``init(seed_key) -> SFTState`` (parameters from the key's ``init`` stream) and
     jitted ``step(state, batch) -> (state, metrics)``."""
     model = sft_model(config)
-    optimizer, learning_rate = make_optimizer(config), learning_rate_schedule(config)
+    optimizer, learning_rate = optimizer_and_schedule(config)
 
     def init(seed_key: jax.Array) -> SFTState:
         streams = split_streams(seed_key)

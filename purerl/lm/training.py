@@ -2,18 +2,17 @@
 checkpoints, seed) and its optimiser.
 
 AdamW with weight decay on matrices only (as nanoGPT), linear warm-up then cosine decay to
-``min_lr_fraction`` of the peak over all optimiser steps, global-norm clipping first. The RL methods
-default to no warm-up and a decay to 0 (the lm-human-preferences detail: anneal the learning rate to 0).
+``min_lr_fraction`` of the peak over all optimiser steps, global-norm clipping first
+(``purerl.core.optim``). The RL methods default to no warm-up and a decay to 0 (the lm-human-preferences
+detail: anneal the learning rate to 0).
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import jax
 import optax
 
 from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
+from purerl.core.optim import clipped_adamw, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -52,44 +51,11 @@ class TrainingConfig:
         return self.steps * self.updates_per_step
 
 
-def learning_rate_schedule(config: TrainingConfig) -> optax.Schedule:
-    """The rate of optimiser step ``s`` (0-based; ``N = optimizer_steps``, ``W = warmup_steps``):
-    ``peak * (s + 1) / W`` during the warm-up, so the first step already learns and step ``W - 1`` is at the
-    peak; then a cosine from the peak at step ``W`` towards ``min_lr_fraction * peak``, reached at step ``N``,
-    one past the last, so the last step still learns (decays to 0 give it
-    ``peak * (1 + cos(pi * (N - W - 1) / (N - W))) / 2``). Warm-up then cosine as Loshchilov & Hutter (2017)
-    and nanoGPT; neither end has a step at rate 0, as control PPO's linear annealing (first ``lr``, last
-    ``lr / N``)."""
-    peak, warmup = config.learning_rate, config.warmup_steps
-    cosine = optax.cosine_decay_schedule(peak, config.optimizer_steps - warmup, alpha=config.min_lr_fraction)
-    if warmup == 0:
-        return cosine
-    linear = optax.linear_schedule(peak / warmup, peak * (warmup + 1) / warmup, warmup)  # (s + 1) / W at s
-    return optax.join_schedules([linear, cosine], [warmup])
-
-
-def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
-    decay_matrices = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)  # noqa: E731
-    return optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adamw(
-            learning_rate_schedule(config), b1=0.9, b2=0.99, weight_decay=config.weight_decay, mask=decay_matrices
-        ),
-    )
-
-
-def gradient_step(
-    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
-    optimizer: optax.GradientTransformation,
-    params: Any,
-    opt_state: Any,
-    *args: Any,
-) -> tuple[Any, Any, dict[str, jax.Array]]:
-    """One optimiser step on ``loss_fn(params, *args) -> (loss, metrics)``: ``(params, opt_state, metrics)``,
-    the metrics with the gradient's global norm (before clipping) added as ``grad_norm``."""
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, *args)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics | {"grad_norm": optax.tree.norm(grads)}
+def optimizer_and_schedule(config: TrainingConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The run's ``clipped_adamw`` and its ``warmup_cosine`` schedule over ``config.optimizer_steps``
+    (``purerl.core.optim``)."""
+    schedule = warmup_cosine(config.learning_rate, config.warmup_steps, config.optimizer_steps, config.min_lr_fraction)
+    return clipped_adamw(schedule, config.max_grad_norm, config.weight_decay), schedule
 
 
 PATH_FIELDS = {

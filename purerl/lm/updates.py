@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from purerl.core.optim import gradient_step
 from purerl.lm.model import CausalLM
 from purerl.lm.rollout import Rollout
-from purerl.lm.training import gradient_step
 
 
 class PolicyGradientMethod(NamedTuple):
