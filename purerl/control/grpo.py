@@ -41,6 +41,7 @@ from purerl.core.gae import gae
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
+from purerl.core.minibatch import minibatch_epochs
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.streams import Streams, split_streams, step_key
@@ -276,8 +277,7 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
     batch's episodes."""
     network = make_network(config)
     env = make_env(config, config.num_episodes, config.group_size)
-    num_updates, horizon, num_episodes = config.num_updates, config.horizon, config.num_episodes
-    minibatch_episodes = num_episodes // config.num_minibatches
+    num_updates, horizon = config.num_updates, config.horizon
 
     def policy(params, obs):
         return network.apply(params, obs, method=ActorCritic.policy)
@@ -286,17 +286,6 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
     def minibatch_step(hp: GRPOConfig, train_state: TrainState, minibatch):
         grads, stats = jax.grad(grpo_loss, has_aux=True)(train_state.params, network, hp, minibatch)
         return train_state.apply_gradients(grads=grads), stats
-
-    def epoch_step(hp: GRPOConfig, batch, train_state: TrainState, key: jax.Array):
-        # Minibatches of whole episodes: shuffle the episode axis (1), keep time-major [T, M, ...] blocks.
-        permutation = jax.random.permutation(key, num_episodes)
-
-        def split(x):
-            x = x[:, permutation].reshape(horizon, config.num_minibatches, minibatch_episodes, *x.shape[2:])
-            return jnp.swapaxes(x, 0, 1)
-
-        train_state, stats = jax.lax.scan(partial(minibatch_step, hp), train_state, jax.tree.map(split, batch))
-        return train_state, jax.tree.map(jnp.mean, stats)
 
     def update_step(state: GRPOState, update: jax.Array) -> tuple[GRPOState, dict[str, jax.Array]]:
         hp = with_hyperparams(config, state.hparams)
@@ -323,12 +312,17 @@ def make_update(config: GRPOConfig) -> Callable[[GRPOState, jax.Array], tuple[GR
             budget = config.total_timesteps
             learning_rate = linear_annealing(hp.learning_rate, state.env_steps, budget, config.anneal_lr)
         train_state = set_learning_rate(state.train_state, learning_rate)
-        train_state, epoch_stats = jax.lax.scan(
-            partial(epoch_step, hp, batch),
+        # Minibatches of whole episodes: shuffle the episode axis (1), keep time-major [T, M, ...] blocks.
+        train_state, stats, _ = minibatch_epochs(
+            partial(minibatch_step, hp),
             train_state,
-            jax.random.split(step_key(state.streams.minibatch, update), config.update_epochs),
+            batch,
+            step_key(state.streams.minibatch, update),
+            config.update_epochs,
+            config.num_minibatches,
+            axis=1,
         )
-        metrics = jax.tree.map(jnp.mean, epoch_stats)
+        metrics = {name: jnp.mean(jnp.mean(values, axis=1)) for name, values in stats.items()}
 
         returns = jnp.sum(trajectory.reward, axis=0)  # raw, undiscounted episode returns [B]
         lengths = jnp.sum(valid, axis=0)

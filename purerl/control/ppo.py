@@ -44,6 +44,7 @@ from purerl.core.config import (
 from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
+from purerl.core.minibatch import minibatch_epochs
 from purerl.core.networks import ActorCritic
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.stats import explained_variance
@@ -165,9 +166,6 @@ class RunnerState(NamedTuple):
     hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
 
 
-LOSS_METRICS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction")
-
-
 def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
     """The env stack: episode statistics on raw rewards, action clipping (continuous), then normalisers.
 
@@ -279,31 +277,9 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
         grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, hp, minibatch)
         return train_state.apply_gradients(grads=grads), stats
 
-    def run_epoch(hp: PPOConfig, train_state: TrainState, key: jax.Array, batch):
-        # A fresh shuffle of the whole batch every epoch (detail 6).
-        permutation = jax.random.permutation(key, config.batch_size)
-        minibatches = jax.tree.map(
-            lambda x: x[permutation].reshape(config.num_minibatches, config.minibatch_size, *x.shape[1:]), batch
-        )
-        train_state, stats = jax.lax.scan(partial(minibatch_step, hp), train_state, minibatches)
-        return train_state, jax.tree.map(jnp.mean, stats)
-
-    def skip_epoch(hp: PPOConfig, train_state: TrainState, key: jax.Array, batch):
-        return train_state, {name: jnp.zeros((), jnp.float32) for name in LOSS_METRICS}
-
-    def epoch_step(hp: PPOConfig, carry, key):
-        train_state, batch, stopped = carry
-        if config.target_kl is None:
-            train_state, stats = run_epoch(hp, train_state, key, batch)
-            return (train_state, batch, stopped), (stats, jnp.asarray(True))
-        # Target-KL early stop (auxiliary detail): once an epoch's mean approx KL exceeds target_kl,
-        # the remaining epochs of this update are skipped.
-        ran = ~stopped
-        train_state, stats = jax.lax.cond(
-            stopped, partial(skip_epoch, hp), partial(run_epoch, hp), train_state, key, batch
-        )
-        stopped = stopped | (stats["approx_kl"] > config.target_kl)
-        return (train_state, batch, stopped), (stats, ran)
+    # Target-KL early stop (auxiliary detail): once an epoch's mean approx KL exceeds target_kl, the
+    # remaining epochs of this update are skipped.
+    stop = None if config.target_kl is None else (lambda stats: jnp.mean(stats["approx_kl"]) > config.target_kl)
 
     def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
         hp = with_hyperparams(config, runner.hparams)
@@ -331,13 +307,19 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
         batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
         learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
         train_state = set_learning_rate(runner.train_state, learning_rate)
-        (train_state, _, _), (epoch_stats, epoch_ran) = jax.lax.scan(
-            partial(epoch_step, hp),
-            (train_state, batch, jnp.asarray(False)),
-            jax.random.split(step_key(runner.streams.minibatch, update), config.update_epochs),
+        # A fresh shuffle of the whole batch every epoch (detail 6).
+        train_state, stats, epoch_ran = minibatch_epochs(
+            partial(minibatch_step, hp),
+            train_state,
+            batch,
+            step_key(runner.streams.minibatch, update),
+            config.update_epochs,
+            config.num_minibatches,
+            stop=stop,
         )
         epochs_run = jnp.sum(epoch_ran)
-        metrics = {name: jnp.sum(stats * epoch_ran) / epochs_run for name, stats in epoch_stats.items()}
+        epoch_means = {name: jnp.mean(values, axis=1) for name, values in stats.items()}
+        metrics = {name: jnp.sum(means * epoch_ran) / epochs_run for name, means in epoch_means.items()}
 
         # Episodic metrics are reduced to scalars here; per-step info is never stacked across updates.
         finished = jnp.sum(traj.done)

@@ -78,3 +78,16 @@ def gradient_step(
     grads, metrics = jax.grad(loss_fn, has_aux=True)(params, *args)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, metrics | {"grad_norm": optax.tree.norm(grads)}
+
+
+def optimizer_step(
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]], optimizer: optax.GradientTransformation
+) -> Callable[[tuple[Any, Any], Any], tuple[tuple[Any, Any], dict[str, jax.Array]]]:
+    """``gradient_step`` as ``step((params, opt_state), minibatch) -> ((params, opt_state), metrics)``, the
+    form ``purerl.core.minibatch.minibatch_epochs`` scans."""
+
+    def step(carry: tuple[Any, Any], minibatch: Any):
+        params, opt_state, metrics = gradient_step(loss_fn, optimizer, *carry, minibatch)
+        return (params, opt_state), metrics
+
+    return step

@@ -24,13 +24,15 @@ from purerl.core.config import doc, require_choice, require_non_negative, requir
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
+from purerl.core.minibatch import minibatch_epochs
+from purerl.core.optim import optimizer_step
 from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
-from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
+from purerl.lm.updates import PolicyGradientMethod
 
 GRPO_METRICS = (
     "loss",
@@ -130,9 +132,9 @@ def make_lm_grpo(
         grouped = scores.reshape(config.prompts_per_step, config.group_size)
         advantages = group_advantages(grouped, scale=config.advantage_scale).reshape(-1)
         experience = GroupExperience(batch, old_log_probs, ref_log_probs, advantages)
-        loss_fn = lambda params, exp: grpo_objective(params, model, config, exp)  # noqa: E731
-        params, opt_state, stats = minibatch_epochs(
-            loss_fn, optimizer, state.params, state.opt_state, experience, key, config.epochs, config.minibatches
+        step = optimizer_step(lambda params, exp: grpo_objective(params, model, config, exp), optimizer)
+        (params, opt_state), stats, _ = minibatch_epochs(
+            step, (state.params, state.opt_state), experience, key, config.epochs, config.minibatches
         )
         metrics = {name: jnp.mean(value) for name, value in stats.items()}
         metrics |= {

@@ -27,13 +27,15 @@ import numpy as np
 from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
 from purerl.core.gae import gae
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
+from purerl.core.minibatch import minibatch_epochs
+from purerl.core.optim import optimizer_step
 from purerl.core.streams import Streams, seed_streams
 from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
-from purerl.lm.updates import PolicyGradientMethod, minibatch_epochs
+from purerl.lm.updates import PolicyGradientMethod
 
 PPO_METRICS = (
     "rlhf_reward",
@@ -172,9 +174,9 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
         advantages, returns = token_advantages(rewards, old_values, mask, config.gamma, config.gae_lambda)
         advantages = normalize(advantages, mask) * mask
         experience = Experience(batch, old_log_probs, old_values, advantages, returns)
-        loss_fn = lambda params, exp: ppo_objective(params, policy, critic, config, exp)  # noqa: E731
-        params, opt_state, stats = minibatch_epochs(
-            loss_fn, optimizer, state.params, state.opt_state, experience, key, config.epochs, config.minibatches
+        step = optimizer_step(lambda params, exp: ppo_objective(params, policy, critic, config, exp), optimizer)
+        (params, opt_state), stats, _ = minibatch_epochs(
+            step, (state.params, state.opt_state), experience, key, config.epochs, config.minibatches
         )
         sequence_kl = jnp.sum(kl, axis=-1)
         kl_coef = state.kl_coef
