@@ -23,7 +23,7 @@ import jax
 from ppo_throughput import PUREJAXRL_CARTPOLE  # noqa: E402  (run from the repository root or benchmarks/)
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.control.ppo import make_init, make_train, make_update
+from purerl.control.ppo import init, make_train, update
 from purerl.core.sharding import seed_mesh
 from purerl.io.chunked import train_in_chunks
 from purerl.io.run import DEFAULT_CHUNK_UPDATES, environment_info
@@ -44,9 +44,7 @@ def chunked(config, keys, chunk_updates):
     mesh = seed_mesh()
 
     def run():
-        output = train_in_chunks(
-            make_init(config), make_update(config), config.num_updates, keys, {}, mesh, chunk_updates=chunk_updates
-        )
+        output = train_in_chunks(init, update, config.num_updates, keys, config, mesh, chunk_updates=chunk_updates)
         return output.train_seconds
 
     return run

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.control.ppo import PPOConfig, make_evaluate, make_train
+from purerl.control.ppo import PPOConfig, evaluate, make_train
 from purerl.io.run import environment_info
 
 SETTINGS = {
@@ -88,11 +88,11 @@ def purerl_variant(total_timesteps: int, num_seeds: int):
     start = time.perf_counter()
     compiled = jax.jit(jax.vmap(make_train(config))).lower(keys).compile()
     compile_seconds = time.perf_counter() - start
-    evaluate = jax.jit(jax.vmap(make_evaluate(config)))
+    evaluate_runs = jax.jit(jax.vmap(evaluate))
 
     def final_return(out):
         state, _ = out
-        returns = evaluate(state)["returns"]  # each seed's evaluation stream
+        returns = evaluate_runs(state)["returns"]  # each seed's evaluation stream
         return float(np.mean(returns))
 
     env_steps = config.num_updates * config.batch_size

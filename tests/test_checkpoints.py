@@ -16,6 +16,7 @@ import pytest
 
 from purerl.control import ppo
 from purerl.core.sharding import seed_mesh
+from purerl.core.streams import split_streams
 from purerl.io import cli
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints, state_digest
 from purerl.io.chunked import NonFiniteError, first_non_finite, train_in_chunks
@@ -48,7 +49,7 @@ def final_checkpoint(out: Path):
     algorithm, config, info = load_run_dir(out)
     checkpoints = RunCheckpoints(out / "checkpoints")
     keys = jax.random.split(jax.random.key(0), info["num_seeds"])
-    like = jax.eval_shape(jax.vmap(ppo.make_init(config)), keys)
+    like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), keys, config)
     assert checkpoints.latest_step() == NUM_UPDATES
     return checkpoints.restore(NUM_UPDATES, like)
 
@@ -119,7 +120,7 @@ def progress(update, run_ids, values):
         time.sleep(3600)
 
 keys = jax.random.split(jax.random.key(0), 2)
-train_in_chunks(ppo.make_init(config), ppo.make_update(config), config.num_updates, keys, {}, seed_mesh(),
+train_in_chunks(ppo.init, ppo.update, config.num_updates, keys, config, seed_mesh(),
                 chunk_updates=10, checkpoints=RunCheckpoints(pathlib.Path(sys.argv[1])), checkpoint_every=10,
                 progress=progress, stop_grace=float(sys.argv[2]))
 """
@@ -145,7 +146,7 @@ def test_a_stop_is_honoured_within_the_grace_period_when_the_chunk_cannot_finish
     assert f"the last good checkpoint: update 10 in {tmp_path / 'checkpoints'}" in stderr
     assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10  # kept, and still readable:
     config = ppo.PPOConfig(total_timesteps=40 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,), update_epochs=1)
-    like = jax.eval_shape(jax.vmap(ppo.make_init(config)), jax.random.split(jax.random.key(0), 2))
+    like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), jax.random.split(jax.random.key(0), 2), config)
     RunCheckpoints(tmp_path / "checkpoints").restore(10, like)
 
 
@@ -218,28 +219,21 @@ def test_first_non_finite_names_the_earliest_update_then_the_lowest_run():
 
 def test_nan_stops_with_update_and_seed_and_keeps_the_last_good_checkpoint(tmp_path):
     config = ppo.PPOConfig(total_timesteps=20 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,))
-    update = ppo.make_update(config)
+    checkpoints = RunCheckpoints(tmp_path / "checkpoints")
+    keys = jax.random.split(jax.random.key(0), 3)
+    seed_1 = jax.random.key_data(split_streams(keys[1]).init)
 
     def poisoned_update(state, index):
         # Seed 1's parameters turn to NaN during update 13, so its loss at update 14 is NaN.
-        state, metrics = update(state, index)
-        poison = (index == 13) & state.hparams["is_seed_1"]
+        state, metrics = ppo.update(state, index)
+        poison = (index == 13) & jnp.all(jax.random.key_data(state.streams.init) == seed_1)
         params = jax.tree.map(lambda p: jnp.where(poison, jnp.nan, p), state.train_state.params)
         return state._replace(train_state=state.train_state.replace(params=params)), metrics
-
-    checkpoints = RunCheckpoints(tmp_path / "checkpoints")
-    keys = jax.random.split(jax.random.key(0), 3)
-    marker = {"is_seed_1": jnp.array([0.0, 1.0, 0.0])}
-    init = ppo.make_init(config)
-
-    def init_with_marker(key, hparams):
-        state = init(key)
-        return state._replace(hparams={"is_seed_1": hparams["is_seed_1"] > 0})
 
     expected = r"^non-finite loss at update 14 in seed 1; the last good checkpoint is update 10 in "
     with pytest.raises(NonFiniteError, match=expected):
         train_in_chunks(
-            init_with_marker, poisoned_update, config.num_updates, keys, marker, seed_mesh(),
+            ppo.init, poisoned_update, config.num_updates, keys, config, seed_mesh(),
             chunk_updates=5, checkpoints=checkpoints, checkpoint_every=5, run_name="seed {}".format,
         )  # fmt: skip
     assert checkpoints.latest_step() == 10

@@ -11,7 +11,7 @@ from seed_checks import assert_vmapped_seed_equals_single_run
 
 from purerl.control import grpo
 from purerl.control.envs import EnvSpec
-from purerl.control.grpo import GRPOConfig, compute_advantages, grpo_loss, make_env, make_evaluate, make_train, rollout
+from purerl.control.grpo import GRPOConfig, compute_advantages, evaluate, grpo_loss, make_env, make_train, rollout
 from purerl.control.policy import make_network
 from purerl.core.networks import ActorCritic
 
@@ -228,7 +228,7 @@ def test_continuous_actions_train_and_evaluate():
     config = dataclasses.replace(SMALL, env="Pendulum-v1", num_updates=1, eval_episodes=3)
     state, metrics = jax.jit(make_train(config))(jax.random.key(0))
     assert float(metrics["episode_length"][0]) == 200.0  # Pendulum only ends at its time limit
-    result = jax.jit(make_evaluate(config))(state, jax.random.key(1))
+    result = jax.jit(evaluate)(state, jax.random.key(1))
     assert result["returns"].shape == (3,) and np.all(np.asarray(result["lengths"]) == 200)
 
 

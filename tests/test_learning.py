@@ -24,7 +24,7 @@ pytestmark = pytest.mark.learning
 def train_and_evaluate(config, num_seeds: int, algorithm: ModuleType = ppo) -> tuple[np.ndarray, dict]:
     keys = jax.random.split(jax.random.key(0), num_seeds)
     state, metrics = jax.jit(jax.vmap(algorithm.make_train(config)))(keys)
-    evaluation = jax.jit(jax.vmap(algorithm.make_evaluate(config)))(state)  # each seed's evaluation stream
+    evaluation = jax.jit(jax.vmap(algorithm.evaluate))(state)  # each seed's evaluation stream
     return np.asarray(evaluation["returns"]).mean(axis=1), metrics
 
 

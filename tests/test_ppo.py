@@ -10,7 +10,7 @@ import pytest
 from seed_checks import assert_vmapped_seed_equals_single_run
 
 from purerl.control.policy import make_network
-from purerl.control.ppo import PPOConfig, make_evaluate, make_train, ppo_loss
+from purerl.control.ppo import PPOConfig, evaluate, make_train, ppo_loss
 
 SMALL = PPOConfig(
     env="CartPole-v1",
@@ -105,7 +105,7 @@ def test_target_kl_stops_epochs_early():
 def test_evaluation_runs_exactly_one_episode_per_env():
     config = dataclasses.replace(SMALL, eval_episodes=5)
     state, _ = jax.jit(make_train(config))(jax.random.key(0))
-    result = jax.jit(make_evaluate(config))(state, jax.random.key(1))
+    result = jax.jit(evaluate)(state, jax.random.key(1))
     assert result["returns"].shape == (5,)
     # CartPole pays 1 per step, so an episode's return equals its length.
     np.testing.assert_array_equal(result["returns"], result["lengths"].astype(np.float32))
@@ -168,6 +168,6 @@ def test_continuous_evaluation_with_and_without_observation_statistics(normalize
         normalize_observations=normalize_observations,
     )
     state, _ = jax.jit(make_train(config))(jax.random.key(0))
-    result = jax.jit(make_evaluate(config))(state, jax.random.key(1))
+    result = jax.jit(evaluate)(state, jax.random.key(1))
     np.testing.assert_array_equal(result["lengths"], [200, 200, 200])  # Pendulum always runs to its limit
     assert np.all(np.asarray(result["returns"]) < 0)

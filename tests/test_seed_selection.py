@@ -24,12 +24,12 @@ def test_selected_seed_evaluates_like_the_run_and_its_policy_acts(algorithm):
     module = ALGORITHMS[algorithm]
     result = run_seeds(algorithm, config, 3, base_seed=5, show_progress=False)
     state = select_seed(result.final_state, 1)
-    evaluation = jax.jit(module.make_evaluate(config))(state)  # the seed's own evaluation stream
+    evaluation = jax.jit(module.evaluate)(state)  # the seed's own evaluation stream
     np.testing.assert_array_equal(  # seed i of the run is the seed key split(key(5), 3)[i], and its streams
         jax.random.key_data(state.streams.evaluation), jax.random.key_data(split_streams(seed_keys(5, 3)[1]).evaluation)
     )
     np.testing.assert_allclose(evaluation["returns"], result.eval_returns[1], rtol=1e-6)
-    make_policy = {"ppo": ppo.make_policy, "grpo": grpo.make_policy}[algorithm]
-    dist = make_policy(config)(state, jnp.zeros((7, config.spec.obs_dim)))
+    policy = {"ppo": ppo.policy, "grpo": grpo.policy}[algorithm]
+    dist = policy(state, jnp.zeros((7, config.spec.obs_dim)))
     actions = dist.sample(seed=jax.random.key(0))
     assert actions.shape == (7,) and np.all((np.asarray(actions) >= 0) & (np.asarray(actions) < 2))

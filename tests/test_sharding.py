@@ -124,11 +124,11 @@ configs = [
 for algorithm, config in configs:
     module = ppo if algorithm == "ppo" else grpo
     keys = seed_keys(0, 6)
-    state = init_runs(module.make_init(config), keys, {}, mesh)  # on one device, then split over four
+    state = init_runs(module.init, keys, config, mesh)  # on one device, then split over four
     assert len(state.train_state.step.sharding.device_set) == 4
     run_ids = shard_seeds(np.arange(6, dtype=np.int32), mesh)
-    chunk = chunk_program(module.make_update(config), config.num_updates, mesh, progress=lambda u, r, v: None)
-    evaluate = evaluation_program(algorithm, config, mesh)
+    chunk = chunk_program(module.update, config.num_updates, mesh, progress=lambda u, r, v: None)
+    evaluate = evaluation_program(algorithm, mesh)
     programs = {
         "chunk": chunk.lower(state, np.arange(2), run_ids).compile().as_text(),
         "evaluation": evaluate.lower(state).compile().as_text(),

@@ -10,6 +10,7 @@ episode, and ``info["final_observation"]`` is the true next observation of this 
 when the episode did not end), processed by the same wrappers as ``obs``.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import gymnax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
@@ -46,11 +48,17 @@ def check_env_name(name: str) -> None:
         raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}")
 
 
+def known_env(field: str, name: str) -> None:
+    """``check_env_name`` as a config field's check (``purerl.core.config.doc``)."""
+    check_env_name(name)
+
+
 def make_gymnax(name: str) -> tuple[Any, Any]:
     check_env_name(name)
     return gymnax.make(name)
 
 
+@functools.cache
 def env_spec(name: str) -> EnvSpec:
     env, params = make_gymnax(name)
     action_space = env.action_space(params)
@@ -65,8 +73,8 @@ def env_spec(name: str) -> EnvSpec:
         obs_dim,
         False,
         int(action_space.shape[0]),
-        float(jnp.min(action_space.low)),
-        float(jnp.max(action_space.high)),
+        float(np.min(action_space.low)),  # numpy: a spec may first be asked for inside a trace
+        float(np.max(action_space.high)),
         horizon,
     )
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 def select_seed(tree: Any, seed: int) -> Any:
     """Seed ``seed``'s slice of a vmapped run's state (or metrics): every leaf indexed on its leading axis.
-    The result works with a single-seed ``make_policy``/``make_evaluate``, unbatched."""
+    The result works with a single-seed ``policy``/``evaluate``, unbatched."""
     return jax.tree.map(lambda x: x[seed], tree)
 
 

@@ -1,11 +1,12 @@
 """PPO on gymnax: the whole training run is one pure function ``train(key)``.
 
-``make_train(config)`` builds the environment, network and optimiser once and returns ``train``: ``init``
-then a ``lax.scan`` of ``update`` over updates. Each update is a ``lax.scan`` rollout of ``num_steps`` steps
-in ``num_envs`` environments (time-major ``[T, B, ...]``), truncation-aware GAE, and ``update_epochs``
-epochs of shuffled minibatches. ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key; seed ``i`` of
-that run equals ``train(keys[i])``. ``make_init`` and ``make_update`` are exposed so that a long run can
-scan its updates in checkpointed chunks (``purerl.io.chunked``).
+``make_train(config)`` returns ``train``: ``init`` then a ``lax.scan`` of ``update`` over updates. Each
+update is a ``lax.scan`` rollout of ``num_steps`` steps in ``num_envs`` environments (time-major
+``[T, B, ...]``), truncation-aware GAE, and ``update_epochs`` epochs of shuffled minibatches.
+``jax.jit(jax.vmap(train))(keys)`` trains one agent per key; seed ``i`` of that run equals
+``train(keys[i])``. ``init(key, config)`` and ``update(state, index)`` are exposed so that a long run can
+scan its updates in checkpointed chunks (``purerl.io.chunked``); ``update`` reads every setting from the
+config the state carries (``purerl.core.config``): one config in scope, traced where a sweep varies it.
 
 Implementation details follow CleanRL's ``ppo.py`` / ``ppo_continuous_action.py`` (Huang et al., "The 37
 Implementation Details of PPO", ICLR blog track 2022); each is named where it is applied.
@@ -14,7 +15,7 @@ Implementation Details of PPO", ICLR blog track 2022); each is named where it is
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,20 +28,12 @@ from purerl.control.envs import (
     NormalizeObservation,
     ScaleReward,
     VecEnv,
-    check_env_name,
     env_spec,
+    known_env,
 )
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
-from purerl.core.config import (
-    check_hyperparams,
-    doc,
-    require_divisible,
-    require_in_range,
-    require_non_negative,
-    require_positive,
-    with_hyperparams,
-)
+from purerl.core.config import Config, doc, in_range, non_negative, optional, positive, require_divisible
 from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
@@ -52,71 +45,54 @@ from purerl.core.streams import Streams, split_streams, step_key
 
 
 @dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings."""
+class PPOConfig(Config):
+    """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings. Each field checks its own
+    value; ``validate`` checks the rules between fields. Sweepable fields may be traced (``Config.trace``)."""
 
-    # Fields a sweep may vary inside one compiled program (carried as arrays in the state; see ``make_init``).
-    SWEEPABLE: ClassVar[tuple[str, ...]] = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef")
-
-    env: str = doc("CartPole-v1", "gymnax environment id")
-    total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)")
-    num_envs: int = doc(4, "parallel environments per seed")
-    num_steps: int = doc(128, "rollout length per environment and update")
-    update_epochs: int = doc(4, "passes over each rollout batch")
-    num_minibatches: int = doc(4, "minibatches per epoch; must divide num_envs*num_steps")
-    learning_rate: float = doc(2.5e-4, "Adam learning rate (initial value when annealed)")
+    env: str = doc("CartPole-v1", "gymnax environment id", known_env)
+    total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)", positive)
+    num_envs: int = doc(4, "parallel environments per seed", positive)
+    num_steps: int = doc(128, "rollout length per environment and update", positive)
+    update_epochs: int = doc(4, "passes over each rollout batch", positive)
+    num_minibatches: int = doc(4, "minibatches per epoch; must divide num_envs*num_steps", positive)
+    learning_rate: float = doc(2.5e-4, "Adam learning rate (initial value when annealed)", positive, sweepable=True)
     anneal_lr: bool = doc(True, "anneal the learning rate linearly to 0 over the updates")
-    adam_eps: float = doc(1e-5, "Adam epsilon")
-    max_grad_norm: float = doc(0.5, "global gradient-norm clip")
-    gamma: float = doc(0.99, "discount")
-    gae_lambda: float = doc(0.95, "GAE lambda")
-    clip_eps: float = doc(0.2, "surrogate (and value) clip range")
+    adam_eps: float = doc(1e-5, "Adam epsilon", positive)
+    max_grad_norm: float = doc(0.5, "global gradient-norm clip", positive)
+    gamma: float = doc(0.99, "discount", in_range(0.0, 1.0), sweepable=True)
+    gae_lambda: float = doc(0.95, "GAE lambda", in_range(0.0, 1.0), sweepable=True)
+    clip_eps: float = doc(0.2, "surrogate (and value) clip range", non_negative, sweepable=True)
     clip_value_loss: bool = doc(True, "clip the value loss around the rollout values")
-    ent_coef: float = doc(0.01, "entropy bonus coefficient")
-    vf_coef: float = doc(0.5, "value loss coefficient")
+    ent_coef: float = doc(0.01, "entropy bonus coefficient", non_negative, sweepable=True)
+    vf_coef: float = doc(0.5, "value loss coefficient", non_negative, sweepable=True)
     normalize_advantages: bool = doc(True, "standardise advantages per minibatch")
     bootstrap_truncation: bool = doc(
         True, "bootstrap from V(final obs) at time limits; false treats truncation as termination"
     )
-    target_kl: float | None = doc(None, "skip an update's remaining epochs once an epoch's mean approx KL exceeds this")
+    target_kl: float | None = doc(
+        None, "skip an update's remaining epochs once an epoch's mean approx KL exceeds this", optional(positive)
+    )
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the actor and of the critic MLP")
     activation: str = doc("tanh", "hidden activation: tanh or relu")
     log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
     normalize_observations: bool = doc(False, "standardise observations by running statistics")
     scale_rewards: bool = doc(False, "divide rewards by the running std of the discounted return")
-    obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]")
-    reward_clip: float = doc(10.0, "clip scaled rewards to [-reward_clip, reward_clip]")
-    eval_episodes: int = doc(128, "episodes per seed in the final evaluation")
+    obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]", positive)
+    reward_clip: float = doc(10.0, "clip scaled rewards to [-reward_clip, reward_clip]", positive)
+    eval_episodes: int = doc(128, "episodes per seed in the final evaluation", positive)
     eval_greedy: bool = doc(False, "evaluate the policy's mode instead of sampling")
 
-    def __post_init__(self) -> None:
-        check_env_name(self.env)
-        for name in (
-            "total_timesteps",
-            "num_envs",
-            "num_steps",
-            "update_epochs",
-            "num_minibatches",
-            "learning_rate",
-            "adam_eps",
-            "max_grad_norm",
-            "obs_clip",
-            "reward_clip",
-            "eval_episodes",
-        ):
-            require_positive(name, getattr(self, name))
-        for name in ("clip_eps", "ent_coef", "vf_coef"):
-            require_non_negative(name, getattr(self, name))
-        require_in_range("gamma", self.gamma, 0.0, 1.0)
-        require_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+    def validate(self) -> None:
         require_divisible("num_envs*num_steps", self.batch_size, "num_minibatches", self.num_minibatches)
         if self.total_timesteps < self.batch_size:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} is less than one rollout, num_envs*num_steps={self.batch_size}"
             )
-        if self.target_kl is not None:
-            require_positive("target_kl", self.target_kl)
         check_network_fields(self)
+
+    def check_traceable(self, name: str) -> None:
+        if name == "gamma" and self.scale_rewards:
+            raise ValueError("gamma cannot be swept with scale_rewards=true (the reward scaler's gamma is compiled in)")
 
     @cached_property
     def spec(self) -> EnvSpec:
@@ -163,7 +139,7 @@ class RunnerState(NamedTuple):
     streams: Streams  # the seed's random streams; update u uses fold_in(stream, u) (purerl.core.streams)
     last_episode_return: jax.Array  # reported for updates in which no episode ended
     last_episode_length: jax.Array
-    hparams: dict[str, jax.Array]  # this run's values of swept fields (empty when nothing is swept)
+    config: PPOConfig  # the run's config: its swept fields are leaves (per-run arrays), the rest static
 
 
 def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
@@ -211,45 +187,68 @@ def ppo_loss(
     return loss, stats
 
 
-def make_init(config: PPOConfig) -> Callable[..., RunnerState]:
-    """Returns ``init(key, hparams=None) -> RunnerState``: fresh parameters, optimiser and environments.
+def init(key: jax.Array, config: PPOConfig) -> RunnerState:
+    """A run's initial state: fresh parameters, optimiser and environments, all from ``key``'s streams.
 
-    ``hparams`` maps ``PPOConfig.SWEEPABLE`` fields to scalars that replace the config's values for this run;
-    they live in the state, so ``jax.vmap(init)(keys, hparams)`` sets up one sweep point per run.
+    ``config`` is carried in the state; a sweep passes one with traced fields (``Config.trace``), so
+    ``jax.vmap(init)(keys, config.trace(learning_rate=lrs))`` sets up one sweep point per run.
     """
     network = make_network(config)
     env = make_env(config, config.num_envs, training=True)
     # Global-norm clipping (detail 11), Adam eps 1e-5 (detail 3). The learning rate is set at the start of
     # every update, so the linear annealing (detail 4) is exact even when target-KL skips epochs.
     optimizer = clipped_adam(config.learning_rate, config.max_grad_norm, config.adam_eps)
-
-    def init(key: jax.Array, hparams: dict[str, Any] | None = None) -> RunnerState:
-        hparams = {} if hparams is None else hparams
-        check_hyperparams(config, hparams)
-        if "gamma" in hparams and config.scale_rewards:
-            raise ValueError("gamma cannot be swept with scale_rewards=true (the reward scaler's gamma is compiled in)")
-        streams = split_streams(key)
-        params_key, reset_key = jax.random.split(streams.init)
-        params = network.init(params_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
-        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
-        obs, env_state = env.reset(reset_key)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
-        return RunnerState(train_state, env_state, obs, streams, nan, nan, hparams)
-
-    return init
+    streams = split_streams(key)
+    params_key, reset_key = jax.random.split(streams.init)
+    params = network.init(params_key, jnp.zeros((1, config.spec.obs_dim), jnp.float32))
+    train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
+    obs, env_state = env.reset(reset_key)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    return RunnerState(train_state, env_state, obs, streams, nan, nan, config)
 
 
-def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[RunnerState, dict[str, jax.Array]]]:
-    """Returns ``update(runner_state, update_index) -> (runner_state, metrics)``: one rollout and its
-    ``update_epochs`` epochs of minibatch steps. ``metrics`` maps names to scalars; ``episode_return`` is the
-    mean raw return of the episodes that ended in the rollout (the last one carried over if none did)."""
+def update(runner: RunnerState, index: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """One iteration of PPO's algorithm box (Schulman et al. 2017, Algorithm 1), update ``index``:
+
+    1. run the policy for ``num_steps`` steps in each of ``num_envs`` environments;
+    2. compute advantage estimates (truncation-aware GAE);
+    3. optimise the clipped surrogate for ``update_epochs`` epochs of ``num_minibatches`` minibatches.
+
+    Returns the new state and ``metrics``, a name -> scalar dict (``update_metrics``).
+    """
+    config = runner.config
     network = make_network(config)
-    env = make_env(config, config.num_envs, training=True)
-    num_updates = config.num_updates
+    runner, traj = rollout(runner, network, step_key(runner.streams.rollout, index))
+    advantages, targets = advantage_estimates(config, network, runner, traj)
+    batch = {
+        "obs": traj.obs,
+        "action": traj.action,
+        "log_prob": traj.log_prob,
+        "value": traj.value,
+        "advantages": advantages,
+        "targets": targets,
+    }
+    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    learning_rate = linear_annealing(config.learning_rate, index, config.num_updates, config.anneal_lr)
+    # A fresh shuffle of the whole batch every epoch (detail 6); target-KL early stop (auxiliary detail).
+    train_state, stats, epoch_ran = minibatch_epochs(
+        partial(sgd_step, network, config),
+        set_learning_rate(runner.train_state, learning_rate),
+        batch,
+        step_key(runner.streams.minibatch, index),
+        config.update_epochs,
+        config.num_minibatches,
+        stop=None if config.target_kl is None else partial(kl_exceeds_target, config.target_kl),
+    )
+    return update_metrics(
+        runner._replace(train_state=train_state), traj, targets, stats, epoch_ran, learning_rate, index
+    )
 
-    def value_fn(params, obs):
-        return network.apply(params, obs, method=ActorCritic.value)
+
+def rollout(runner: RunnerState, network: ActorCritic, key: jax.Array) -> tuple[RunnerState, Transition]:
+    """``num_steps`` steps of the policy in the run's ``num_envs`` environments: a ``lax.scan`` of time-major
+    transitions ``[T, B, ...]``; the runner carries the environments on."""
+    env = make_env(runner.config, runner.config.num_envs, training=True)
 
     def env_step(runner: RunnerState, key: jax.Array) -> tuple[RunnerState, Transition]:
         action_key, env_key = jax.random.split(key)
@@ -272,123 +271,99 @@ def make_update(config: PPOConfig) -> Callable[[RunnerState, jax.Array], tuple[R
         )
         return runner._replace(env_state=env_state, obs=obs), transition
 
-    # ``hp`` below is the config with this run's swept hyperparameters (traced) in place.
-    def minibatch_step(hp: PPOConfig, train_state: TrainState, minibatch):
-        grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, hp, minibatch)
-        return train_state.apply_gradients(grads=grads), stats
+    return jax.lax.scan(env_step, runner, jax.random.split(key, runner.config.num_steps))
 
-    # Target-KL early stop (auxiliary detail): once an epoch's mean approx KL exceeds target_kl, the
-    # remaining epochs of this update are skipped.
-    stop = None if config.target_kl is None else (lambda stats: jnp.mean(stats["approx_kl"]) > config.target_kl)
 
-    def update_step(runner: RunnerState, update: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
-        hp = with_hyperparams(config, runner.hparams)
-        step_keys = jax.random.split(step_key(runner.streams.rollout, update), config.num_steps)
-        runner, traj = jax.lax.scan(env_step, runner, step_keys)
-        params = runner.train_state.params
+def advantage_estimates(
+    config: PPOConfig, network: ActorCritic, runner: RunnerState, traj: Transition
+) -> tuple[jax.Array, jax.Array]:
+    """GAE advantages and value targets ``[T, B]`` (``purerl.core.gae``) of a rollout, from ``runner``'s
+    parameters after it."""
+    value_fn = partial(network.apply, runner.train_state.params, method=ActorCritic.value)
+    if config.bootstrap_truncation:
+        # delta_t = r_t + gamma (1 - terminated_t) V(final_obs_t) - V(s_t): a time limit still bootstraps.
+        next_values, terminated = value_fn(traj.final_obs), traj.terminated
+    else:
+        next_values = jnp.concatenate([traj.value[1:], value_fn(runner.obs)[None]], axis=0)
+        terminated = traj.done
+    return gae(traj.reward, traj.value, next_values, terminated, traj.done, config.gamma, config.gae_lambda)
 
-        if config.bootstrap_truncation:
-            # delta_t = r_t + gamma (1 - terminated_t) V(final_obs_t) - V(s_t): a time limit still bootstraps.
-            next_values, terminated = value_fn(params, traj.final_obs), traj.terminated
-        else:
-            last_value = value_fn(params, runner.obs)
-            next_values = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
-            terminated = traj.done
-        advantages, targets = gae(traj.reward, traj.value, next_values, terminated, traj.done, hp.gamma, hp.gae_lambda)
 
-        batch = {
-            "obs": traj.obs,
-            "action": traj.action,
-            "log_prob": traj.log_prob,
-            "value": traj.value,
-            "advantages": advantages,
-            "targets": targets,
-        }
-        batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
-        learning_rate = linear_annealing(hp.learning_rate, update, num_updates, config.anneal_lr)
-        train_state = set_learning_rate(runner.train_state, learning_rate)
-        # A fresh shuffle of the whole batch every epoch (detail 6).
-        train_state, stats, epoch_ran = minibatch_epochs(
-            partial(minibatch_step, hp),
-            train_state,
-            batch,
-            step_key(runner.streams.minibatch, update),
-            config.update_epochs,
-            config.num_minibatches,
-            stop=stop,
-        )
-        epochs_run = jnp.sum(epoch_ran)
-        epoch_means = {name: jnp.mean(values, axis=1) for name, values in stats.items()}
-        metrics = {name: jnp.sum(means * epoch_ran) / epochs_run for name, means in epoch_means.items()}
+def sgd_step(network: ActorCritic, config: PPOConfig, train_state: TrainState, minibatch: dict[str, jax.Array]):
+    """One Adam step on ``ppo_loss`` of a minibatch."""
+    grads, stats = jax.grad(ppo_loss, has_aux=True)(train_state.params, network, config, minibatch)
+    return train_state.apply_gradients(grads=grads), stats
 
-        # Episodic metrics are reduced to scalars here; per-step info is never stacked across updates.
-        finished = jnp.sum(traj.done)
-        episode_return = jnp.where(
-            finished > 0, jnp.sum(traj.episode_return * traj.done) / finished, runner.last_episode_return
-        )
-        episode_length = jnp.where(
-            finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
-        )
-        metrics |= {
-            "episode_return": episode_return,
-            "episode_length": episode_length,
-            "episodes_finished": finished,
-            "explained_variance": explained_variance(traj.value, targets),
-            "learning_rate": learning_rate,
-            "epochs_run": epochs_run,
-            "env_steps": (update + 1) * config.batch_size,
-        }
-        runner = runner._replace(
-            train_state=train_state,
-            last_episode_return=episode_return,
-            last_episode_length=episode_length,
-        )
-        return runner, metrics
 
-    return update_step
+def kl_exceeds_target(target_kl: float, epoch_stats: dict[str, jax.Array]) -> jax.Array:
+    """Whether an epoch's mean approximate KL exceeds ``target_kl``: the remaining epochs are then skipped."""
+    return jnp.mean(epoch_stats["approx_kl"]) > target_kl
+
+
+def update_metrics(
+    runner: RunnerState,
+    traj: Transition,
+    targets: jax.Array,
+    stats: dict[str, jax.Array],
+    epoch_ran: jax.Array,
+    learning_rate: jax.Array,
+    index: jax.Array,
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """The update's scalars: loss statistics averaged over the epochs that ran, and the mean raw return and
+    length of the episodes that ended in the rollout (the last ones carried over if none did, so the
+    runner keeps them). Per-step info is never stacked across updates."""
+    epochs_run = jnp.sum(epoch_ran)
+    epoch_means = {name: jnp.mean(values, axis=1) for name, values in stats.items()}
+    metrics = {name: jnp.sum(means * epoch_ran) / epochs_run for name, means in epoch_means.items()}
+    finished = jnp.sum(traj.done)
+    episode_return = jnp.where(
+        finished > 0, jnp.sum(traj.episode_return * traj.done) / finished, runner.last_episode_return
+    )
+    episode_length = jnp.where(
+        finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
+    )
+    metrics |= {
+        "episode_return": episode_return,
+        "episode_length": episode_length,
+        "episodes_finished": finished,
+        "explained_variance": explained_variance(traj.value, targets),
+        "learning_rate": learning_rate,
+        "epochs_run": epochs_run,
+        "env_steps": (index + 1) * runner.config.batch_size,
+    }
+    return runner._replace(last_episode_return=episode_return, last_episode_length=episode_length), metrics
 
 
 def make_train(config: PPOConfig) -> Callable[..., tuple[RunnerState, dict[str, jax.Array]]]:
-    """Returns ``train(key, hparams=None) -> (RunnerState, metrics)``: ``init`` then a ``lax.scan`` of
-    ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays."""
-    init, update = make_init(config), make_update(config)
+    """Returns ``train(key, config=config) -> (RunnerState, metrics)``: ``init`` then a ``lax.scan`` of
+    ``update`` over all updates; ``metrics`` maps names to ``[num_updates]`` arrays. Pass a traced config
+    (``Config.trace``) to train a sweep point."""
 
-    def train(key: jax.Array, hparams: dict[str, Any] | None = None) -> tuple[RunnerState, dict[str, jax.Array]]:
-        return jax.lax.scan(update, init(key, hparams), jnp.arange(config.num_updates))
+    def train(key: jax.Array, config: PPOConfig = config) -> tuple[RunnerState, dict[str, jax.Array]]:
+        return jax.lax.scan(update, init(key, config), jnp.arange(config.num_updates))
 
     return train
 
 
-def make_policy(config: PPOConfig) -> Callable[[RunnerState, jax.Array], Any]:
-    """Returns ``policy(runner_state, obs [N, obs_dim]) -> distribution over actions`` of one seed's state,
-    with the run's frozen observation statistics applied (take a seed out of a vmapped run with
+def policy(runner: RunnerState, obs: jax.Array) -> Any:
+    """One seed's policy at ``obs [N, obs_dim]``: a distribution over actions, with the run's frozen
+    observation statistics applied (take a seed out of a vmapped run with
     ``purerl.control.evaluation.select_seed``)."""
-    network = make_network(config)
-    train_env = make_env(config, config.num_envs, training=True)
-
-    def policy(runner: RunnerState, obs: jax.Array):
-        obs_stats = train_env.observation_stats(runner.env_state)
-        if obs_stats is not None:
-            obs = obs_stats.normalize(obs, config.obs_clip)
-        return network.apply(runner.train_state.params, obs, method=ActorCritic.policy)
-
-    return policy
+    config = runner.config
+    obs_stats = make_env(config, config.num_envs, training=True).observation_stats(runner.env_state)
+    if obs_stats is not None:
+        obs = obs_stats.normalize(obs, config.obs_clip)
+    return make_network(config).apply(runner.train_state.params, obs, method=ActorCritic.policy)
 
 
-def make_evaluate(config: PPOConfig) -> Callable[..., dict[str, jax.Array]]:
-    """Returns ``evaluate(runner_state, key=None) -> {"returns": [E], "lengths": [E]}`` for E = eval_episodes.
-
-    One episode in each of E fresh environments (``evaluate_episodes``), with the stochastic policy (or its
-    mode if ``eval_greedy``) and the training run's frozen observation statistics. ``key`` defaults to the
-    seed's own evaluation stream, which training never draws from (``purerl.core.streams``).
-    """
-    policy = make_policy(config)
+def evaluate(runner: RunnerState, key: jax.Array | None = None) -> dict[str, jax.Array]:
+    """``{"returns": [E], "lengths": [E]}`` for E = eval_episodes: one episode in each of E fresh
+    environments (``evaluate_episodes``), with the stochastic policy (or its mode if ``eval_greedy``) and the
+    training run's frozen observation statistics. ``key`` defaults to the seed's own evaluation stream,
+    which training never draws from (``purerl.core.streams``)."""
+    config = runner.config
+    key = runner.streams.evaluation if key is None else key
     eval_env = make_env(config, config.eval_episodes, training=False)
-
-    def evaluate(runner: RunnerState, key: jax.Array | None = None) -> dict[str, jax.Array]:
-        key = runner.streams.evaluation if key is None else key
-        return evaluate_episodes(
-            partial(policy, runner), eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy
-        )
-
-    return evaluate
+    return evaluate_episodes(
+        partial(policy, runner), eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy
+    )

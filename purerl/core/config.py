@@ -1,39 +1,77 @@
-"""Field helpers and checks shared by the frozen config dataclasses.
+"""The base of every frozen config dataclass: each field carries its help text and its own check, and a
+control config is a pytree whose swept fields are its leaves.
 
-Each check raises a one-line ``ValueError`` naming the field, the bad value and what is allowed, before
-anything is traced or compiled."""
+- ``doc(default, help, check=..., sweepable=...)`` declares a field. ``check(name, value)`` raises a one-line
+  ``ValueError`` naming the field, the bad value and what is allowed (``positive``, ``non_negative``,
+  ``in_range``, ``one_of``, ``optional``); ``Config.__post_init__`` runs every field's check, then the
+  config's ``validate()`` for rules between fields, before anything is traced or compiled.
+- ``sweepable=True`` marks a field that changes no shape and no compiled branch, so one compiled program
+  serves every value. ``config.trace(name=values, ...)`` returns the same config with those fields as pytree
+  leaves holding (possibly batched) arrays; every other field stays static, in the tree's structure. A
+  training loop reads everything from that one config: ``config.gamma`` is the run's own value whether it
+  is swept (a traced leaf) or not (a Python constant). A config with nothing traced has no leaves at all.
+"""
 
-import copy
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Self
 
-C = TypeVar("C")
+import jax
 
-
-def doc(default: Any, help: str) -> Any:
-    """A dataclass field with a default and a one-line description (shown by ``--help``)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+Check = Callable[[str, Any], None]
 
 
-def require_positive(name: str, value: float) -> None:
+def doc(default: Any, help: str, check: Check | None = None, sweepable: bool = False) -> Any:
+    """A dataclass field with a default, a one-line description (shown by ``--help``), its check and whether
+    a sweep may trace it."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, "sweepable": sweepable})
+
+
+def positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-def require_non_negative(name: str, value: float) -> None:
+def non_negative(name: str, value: float) -> None:
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
+def in_range(low: float, high: float) -> Check:
+    def check(name: str, value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+    return check
+
+
+def one_of(*choices: Any) -> Check:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+    return check
+
+
+def optional(check: Check) -> Check:
+    """``check`` for a field that may also be None."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def require_positive(name: str, value: float) -> None:
+    positive(name, value)
+
+
+def require_non_negative(name: str, value: float) -> None:
+    non_negative(name, value)
+
+
 def require_in_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    in_range(low, high)(name, value)
 
 
 def require_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    one_of(*choices)(name, value)
 
 
 def require_divisible(name: str, value: int, divisor_name: str, divisor: int) -> None:
@@ -41,30 +79,77 @@ def require_divisible(name: str, value: int, divisor_name: str, divisor: int) ->
         raise ValueError(f"{name}={value} is not divisible by {divisor_name}={divisor}")
 
 
-def check_hyperparams(config: Any, names: Iterable[str]) -> None:
-    """Every name must be one of the config's ``SWEEPABLE`` fields: those that change no shape and no
-    Python branch of the training loop, so one compiled program serves every value."""
-    sweepable = type(config).SWEEPABLE
-    fields = {f.name for f in dataclasses.fields(config)}
-    for name in names:
-        if name not in fields:
-            raise ValueError(f"{name} is not a field of {type(config).__name__}; sweepable: {', '.join(sweepable)}")
+def _is_traced(value: Any) -> bool:
+    return isinstance(value, jax.Array)
+
+
+class Config:
+    """Base of purerl's frozen config dataclasses (subclass and decorate with ``@dataclass(frozen=True)``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_with_keys(cls, cls._flatten_with_keys, cls._unflatten, cls._flatten)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_traced", ())
+        for field in dataclasses.fields(self):
+            check, value = field.metadata.get("check"), getattr(self, field.name)
+            if check is not None and not _is_traced(value):
+                check(field.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Rules between fields (one-line ``ValueError``); each field's own check has already run."""
+
+    @classmethod
+    def sweepable(cls) -> tuple[str, ...]:
+        """The fields a sweep may trace."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("sweepable"))
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """The fields that are pytree leaves here (set by ``trace``)."""
+        return self._traced
+
+    def require_sweepable(self, name: str) -> None:
+        """One-line errors for a field that does not exist or is not sweepable."""
+        sweepable = type(self).sweepable()
+        if name not in {f.name for f in dataclasses.fields(self)}:
+            raise ValueError(f"{name} is not a field of {type(self).__name__}; sweepable: {', '.join(sweepable)}")
         if name not in sweepable:
             raise ValueError(
                 f"{name} cannot be swept in one compile (it changes shapes or compiled branches); "
                 f"sweepable: {', '.join(sweepable)}"
             )
 
+    def check_traceable(self, name: str) -> None:
+        """Rules of a config for tracing a sweepable field given its other values (one-line ``ValueError``)."""
 
-def with_hyperparams(config: C, hparams: Mapping[str, Any]) -> C:
-    """``config`` with the fields named in ``hparams`` set to those values, which may be traced arrays.
+    def trace(self, **values: Any) -> Self:
+        """This config with each named sweepable field a pytree leaf holding ``values[name]`` (an array: a
+        scalar per run, or one value per run along a leading axis to ``jax.vmap`` over). The values are not
+        checked here: check each one on a plain config (``dataclasses.replace``) first."""
+        for name in values:
+            self.require_sweepable(name)
+            self.check_traceable(name)
+        traced = tuple(f.name for f in dataclasses.fields(self) if f.name in values or f.name in self._traced)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        leaves = [jax.numpy.asarray(values.get(name, fields[name]), jax.numpy.float32) for name in traced]
+        return type(self)._unflatten((traced, tuple((k, v) for k, v in fields.items() if k not in traced)), leaves)
 
-    This is how a training loop reads one sweep point's hyperparameters, carried as arrays in its state.
-    ``__post_init__`` is skipped on purpose: tracers cannot be compared, and each value was validated on a
-    real config when the sweep was built."""
-    if not hparams:
+    def _flatten(self) -> tuple[list[Any], tuple]:
+        static = tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in self._traced)
+        return [getattr(self, name) for name in self._traced], (self._traced, static)
+
+    def _flatten_with_keys(self) -> tuple[list[tuple[Any, Any]], tuple]:
+        leaves, aux = self._flatten()
+        return [(jax.tree_util.GetAttrKey(n), leaf) for n, leaf in zip(self._traced, leaves, strict=True)], aux
+
+    @classmethod
+    def _unflatten(cls, aux: tuple, leaves: Sequence[Any]) -> Self:
+        traced, static = aux
+        config = object.__new__(cls)
+        for name, value in (*static, *zip(traced, leaves, strict=True)):
+            object.__setattr__(config, name, value)
+        object.__setattr__(config, "_traced", traced)
         return config
-    traced = copy.copy(config)
-    for name, value in hparams.items():
-        object.__setattr__(traced, name, value)
-    return traced

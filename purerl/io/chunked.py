@@ -155,8 +155,9 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def init_runs(init: Any, keys: jax.Array, hparams: dict[str, jax.Array], mesh: Any) -> Any:
-    """Every run's initial state (``init(keys[r], hparams[...][r])``), computed on one device of this process
+def init_runs(init: Any, keys: jax.Array, configs: Any, mesh: Any) -> Any:
+    """Every run's initial state (``init(keys[r], configs[r])``, the config traced per run for a sweep,
+    ``purerl.core.config``), computed on one device of this process
     and then split over ``mesh``, padded (``shard_seeds``).
 
     Not on every device at once: on the CPU, the orthogonal initialisation's batched QR (jaxlib's LAPACK
@@ -165,7 +166,7 @@ def init_runs(init: Any, keys: jax.Array, hparams: dict[str, jax.Array], mesh: A
     process hangs at 0% CPU (3 runs in 4 with 4 virtual devices on 2 cores). Initialisation is cheap, so one
     device does it for every run."""
     one_device = jax.local_devices()[0]
-    state = jax.jit(jax.vmap(init))(*jax.device_put((keys, hparams), one_device))
+    state = jax.jit(jax.vmap(init))(*jax.device_put((keys, configs), one_device))
     return shard_seeds(state, mesh)
 
 
@@ -196,7 +197,7 @@ def train_in_chunks(
     update: Any,
     num_updates: int,
     keys: jax.Array,
-    hparams: dict[str, jax.Array],
+    configs: Any,
     mesh: Any,
     chunk_updates: int | None = None,
     checkpoints: RunCheckpoints | None = None,
@@ -207,8 +208,9 @@ def train_in_chunks(
     run_name: Callable[[int], str] = "run {}".format,
     stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> TrainOutput:
-    """Trains ``len(keys)`` runs (run ``r`` from ``keys[r]`` with hyperparameters ``hparams[...][r]``) with
-    ``init(key, hparams)`` and ``update(state, index) -> (state, metrics)`` of one algorithm, every device of
+    """Trains ``len(keys)`` runs (run ``r`` from ``keys[r]`` with config ``configs[r]``: one config, whose
+    swept fields, if any, are traced with one value per run) with ``init(key, config)`` and
+    ``update(state, index) -> (state, metrics)`` of one algorithm, every device of
     ``mesh`` training its own slice of the runs.
 
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
@@ -227,9 +229,9 @@ def train_in_chunks(
     start, history = 0, {}
     step = checkpoints.latest_step() if checkpoints is not None else None
     if step is None:
-        state = init_runs(init, keys, hparams, mesh)
+        state = init_runs(init, keys, configs, mesh)
     else:
-        like = jax.eval_shape(jax.vmap(init), keys, hparams)
+        like = jax.eval_shape(jax.vmap(init), keys, configs)
         restored, history, stored_meta = checkpoints.restore(step, like)
         for name, value in json.loads(json.dumps(meta or {})).items():
             if stored_meta.get(name) != value:

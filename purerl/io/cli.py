@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         for name, algo in ALGORITHMS.items():
             sub = algorithms.add_parser(name, help=f"{verb} {name.upper()}")
             if verb == "sweep":
-                sweepable = ", ".join(algo.config_cls.SWEEPABLE)
+                sweepable = ", ".join(algo.config_cls.sweepable())
                 sub.add_argument(
                     "--grid",
                     action="append",

@@ -29,15 +29,18 @@ from purerl.io.progress_bar import ProgressBar
 
 @dataclass(frozen=True)
 class Algorithm:
+    """A control algorithm as data and pure functions: ``init(key, config)``, ``update(state, index)`` and
+    ``evaluate(state)``, the state carrying its config."""
+
     config_cls: type
-    make_init: Any
-    make_update: Any
-    make_evaluate: Any
+    init: Any
+    update: Any
+    evaluate: Any
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(ppo.PPOConfig, ppo.make_init, ppo.make_update, ppo.make_evaluate),
-    "grpo": Algorithm(grpo.GRPOConfig, grpo.make_init, grpo.make_update, grpo.make_evaluate),
+    "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate),
+    "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate),
 }
 
 DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
@@ -91,7 +94,7 @@ def run_seeds(
 ) -> RunResult:
     """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
 
-    ``sweep`` maps ``SWEEPABLE`` config fields to one value per sweep point (all lists equally long); every
+    ``sweep`` maps sweepable config fields to one value per sweep point (all lists equally long); every
     point trains the same ``num_seeds`` seed keys, so points are compared on common random numbers. The runs
     are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
     the same as on one device up to float rounding (README, "Many devices, many hosts"). ``chunk_updates``,
@@ -104,7 +107,9 @@ def run_seeds(
     num_runs = num_points * num_seeds
     # Seed i trains with exactly seed_keys[i], so it can be rerun alone (evaluated with its evaluation stream).
     train_keys = jnp.tile(seed_keys(base_seed, num_seeds), num_points)
-    hparams = {name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
+    configs = config.trace(
+        **{name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
+    )
     bar = None
     if show_progress:
         # Every process reports its own devices' runs; only process 0 draws the bar.
@@ -116,11 +121,11 @@ def run_seeds(
         print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
 
     output = train_in_chunks(
-        algo.make_init(config),
-        algo.make_update(config),
+        algo.init,
+        algo.update,
         config.num_updates,
         train_keys,
-        hparams,
+        configs,
         mesh,
         chunk_updates=chunk_updates,
         checkpoints=checkpoints,
@@ -135,7 +140,7 @@ def run_seeds(
         bar.close()
 
     start = time.perf_counter()
-    evaluation = jax.block_until_ready(evaluation_program(algorithm, config, mesh)(output.padded_state))
+    evaluation = jax.block_until_ready(evaluation_program(algorithm, mesh)(output.padded_state))
     eval_seconds = time.perf_counter() - start
     evaluation = unpad(to_host(evaluation), num_runs)
     return RunResult(
@@ -150,10 +155,10 @@ def run_seeds(
     )
 
 
-def evaluation_program(algorithm: str, config: Any, mesh: Any) -> Any:
+def evaluation_program(algorithm: str, mesh: Any) -> Any:
     """The jitted ``evaluate(states) -> {"returns": [runs, E], "lengths": [runs, E]}`` of the runs' final
     states, each with its seed's evaluation stream: every device evaluates its own runs, no communication."""
-    evaluate = jax.vmap(ALGORITHMS[algorithm].make_evaluate(config))
+    evaluate = jax.vmap(ALGORITHMS[algorithm].evaluate)
     return jax.jit(on_each_device(evaluate, mesh, BY_SEED, BY_SEED))
 
 

@@ -2,8 +2,8 @@
 
     purerl sweep ppo --env CartPole-v1 --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32
 
-Only the config's ``SWEEPABLE`` fields can be gridded: they change no shape and no compiled branch, so their
-values are carried as arrays in each run's state (``purerl.core.config.with_hyperparams``) and one program
+Only the config's sweepable fields can be gridded: they change no shape and no compiled branch, so their
+values are traced leaves of the config each run's state carries (``purerl.core.config.Config.trace``) and one program
 serves the whole grid. A field that changes shapes or branches (network widths, env counts, ``target_kl``
 on/off, ...) is refused with a one-line error naming it; run one sweep per value of such a field. Every
 point trains the same seed keys (common random numbers), so differences between points are not seed luck.
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from purerl.core.config import check_hyperparams
 from purerl.core.sharding import is_main_process
 from purerl.core.spread import has_spread
 from purerl.core.stats import learning_curve_auc
@@ -58,7 +57,7 @@ def parse_grid(config: Any, specs: list[str]) -> dict[str, list[float]]:
             raise ValueError(f"--grid {spec!r}: expected FIELD=V1,V2,... (e.g. learning_rate=1e-4,3e-4)")
         if name in grid:
             raise ValueError(f"--grid {name} is given twice; put all its values in one --grid")
-        check_hyperparams(config, [name])
+        config.require_sweepable(name)
         try:
             grid[name] = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
