@@ -94,7 +94,7 @@ def test_sigterm_saves_at_the_chunk_boundary_and_resume_completes(uninterrupted,
     _, stderr = process.communicate(timeout=120)
     if process.returncode == 0:
         pytest.skip("the run finished before SIGTERM arrived")
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal.SIGTERM, stderr  # the status of a process killed by SIGTERM
     assert "SIGTERM at update" in stderr and f"--resume {out}" in stderr
     saved = RunCheckpoints(out / "checkpoints").latest_step()
     assert saved % 10 == 0 and 0 < saved < NUM_UPDATES
@@ -126,14 +126,20 @@ train_in_chunks(ppo.init, ppo.update, config.num_updates, keys, config, seed_mes
 """
 
 
+def start_stuck_run(tmp_path: Path, grace: float) -> subprocess.Popen:
+    """``STUCK_RUN`` in a subprocess, returned once its second chunk is stuck (after the update-10 checkpoint)."""
+    command = [sys.executable, "-c", STUCK_RUN, str(tmp_path / "checkpoints"), str(grace)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "stuck", process.stderr.read() if process.poll() else ""
+    assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10
+    return process
+
+
 @pytest.mark.timeout(180)
 def test_a_stop_is_honoured_within_the_grace_period_when_the_chunk_cannot_finish(tmp_path):
     grace = 3.0
-    command = [sys.executable, "-c", STUCK_RUN, str(tmp_path / "checkpoints"), str(grace)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_stuck_run(tmp_path, grace)
     try:
-        assert process.stdout.readline().strip() == "stuck", process.stderr.read() if process.poll() else ""
-        assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=grace + 30)
@@ -142,6 +148,7 @@ def test_a_stop_is_honoured_within_the_grace_period_when_the_chunk_cannot_finish
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert grace <= waited < grace + 15
+    assert "SIGTERM: stopping after the current chunk of updates (at most 3 s" in stderr  # said at once
     assert f"did not finish within the {grace:g} s grace period" in stderr
     assert f"the last good checkpoint: update 10 in {tmp_path / 'checkpoints'}" in stderr
     assert RunCheckpoints(tmp_path / "checkpoints").latest_step() == 10  # kept, and still readable:
@@ -150,11 +157,33 @@ def test_a_stop_is_honoured_within_the_grace_period_when_the_chunk_cannot_finish
     RunCheckpoints(tmp_path / "checkpoints").restore(10, like)
 
 
-def test_stop_grace_must_be_positive(capsys):
+@pytest.mark.timeout(180)
+def test_a_second_ctrl_c_stops_at_once_while_the_chunk_runs(tmp_path):
+    process = start_stuck_run(tmp_path, grace=600.0)
+    try:
+        process.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # the first Ctrl-C is acknowledged; the chunk still cannot finish
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        waited = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
+    assert waited < 10
+    assert "SIGINT: stopping after the current chunk of updates (at most 600 s; Ctrl-C again to stop at once)" in stderr
+    assert "a second SIGINT; stopping at once without saving; the last good checkpoint: update 10 in" in stderr
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("grace", ["0", "-1", "inf", "nan", "1e400"])
+def test_stop_grace_must_be_a_positive_finite_wait(capsys, grace):
     with pytest.raises(SystemExit) as stop:
-        cli.main([*RUN, "--stop-grace", "0", "--out", "unused"])
+        cli.main([*RUN, "--stop-grace", grace, "--out", "unused"])
     assert stop.value.code == 2
-    assert capsys.readouterr().err.strip() == "purerl: error: --stop-grace must be > 0 seconds, got 0"
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("purerl: error: --stop-grace must be > 0 and at most "), message
+    assert message.endswith(f"seconds, got {float(grace)!r}"), message
 
 
 def resume_error(out: Path, capsys) -> str:

@@ -43,10 +43,33 @@ def test_every_update_reported_in_short_runs():
 def test_bar_averages_the_latest_return_of_every_real_run_over_devices():
     stream = io.StringIO()
     bar = ProgressBar(num_updates=10, steps_per_update=4, num_seeds=3, stream=stream)
-    bar(9, np.array([0, 1]), np.array([10.0, 20.0]))  # device 0's runs
+    bar(9, np.array([0, 1]), np.array([10.0, 20.0]))  # device 0's runs are done; run 2 has not reported yet
+    assert stream.getvalue() == ""
     bar(9, np.array([2, 3]), np.array([30.0, 1e6]))  # device 1's: run 3 is padding, left out
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and "100%" in lines[0] and "return 15.0" in lines[0]  # one line at 100%, not two
+    assert len(lines) == 1 and "100%" in lines[0] and "return 20.0" in lines[0]  # one line at 100%, not two
     bar(9, np.array([0, 1]), np.array([10.0, 20.0]))
     assert len(stream.getvalue().splitlines()) == 1
-    assert np.nanmean(bar.latest_returns) == 20.0
+
+
+def test_bar_follows_the_slowest_device_and_never_moves_back():
+    """Devices report at their own pace: the bar shows the slowest run's progress, and its 100% line the
+    mean return of every run's last update (it drew the fastest device's 100% with stale returns before)."""
+    stream = io.StringIO()
+    bar = ProgressBar(num_updates=10, steps_per_update=4, num_seeds=4, stream=stream)
+    for update in range(10):  # device 0 (runs 0, 1) runs ahead of device 1 (runs 2, 3) by 5 updates
+        bar(update, np.array([0, 1]), np.array([update, update], float))
+        if update >= 5:
+            bar(update - 5, np.array([2, 3]), np.array([update - 5, update - 5], float))
+    for update in range(5, 10):
+        bar(update, np.array([2, 3]), np.array([update, update], float))
+    percents = [int(line.split("]")[1].split("%")[0]) for line in stream.getvalue().splitlines()]
+    assert percents == sorted(percents) and percents[-1] == 100 and percents.count(100) == 1
+    assert stream.getvalue().splitlines()[-1].endswith("return 9.0")  # every run's update-9 return
+
+
+def test_bar_of_one_process_waits_only_for_its_own_runs():
+    stream = io.StringIO()
+    bar = ProgressBar(num_updates=2, steps_per_update=4, num_seeds=4, stream=stream, runs=np.array([2, 3]))
+    bar(1, np.array([2, 3]), np.array([5.0, 7.0]))  # runs 0 and 1 live on another process
+    assert "100%" in stream.getvalue() and "return 6.0" in stream.getvalue()

@@ -7,6 +7,7 @@ device at once, starved XLA's intra-op thread pool; see ``purerl.io.chunked.init
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from purerl.io import cli
 from purerl.io.run import read_metrics_csv
 
 # The command of the report: PPO's defaults on CartPole, 8 seeds, 97 updates in chunks of 50, bar on.
@@ -61,6 +63,17 @@ def test_cli_on_four_devices_with_the_bar_finishes_and_agrees_with_one_device(on
     for name in ("loss", "value_loss", "entropy", "episode_return", "explained_variance"):
         np.testing.assert_allclose(sharded[name][:, :10], single[name][:, :10], rtol=1e-4, atol=1e-6, err_msg=name)
     np.testing.assert_array_equal(sharded["env_steps"], single["env_steps"])
+
+
+def test_a_run_saved_on_four_devices_resumes_on_one(four_device_run, tmp_path, capsys):
+    """A requeued job may land on another device count: the checkpoint restores onto this process's one
+    device, and the finished run's resume re-evaluates it, as on four."""
+    out = tmp_path / "run"
+    shutil.copytree(four_device_run[0], out)
+    four_device_eval = np.load(out / "eval.npz")["returns"]
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert "resumed at update 97" in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(out / "eval.npz")["returns"], four_device_eval, rtol=1e-5, atol=1e-5)
 
 
 def free_port() -> int:

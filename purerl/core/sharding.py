@@ -67,6 +67,12 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(place, tree)
 
 
+def local_runs(num_runs: int, mesh: Mesh) -> np.ndarray:
+    """The run indices (``< num_runs``, sorted) that ``shard_seeds`` places on this process's devices."""
+    placed = shard_seeds(np.arange(num_runs, dtype=np.int32), mesh)
+    return np.unique(np.concatenate([np.asarray(shard.data) for shard in placed.addressable_shards]))
+
+
 def unpad(tree: Any, num_seeds: int) -> Any:
     """The first ``num_seeds`` entries of every leaf: the real seeds, without the padding."""
     return jax.tree.map(lambda x: x[:num_seeds], tree)

@@ -98,6 +98,10 @@ class RunCheckpoints:
                 if stored.get(path) != wanted.get(path)
             )
             raise CheckpointError(f"{where} does not match this run's state: {difference}")
+        # Onto one local device, whatever mesh saved it: the run places it on its own devices (``shard_seeds``),
+        # so a run stopped on 4 devices resumes on 1, or on 8.
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        expected = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), expected)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(expected), history=ocp.args.StandardRestore()),

@@ -14,6 +14,7 @@ bitwise identical to an uninterrupted one with the same chunks.
 
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -41,7 +42,12 @@ from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run; the message says where it was saved and how to resume."""
+    """SIGINT or SIGTERM stopped the run; the message says where it was saved and how to resume. The process
+    exits with ``128 + signum``, as a process killed by the signal would."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class NonFiniteError(RuntimeError):
@@ -60,22 +66,29 @@ class TrainOutput:
 DEFAULT_STOP_GRACE = 20.0  # seconds a stop request waits for the running chunk (schedulers SIGKILL after ~30 s)
 
 
+def check_stop_grace(seconds: float) -> None:
+    """``--stop-grace`` must be a positive, finite number of seconds that a thread can wait."""
+    if not 0 < seconds <= threading.TIMEOUT_MAX:
+        raise ValueError(f"--stop-grace must be > 0 and at most {threading.TIMEOUT_MAX:g} seconds, got {seconds!r}")
+
+
 class StopSignals:
     """While active, SIGINT and SIGTERM only set ``received``, so the running chunk finishes and the run is
     saved; a second Ctrl-C stops at once. Only the main thread can own signal handlers; elsewhere this is
     a no-op.
 
-    A stop is honoured in bounded time: if the process is still inside this context ``grace_seconds`` after
-    the first signal (a chunk that does not finish, a save that hangs), a watchdog thread prints one line
-    naming ``last_saved`` and exits with status 128 + the signal's number, without waiting for the main
-    thread. The watchdog learns of the signal from ``signal.set_wakeup_fd``, which the interpreter's C-level
-    handler writes to even while the main thread is blocked inside a computation."""
+    The main thread may be blocked inside a computation, where Python signal handlers cannot run, so a
+    watchdog thread does the rest. It learns of every signal from ``signal.set_wakeup_fd``, which the
+    interpreter's C-level handler writes to at once, even then: it prints one line acknowledging the first
+    stop signal; on a second SIGINT it exits at once (status 130); and if the process is still inside this
+    context ``grace_seconds`` after the first signal (a chunk that does not finish, a save that hangs), it
+    prints one line naming ``last_saved`` and exits with status 128 + the signal's number."""
 
     def __init__(self, unit: str = "the current chunk of updates", grace_seconds: float = DEFAULT_STOP_GRACE) -> None:
-        if not grace_seconds > 0:
-            raise ValueError(f"--stop-grace must be > 0 seconds, got {grace_seconds!r}")
+        check_stop_grace(grace_seconds)
         self.unit, self.grace_seconds = unit, grace_seconds
         self.received: str | None = None
+        self.signum = signal.SIGINT
         self.last_saved = "none was saved"  # the loop keeps it current: "update 20 in DIR"
         self.previous: dict[int, Any] = {}
         self.finished = threading.Event()
@@ -83,38 +96,46 @@ class StopSignals:
         self.previous_wakeup_fd = -1
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        print(
-            f"\n{self.received}: stopping after {self.unit} (at most {self.grace_seconds:g} s) ...",
-            file=sys.stderr,
-            flush=True,
-        )
+        self.received, self.signum = signal.Signals(signum).name, signum
 
     def _watch(self, read_fd: int) -> None:
-        """Waits for the first stop signal, then for ``finished`` during the grace period; exits if it expires."""
+        """Reads the signals written to the wakeup pipe until it is closed, acting on them (class docstring)."""
+        first, deadline = None, None
         try:
-            signum = self._first_stop_signal(read_fd)
+            while not self.finished.is_set():
+                timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                if not select.select([read_fd], [], [], timeout)[0]:  # the grace period ran out
+                    self._exit(
+                        first,
+                        f"{signal.Signals(first).name}, and {self.unit} did not finish within the "
+                        f"{self.grace_seconds:g} s grace period (--stop-grace); exiting without saving it",
+                    )
+                data = os.read(read_fd, 64)
+                if not data:  # the pipe was closed: the context is done
+                    return
+                for signum in data:
+                    if signum not in (signal.SIGINT, signal.SIGTERM):
+                        continue
+                    if first is None:
+                        first, deadline = signum, time.monotonic() + self.grace_seconds
+                        self._print(
+                            f"\n{signal.Signals(signum).name}: stopping after {self.unit} (at most "
+                            f"{self.grace_seconds:g} s; Ctrl-C again to stop at once) ..."
+                        )
+                    elif signum == signal.SIGINT:
+                        self._exit(signum, "a second SIGINT; stopping at once without saving")
         finally:
             os.close(read_fd)
-        if signum is None or self.finished.wait(self.grace_seconds):
-            return
-        sys.stderr.write(
-            f"\npurerl: stopped: {signal.Signals(signum).name}, and {self.unit} did not finish within the "
-            f"{self.grace_seconds:g} s grace period (--stop-grace); exiting without saving it; "
-            f"the last good checkpoint: {self.last_saved}\n"
-        )
-        sys.stderr.flush()
-        os._exit(128 + signum)
+
+    def _exit(self, signum: int, why: str) -> None:
+        if not self.finished.is_set():
+            self._print(f"\npurerl: stopped: {why}; the last good checkpoint: {self.last_saved}")
+            os._exit(128 + signum)
 
     @staticmethod
-    def _first_stop_signal(read_fd: int) -> int | None:
-        """The first SIGINT or SIGTERM written to the wakeup pipe, or None once the pipe is closed."""
-        while data := os.read(read_fd, 1):
-            if data[0] in (signal.SIGINT, signal.SIGTERM):
-                return data[0]
-        return None
+    def _print(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -284,7 +305,9 @@ def train_in_chunks(
                 save(high)
             if stop and high < num_updates:
                 where = checkpoints.directory
-                raise Interrupted(f"{signals.received or 'stop'} at update {high}/{num_updates}; saved in {where}")
+                raise Interrupted(
+                    f"{signals.received or 'stop'} at update {high}/{num_updates}; saved in {where}", signals.signum
+                )
         jax.block_until_ready(state)
     train_seconds = time.perf_counter() - train_start
     return TrainOutput(state, history, compile_seconds, train_seconds, start)

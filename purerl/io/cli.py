@@ -20,7 +20,7 @@ from pathlib import Path
 
 from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
-from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError
+from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, check_stop_grace
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
 from purerl.io.lm_sft import load_sft_config, run_sft
@@ -240,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = output_dir(args)
     try:
-        if not getattr(args, "stop_grace", DEFAULT_STOP_GRACE) > 0:
-            raise ValueError(f"--stop-grace must be > 0 seconds, got {args.stop_grace:g}")
+        check_stop_grace(getattr(args, "stop_grace", DEFAULT_STOP_GRACE))
         if args.command == "lm":
             summary = lm_command(args)
         else:
@@ -249,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
     except Interrupted as stop:
-        parser.exit(130, f"purerl: {stop}\ncontinue with: purerl {args.command} {args.algorithm} --resume {out}\n")
+        resume_command = f"purerl {args.command} {args.algorithm} --resume {out}"
+        parser.exit(128 + stop.signum, f"purerl: {stop}\ncontinue with: {resume_command}\n")
     except NonFiniteError as error:
         parser.exit(1, f"purerl: stopped: {error}\n")
     except KeyboardInterrupt:

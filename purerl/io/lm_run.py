@@ -138,7 +138,9 @@ def run_lm(
                 save(done)
             if signals.received and done != config.steps:
                 save(done)
-                raise Interrupted(f"{signals.received}: stopped after step {done}; saved a checkpoint in {out}")
+                raise Interrupted(
+                    f"{signals.received}: stopped after step {done}; saved a checkpoint in {out}", signals.signum
+                )
     save(config.steps)
     train_seconds = 0.0 if train_start is None else time.perf_counter() - train_start
     summary = (

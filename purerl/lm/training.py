@@ -38,7 +38,8 @@ class TrainingConfig:
         require_in_range("min_lr_fraction", self.min_lr_fraction, 0.0, 1.0)
         if self.warmup_steps >= self.optimizer_steps:
             raise ValueError(
-                f"warmup_steps={self.warmup_steps} must be less than the run's {self.optimizer_steps} optimiser steps"
+                f"warmup_steps={self.warmup_steps} must be less than the run's {self.optimizer_steps} optimiser steps "
+                "(lower --warmup-steps)"
             )
 
     @property
