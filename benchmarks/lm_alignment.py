@@ -35,7 +35,6 @@ import tokenize
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from lm_throughput import median_seconds, peak_tflops
@@ -117,8 +116,8 @@ def update_cost(update, args, reps: int) -> dict:
 
 def policy_gradient_row(name: str, method, reps: int, new_tokens: int) -> dict:
     state = method.state
-    sample_seconds = median_seconds(lambda: method.collect(state, 0), reps)
-    result, key = method.collect(state, 0)
+    sample_seconds = median_seconds(lambda: method.sample(state, 0), reps)
+    result, key = method.sample(state, 0)
     completions = len(result.completions)
     return {
         "method": name,
@@ -131,8 +130,7 @@ def policy_gradient_row(name: str, method, reps: int, new_tokens: int) -> dict:
 
 def measure(preset: str, reps: int, peak: float | None) -> list[dict]:
     sft_config = SFTConfig(preset=preset)
-    _, init, _ = make_sft(sft_config)
-    sft_params = init(jax.random.key(0)).params
+    sft_params = make_sft(sft_config).state.params
     new_tokens = completion_block_length(sft_config.task_instance.max_completion_chars)
     rows = []
     with tempfile.TemporaryDirectory() as pairs_dir:
@@ -150,7 +148,7 @@ def measure(preset: str, reps: int, peak: float | None) -> list[dict]:
                 "sample_tokens_per_second": None,
                 "state_bytes": tree_bytes((dpo.state.params, dpo.state.opt_state)),
             }
-            | update_cost(dpo.update, (dpo.state, *dpo.step_pairs(0)), reps)
+            | update_cost(dpo.update, (dpo.state, *dpo.sample(dpo.state, 0)), reps)
         )
     # name: (make, config, forward-only passes, networks trained): PPO also runs and trains its critic
     policy_gradients: dict[str, tuple[Callable, object, int, int]] = {

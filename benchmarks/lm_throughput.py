@@ -28,7 +28,7 @@ import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.io.run import environment_info
 from purerl.lm.model import count_params
 from purerl.lm.sampling import SamplingConfig, make_generate
-from purerl.lm.sft import SFTConfig, demonstration_batch, make_sft
+from purerl.lm.sft import SFTConfig, make_sft
 from purerl.lm.tokenizer import CharTokenizer, completion_block_length, encode_prompts
 
 PEAK_TFLOPS = {"H100": {"bfloat16": 989.0, "float32": 495.0}, "H200": {"bfloat16": 989.0, "float32": 495.0}}
@@ -51,10 +51,10 @@ def peak_tflops(device_kind: str, dtype: str, given: float | None) -> float | No
 
 
 def measure(config: SFTConfig, sample_batch: int, reps: int, peak: float | None) -> dict:
-    model, init, step = make_sft(config)
-    state = init(jax.random.key(0))
+    sft = make_sft(config)
+    model, state, step = sft.model, sft.state, sft.update
     task, tokenizer = config.task_instance, CharTokenizer()
-    batch = jax.device_put(demonstration_batch(config, task, tokenizer, 0))
+    batch = jax.device_put(sft.sample(state, 0))
     total, non_embedding = count_params(state.params)
     tokens_per_step = config.batch_size * model.config.max_len
     step_seconds = median_seconds(lambda: step(state, batch)[1]["loss"], reps)

@@ -27,8 +27,7 @@ REVERSE = SFTConfig(task="reverse", steps=10, warmup_steps=2)
 
 
 def untrained_policy(config: SFTConfig = REVERSE):
-    _, init, _ = make_sft(config)
-    return config, init(jax.random.key(0)).params
+    return config, make_sft(config).state.params
 
 
 def test_kl_shaped_rewards_match_a_loop():
@@ -179,7 +178,7 @@ def test_grpo_update_on_equal_scores_moves_nothing(score):
     sft_config, params = untrained_policy()
     config = LMGRPOConfig(init="unused", prompts_per_step=2, group_size=8, steps=2, beta=0.0)
     grpo = make_lm_grpo(config, sft_config, params, None)
-    rollout, key = grpo.collect(grpo.state, 0)
+    rollout, key = grpo.sample(grpo.state, 0)
     scores = jnp.full(config.completions_per_step, score, jnp.float32)
     state, metrics = grpo.update(grpo.state, rollout.batch, scores, key)
     assert float(metrics["grad_norm"]) == 0.0 and float(metrics["zero_spread_fraction"]) == 1.0
@@ -216,10 +215,12 @@ def test_reward_model_learns_a_known_preference(tmp_path):
     save_pairs(sentiment_pairs(200), tmp_path / "pairs.jsonl")
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
     config = RewardModelConfig(init="unused", pairs=str(tmp_path), steps=60, learning_rate=3e-3)
-    _, state, train_step, evaluate = make_reward_model(config, sft_config, params)
+    reward_model = make_reward_model(config, sft_config, params)
+    assert reward_model.policy is None  # it trains no policy
+    state = reward_model.state
     for step in range(config.steps):
-        state, metrics = train_step(state, step)
-    evaluation = evaluate(state).metrics
+        state, metrics = reward_model.train_step(state, step)
+    evaluation = reward_model.evaluate(state)
     assert evaluation["true_accuracy"] > 0.95 and evaluation["reward_correlation"] > 0.8
 
 
@@ -228,13 +229,13 @@ def test_dpo_at_initialisation_is_ln2_with_zero_rewards_and_learns(tmp_path):
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
     config = DPOConfig(init="unused", pairs=str(tmp_path), steps=40, learning_rate=1e-3)
     dpo = make_dpo(config, sft_config, params)
-    start = dpo.held_out(dpo.state.params)
-    assert float(start["loss"]) == pytest.approx(math.log(2), abs=1e-6)
-    assert float(start["rewards/chosen"]) == 0.0 and float(start["rewards/rejected"]) == 0.0
+    start = dpo.evaluate(dpo.state)
+    assert start["held_out/loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert start["held_out/rewards/chosen"] == 0.0 and start["held_out/rewards/rejected"] == 0.0
     state = dpo.state
     for step in range(config.steps):
         state, metrics = dpo.train_step(state, step)
-    assert float(dpo.held_out(state.params)["rewards/accuracies"]) > 0.9
+    assert dpo.evaluate(state)["preference_accuracy"] > 0.9
 
 
 def test_bad_alignment_input_one_line_error(capsys, tmp_path):

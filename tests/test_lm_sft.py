@@ -17,7 +17,7 @@ from purerl.lm.grpo import LMGRPOConfig
 from purerl.lm.model import CausalLM, ModelConfig
 from purerl.lm.ppo import LMPPOConfig
 from purerl.lm.reward_model import RewardModelConfig
-from purerl.lm.sft import SFTConfig, demonstration_batch, make_sft, sft_loss
+from purerl.lm.sft import SFTConfig, make_sft, sft_loss
 from purerl.lm.tokenizer import CharTokenizer, encode_batch
 from purerl.lm.training import TrainingConfig, optimizer_and_schedule
 
@@ -146,10 +146,9 @@ def test_every_lm_schedule_learns_at_its_first_and_last_step(config):
 
 def test_first_sft_step_changes_every_parameter_at_peak_over_warmup():
     config = SFTConfig(**SMALL)
-    _, init, step = make_sft(config)
-    state = init(jax.random.key(0))
-    batch = demonstration_batch(config, config.task_instance, CharTokenizer(), 0)
-    after, metrics = step(state, jax.tree.map(jnp.asarray, batch))
+    sft = make_sft(config)
+    state = sft.state
+    after, metrics = sft.update(state, jax.tree.map(jnp.asarray, sft.sample(state, 0)))
     assert float(metrics["learning_rate"]) == pytest.approx(config.learning_rate / config.warmup_steps, rel=1e-6)
     leaves = zip(jax.tree_util.tree_leaves_with_path(state.params), jax.tree.leaves(after.params), strict=True)
     for (path, before), moved in leaves:

@@ -2,7 +2,7 @@
 
 A checkpoint is one orbax ``CheckpointManager`` step (the number of updates done) holding three items:
 ``state`` (every run's state: parameters, optimiser and schedule state, env states, normaliser statistics,
-RNG keys, counters, swept hyperparameters), ``history`` (the per-update metrics so far) and ``meta`` (the run's
+RNG keys, counters, the config with its swept fields), ``history`` (the per-update metrics so far) and ``meta`` (the run's
 description and a SHA-256 digest of the state). Restoring checks the state's structure and shapes against
 the run being resumed, and the digest against the bytes read back, so a mismatched or corrupt checkpoint
 stops with one line instead of resuming from garbage.
@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from purerl.core.sharding import is_prng_key, to_host
 
-FORMAT_VERSION = 2  # 2: states carry a seed's random streams (purerl.core.streams) instead of one key
+FORMAT_VERSION = 3  # 2: random streams (purerl.core.streams); 3: states carry their config, LM PPO named params
 
 
 class CheckpointError(ValueError):

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,7 +32,7 @@ from purerl.io.run import environment_info
 from purerl.lm.dpo import DPO_METRICS, DPOConfig, make_dpo
 from purerl.lm.evaluation import POLICY_METRICS, Evaluation, make_evaluate
 from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo
-from purerl.lm.model import CausalLM, count_params
+from purerl.lm.model import count_params
 from purerl.lm.ppo import PPO_METRICS, LMPPOConfig, make_lm_ppo
 from purerl.lm.preference_data import PairsConfig, make_pairs, save_pairs
 from purerl.lm.reward_model import (
@@ -43,6 +44,7 @@ from purerl.lm.reward_model import (
 )
 from purerl.lm.rollout import Scorer, reward_model_scorer
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft, sft_model
+from purerl.lm.training import LMMethod
 
 
 def restore_params(run_dir: Path, make_like_state: Callable[[], Any]) -> Any:
@@ -61,8 +63,7 @@ def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
     if not (path / "config.json").exists():
         raise ValueError(f"--init {init!r} is not an SFT run directory (no config.json; purerl lm sft --out DIR)")
     config = load_sft_config(path)
-    _, init_fn, _ = make_sft(config)
-    return config, restore_params(path, lambda: init_fn(jax.random.key(config.seed))).params
+    return config, restore_params(path, lambda: make_sft(config).state).params
 
 
 def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer | None, str]:
@@ -76,17 +77,30 @@ def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[S
     return reward_model_scorer(sft_model(sft_config, "reward"), params), f"reward model {reward_model}"
 
 
-def policy_evaluate(config: Any, model: CausalLM, sft_config: SFTConfig, sft_params):
-    """The evaluation every policy method shares, with the SFT policy as the KL reference."""
-    return make_evaluate(
-        sft_config.task_instance,
-        model,
-        config.eval_prompts,
-        config.seed,
-        config.eval_temperature,
-        config.samples_shown,
-        reference_params=sft_params,
-    )
+def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_params):
+    """``evaluate(state, step) -> Evaluation``: the evaluation every policy shares (``purerl.lm.evaluation``,
+    the SFT policy as the KL reference, sampled with the step's key from the evaluation stream), if the
+    method trains a policy, with the method's own held-out metrics (``LMMethod.evaluate``) added."""
+    evaluate_policy = None
+    if method.policy is not None:
+        evaluate_policy = make_evaluate(
+            sft_config.task_instance,
+            method.model,
+            config.eval_prompts,
+            config.seed,
+            config.eval_temperature,
+            config.samples_shown,
+            reference_params=sft_params,
+        )
+
+    def evaluate(state: Any, step: int) -> Evaluation:
+        evaluation = Evaluation({}, [])
+        if evaluate_policy is not None:
+            evaluation = evaluate_policy(method.policy(state), step_key(state.streams.evaluation, step))
+        extra = {} if method.evaluate is None else method.evaluate(state)
+        return Evaluation(evaluation.metrics | extra, evaluation.samples)
+
+    return evaluate
 
 
 def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> dict[str, Any]:
@@ -116,63 +130,55 @@ def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> d
 
 def rm_trainer(config: RewardModelConfig) -> LMTrainer:
     sft_config, sft_params = load_sft_policy(config.init)
-    model, state, train_step, evaluate = make_reward_model(config, sft_config, sft_params)
+    method = make_reward_model(config, sft_config, sft_params)
     return LMTrainer(
         algorithm="rm",
         config=config,
-        init_state=state,
-        train_step=train_step,
-        evaluate=lambda state, step: evaluate(state),
+        init_state=method.state,
+        train_step=method.train_step,
+        evaluate=method_evaluation(method, config, sft_config, sft_params),
         step_metrics=REWARD_MODEL_METRICS,
         eval_metrics=REWARD_MODEL_EVAL_METRICS,
         description=f"reward model on {config.pairs}: {config.steps} steps x {config.batch_size} pairs",
-        tokens_per_step=2 * config.batch_size * model.config.max_len,
+        tokens_per_step=2 * config.batch_size * method.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
     )
 
 
 def dpo_trainer(config: DPOConfig) -> LMTrainer:
     sft_config, sft_params = load_sft_policy(config.init)
-    dpo = make_dpo(config, sft_config, sft_params)
-    evaluate_policy = policy_evaluate(config, dpo.model, sft_config, sft_params)
-
-    def evaluate(state, step: int) -> Evaluation:
-        evaluation = evaluate_policy(state.params, step_key(state.streams.evaluation, step))
-        preference = float(dpo.held_out(state.params)["rewards/accuracies"])
-        return Evaluation(evaluation.metrics | {"preference_accuracy": preference}, evaluation.samples)
-
+    method = make_dpo(config, sft_config, sft_params)
     return LMTrainer(
         algorithm="dpo",
         config=config,
-        init_state=dpo.state,
-        train_step=dpo.train_step,
-        evaluate=evaluate,
+        init_state=method.state,
+        train_step=method.train_step,
+        evaluate=method_evaluation(method, config, sft_config, sft_params),
         step_metrics=DPO_METRICS,
         eval_metrics=(*POLICY_METRICS, "kl_to_reference", "preference_accuracy"),
         description=f"DPO ({config.loss_type}, beta {config.beta}) on {config.pairs}: "
         f"{config.steps} steps x {config.batch_size} pairs",
-        tokens_per_step=2 * config.batch_size * dpo.model.config.max_len,
+        tokens_per_step=2 * config.batch_size * method.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
     )
 
 
-def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) -> LMTrainer:
-    """PPO or GRPO: both sample from the policy each step and are evaluated alike."""
+def policy_gradient_trainer(
+    algorithm: str, make: Callable[..., LMMethod], step_metrics: tuple[str, ...], config: Any
+) -> LMTrainer:
+    """PPO or GRPO (``make``: ``make_lm_ppo`` or ``make_lm_grpo``): both sample from the policy each step
+    and are evaluated alike."""
     sft_config, sft_params = load_sft_policy(config.init)
     scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
-    make, step_metrics = (make_lm_ppo, PPO_METRICS) if algorithm == "ppo" else (make_lm_grpo, GRPO_METRICS)
     method = make(config, sft_config, sft_params, scorer)
     completions = config.completions_per_step
-    evaluate = policy_evaluate(config, method.model, sft_config, sft_params)
     total, _ = count_params(method.state.params)
     return LMTrainer(
         algorithm=algorithm,
         config=config,
         init_state=method.state,
         train_step=method.train_step,
-        evaluate=lambda state, step: evaluate(
-            state.params[0] if algorithm == "ppo" else state.params, step_key(state.streams.evaluation, step)
-        ),
+        evaluate=method_evaluation(method, config, sft_config, sft_params),
         step_metrics=step_metrics,
         eval_metrics=(*POLICY_METRICS, "kl_to_reference"),
         description=f"{algorithm.upper()} on {sft_config.task} from {config.init}, scored by {scored_by}: "
@@ -185,8 +191,8 @@ def policy_gradient_trainer(algorithm: str, config: LMPPOConfig | LMGRPOConfig) 
 METHODS: dict[str, tuple[type, Any]] = {
     "rm": (RewardModelConfig, rm_trainer),
     "dpo": (DPOConfig, dpo_trainer),
-    "ppo": (LMPPOConfig, lambda config: policy_gradient_trainer("ppo", config)),
-    "grpo": (LMGRPOConfig, lambda config: policy_gradient_trainer("grpo", config)),
+    "ppo": (LMPPOConfig, partial(policy_gradient_trainer, "ppo", make_lm_ppo, PPO_METRICS)),
+    "grpo": (LMGRPOConfig, partial(policy_gradient_trainer, "grpo", make_lm_grpo, GRPO_METRICS)),
 }
 
 

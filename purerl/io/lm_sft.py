@@ -3,31 +3,27 @@
 from pathlib import Path
 from typing import Any, TextIO
 
-import jax
-
 from purerl.core.streams import step_key
 from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.lm.evaluation import POLICY_METRICS, make_evaluate
 from purerl.lm.model import count_params
-from purerl.lm.sft import SFTConfig, demonstration_batch, make_sft
-from purerl.lm.tokenizer import CharTokenizer
+from purerl.lm.sft import SFTConfig, make_sft
 
 
 def sft_trainer(config: SFTConfig) -> LMTrainer:
-    model, init, step_fn = make_sft(config)
-    task, tokenizer = config.task_instance, CharTokenizer()
+    method = make_sft(config)
+    model = method.model
     evaluate = make_evaluate(
-        task, model, config.eval_prompts, config.seed, config.eval_temperature, config.samples_shown
+        config.task_instance, model, config.eval_prompts, config.seed, config.eval_temperature, config.samples_shown
     )
-    state = init(jax.random.key(config.seed))
-    total, non_embedding = count_params(state.params)
+    total, non_embedding = count_params(method.state.params)
     return LMTrainer(
         algorithm="sft",
         config=config,
-        init_state=state,
-        train_step=lambda state, step: step_fn(state, demonstration_batch(config, task, tokenizer, step)),
-        evaluate=lambda state, step: evaluate(state.params, step_key(state.streams.evaluation, step)),
+        init_state=method.state,
+        train_step=method.train_step,
+        evaluate=lambda state, step: evaluate(method.policy(state), step_key(state.streams.evaluation, step)),
         step_metrics=("loss", "token_accuracy", "grad_norm", "learning_rate"),
         eval_metrics=POLICY_METRICS,
         description=f"SFT on {config.task}: {config.preset} model, {total:,} parameters ({non_embedding:,} "

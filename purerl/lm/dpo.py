@@ -7,7 +7,6 @@ with cDPO label smoothing, IPO, hinge) are ``purerl.core.preference.dpo_loss``; 
 names. At the start the policy is the reference: the loss is ln 2 and every implicit reward is 0.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, optimizer_and_schedule
+from purerl.lm.training import LMMethod, PairwiseConfig, optimizer_and_schedule
 
 DPO_METRICS = (
     "loss",
@@ -89,21 +88,12 @@ def dpo_objective(params, model: CausalLM, config: DPOConfig, chosen: Batch, rej
     return loss, metrics | {"loss": loss}
 
 
-class DPOMethod(NamedTuple):
-    """``train_step(state, step)`` is ``update(state, *step_pairs(step))``: the two phases are exposed apart
-    so that benchmarks can time the update alone."""
-
-    model: CausalLM
-    state: DPOState
-    train_step: Callable[[DPOState, int], tuple[DPOState, dict]]
-    held_out: Callable[[Any], dict]  # params -> DPO metrics on the held-out pairs
-    step_pairs: Callable[[int], tuple[Batch, Batch, tuple[jax.Array, jax.Array]]]  # chosen, rejected, ref logps
-    update: Callable[..., tuple[DPOState, dict]]  # jitted (state, chosen, rejected, ref_logps)
-
-
-def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
-    """``train_step(state, step)`` trains on ``batch_size`` pairs drawn from ``rng([seed, step])``;
-    ``held_out(params)`` is the DPO metrics (``rewards/accuracies`` first) on the held-out pairs."""
+def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> LMMethod:
+    """DPO as an ``LMMethod``: ``sample(state, step)`` draws ``batch_size`` pairs from ``rng([seed, step])``
+    with the reference's log-probs (computed once, before training), ``update(state, chosen, rejected,
+    ref_logps)`` takes one optimiser step, and ``evaluate(state)`` gives the DPO metrics on the held-out
+    pairs (``held_out/<name>``) and their ``preference_accuracy`` (the implicit reward margin's sign against
+    the labels)."""
     model, _ = model_from_sft(sft_config, sft_params)
     task = sft_config.task_instance
     pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
@@ -120,12 +110,17 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> DPOMethod:
         metrics |= {"learning_rate": learning_rate(state.step)}
         return DPOState(params, opt_state, state.step + 1, state.streams), metrics
 
-    def step_pairs(step: int):
+    def sample(state: DPOState, step: int):
         rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)
         return jax.tree.map(lambda x: x[rows], (*pairs.train, train_ref))
 
     def train_step(state: DPOState, step: int):
-        return update(state, *step_pairs(step))
+        return update(state, *sample(state, step))
 
     held_out = jax.jit(lambda params: dpo_objective(params, model, config, *pairs.held_out, held_out_ref)[1])
-    return DPOMethod(model, state, train_step, held_out, step_pairs, update)
+
+    def evaluate(state: DPOState) -> dict[str, float]:
+        metrics = {f"held_out/{name}": float(value) for name, value in held_out(state.params).items()}
+        return metrics | {"preference_accuracy": metrics["held_out/rewards/accuracies"]}
+
+    return LMMethod(model, state, train_step, sample, update, policy=lambda state: state.params, evaluate=evaluate)

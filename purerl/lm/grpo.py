@@ -31,8 +31,7 @@ from purerl.lm.model import CausalLM, completion_log_probs
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
-from purerl.lm.updates import PolicyGradientMethod
+from purerl.lm.training import LMMethod, PolicyGradientConfig, optimizer_and_schedule
 
 GRPO_METRICS = (
     "loss",
@@ -114,9 +113,7 @@ def unique_per_group(completions: list[str], group_size: int) -> float:
     return float(np.mean([len(set(group)) / group_size for group in groups]))
 
 
-def make_lm_grpo(
-    config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None
-) -> PolicyGradientMethod:
+def make_lm_grpo(config: LMGRPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None) -> LMMethod:
     """``train_step(state, step) -> (state, metrics)`` samples the groups of ``(seed, step)``, scores them
     with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
@@ -159,4 +156,4 @@ def make_lm_grpo(
             "unique_per_group": unique_per_group(result.completions, config.group_size),
         }
 
-    return PolicyGradientMethod(model, state, train_step, collect, update)
+    return LMMethod(model, state, train_step, collect, update, policy=lambda state: state.params)

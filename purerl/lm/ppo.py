@@ -34,8 +34,7 @@ from purerl.lm.model import CausalLM, completion_log_probs, forward_sequences
 from purerl.lm.rollout import Rollout, Scorer, ends_with_eos, make_collect, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PolicyGradientConfig, optimizer_and_schedule
-from purerl.lm.updates import PolicyGradientMethod
+from purerl.lm.training import LMMethod, PolicyGradientConfig, optimizer_and_schedule
 
 PPO_METRICS = (
     "rlhf_reward",
@@ -86,8 +85,13 @@ class LMPPOConfig(PolicyGradientConfig):
         return self.prompts_per_step
 
 
+class PolicyAndCritic(NamedTuple):
+    policy: Any  # the policy transformer's parameters
+    critic: Any  # the critic's: its own transformer (started from SFT) and a value head
+
+
 class LMPPOState(NamedTuple):
-    params: tuple[Any, Any]  # (policy, critic)
+    params: PolicyAndCritic
     opt_state: Any
     kl_coef: jax.Array
     step: jax.Array
@@ -135,8 +139,8 @@ def token_advantages(
 def ppo_objective(params, policy: CausalLM, critic: CausalLM, config: LMPPOConfig, exp: Experience):
     """Clipped surrogate + ``vf_coef`` x clipped value loss, token means over the valid tokens."""
     mask = exp.batch.completion_mask
-    log_probs = completion_log_probs(policy, params[0], exp.batch, config.temperature)
-    values = forward_sequences(critic, params[1], exp.batch).scalar[:, :-1]
+    log_probs = completion_log_probs(policy, params.policy, exp.batch, config.temperature)
+    values = forward_sequences(critic, params.critic, exp.batch).scalar[:, :-1]
     log_ratio = (log_probs - exp.old_log_probs) * mask
     surrogate, clipped = clipped_surrogate_loss(log_ratio, exp.advantages, config.clip_eps)
     policy_loss = masked_mean(surrogate, mask)
@@ -151,7 +155,7 @@ def ppo_objective(params, policy: CausalLM, critic: CausalLM, config: LMPPOConfi
     }
 
 
-def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None) -> PolicyGradientMethod:
+def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: Scorer | None) -> LMMethod:
     """``train_step(state, step) -> (state, metrics)`` samples the prompts of ``(seed, step)``, scores them
     with ``scorer`` (None: the task's reward) and runs the update epochs."""
     task = sft_config.task_instance
@@ -160,16 +164,16 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
     critic, critic_params = model_from_sft(sft_config, sft_params, "value", streams.head)
     rollout = make_rollout(task, policy, config.temperature, scorer, config.missing_eos_penalty)
     optimizer, learning_rate = optimizer_and_schedule(config)
-    params = (sft_params, critic_params)
+    params = PolicyAndCritic(sft_params, critic_params)
     kl_coef, step = jnp.asarray(config.kl_coef, jnp.float32), jnp.zeros((), jnp.int32)
     state = LMPPOState(params, optimizer.init(params), kl_coef, step, streams)
 
     @jax.jit
     def update(state: LMPPOState, batch: Batch, scores: jax.Array, key: jax.Array):
         mask = batch.completion_mask
-        old_log_probs = completion_log_probs(policy, state.params[0], batch, config.temperature)
+        old_log_probs = completion_log_probs(policy, state.params.policy, batch, config.temperature)
         ref_log_probs = completion_log_probs(policy, sft_params, batch, config.temperature)
-        old_values = forward_sequences(critic, state.params[1], batch).scalar[:, :-1] * mask
+        old_values = forward_sequences(critic, state.params.critic, batch).scalar[:, :-1] * mask
         rewards, kl = kl_shaped_rewards(scores, old_log_probs, ref_log_probs, mask, state.kl_coef)
         advantages, returns = token_advantages(rewards, old_values, mask, config.gamma, config.gae_lambda)
         advantages = normalize(advantages, mask) * mask
@@ -199,11 +203,11 @@ def make_lm_ppo(config: LMPPOConfig, sft_config: SFTConfig, sft_params, scorer: 
     sample = make_collect(rollout, task, config.seed, config.prompts_per_step)
 
     def collect(state: LMPPOState, step: int) -> tuple[Rollout, jax.Array]:
-        return sample(state.params[0], state.streams, step)
+        return sample(state.params.policy, state.streams, step)
 
     def train_step(state: LMPPOState, step: int):
         result, update_key = collect(state, step)
         state, metrics = update(state, result.batch, jnp.asarray(result.scores), update_key)
         return state, metrics | {"task_reward": float(np.mean(result.task_rewards))}
 
-    return PolicyGradientMethod(policy, state, train_step, collect, update)
+    return LMMethod(policy, state, train_step, collect, update, policy=lambda state: state.params.policy)

@@ -7,7 +7,6 @@ against the labels it was given (which may be noisy), ``true_accuracy`` against 
 order, and the correlation of its score with the ground-truth reward over the held-out completions.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,13 +20,12 @@ from purerl.core.optim import gradient_step
 from purerl.core.preference import bradley_terry_loss
 from purerl.core.spread import range_has_spread
 from purerl.core.streams import seed_streams
-from purerl.lm.evaluation import Evaluation
 from purerl.lm.model import CausalLM
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
-from purerl.lm.training import PairwiseConfig, optimizer_and_schedule
+from purerl.lm.training import LMMethod, PairwiseConfig, optimizer_and_schedule
 
 REWARD_MODEL_METRICS = ("loss", "accuracy", "margin", "mean_reward", "grad_norm")
 REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
@@ -79,14 +77,11 @@ def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def make_reward_model(
-    config: RewardModelConfig, sft_config: SFTConfig, sft_params
-) -> tuple[CausalLM, RewardModelState, Callable, Callable]:
-    """``(model, state, train_step, evaluate)`` over the pairs in ``config.pairs``.
-
-    ``train_step(state, step)`` trains on ``batch_size`` pairs drawn from ``rng([seed, step])``;
-    ``evaluate(state) -> Evaluation`` scores the held-out pairs.
-    """
+def make_reward_model(config: RewardModelConfig, sft_config: SFTConfig, sft_params) -> LMMethod:
+    """The reward model as an ``LMMethod`` over the pairs in ``config.pairs``: ``sample(state, step)`` draws
+    ``batch_size`` training pairs from ``rng([seed, step])``, ``update(state, chosen, rejected)`` takes one
+    optimiser step, and ``evaluate(state)`` scores the held-out pairs (accuracy against the labels and against
+    the true rewards, Pearson correlation with the true rewards). It trains no policy."""
     task = sft_config.task_instance
     model, state = reward_model_start(config, sft_config, sft_params)
     pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
@@ -102,21 +97,23 @@ def make_reward_model(
         metrics |= {"learning_rate": learning_rate(state.step)}
         return RewardModelState(params, opt_state, state.step + 1), metrics
 
-    def train_step(state: RewardModelState, step: int):
+    def sample(state: RewardModelState, step: int) -> tuple[Batch, Batch]:
         rows = step_pair_rows(config.seed, step, len(pairs.train_rows), config.batch_size)
-        return update(state, *jax.tree.map(lambda x: x[rows], pairs.train))
+        return jax.tree.map(lambda x: x[rows], pairs.train)
+
+    def train_step(state: RewardModelState, step: int):
+        return update(state, *sample(state, step))
 
     score_pairs = jax.jit(lambda params: sequence_rewards(model, params, *pairs.held_out))
 
-    def evaluate(state: RewardModelState) -> Evaluation:
+    def evaluate(state: RewardModelState) -> dict[str, float]:
         chosen, rejected = (np.asarray(x) for x in score_pairs(state.params))
         prefers_chosen = chosen > rejected
         scores = np.concatenate([chosen, rejected])
-        metrics = {
+        return {
             "accuracy": float(np.mean(prefers_chosen)),
             "true_accuracy": float(np.mean(prefers_chosen == true_order)),
             "reward_correlation": pearson_correlation(scores, true_rewards),
         }
-        return Evaluation(metrics, [])
 
-    return model, state, train_step, evaluate
+    return LMMethod(model, state, train_step, sample, update, evaluate=evaluate)

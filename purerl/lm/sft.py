@@ -6,7 +6,6 @@ cosine decay, global-norm clipping (``purerl.lm.training``). Batches are generat
 ``rng([seed, step])``, so a run resumed at step ``s`` sees exactly the batches an uninterrupted run would.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,7 +20,7 @@ from purerl.core.streams import Streams, split_streams
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
 from purerl.lm.tasks import TASKS, Task, make_task
 from purerl.lm.tokenizer import Batch, CharTokenizer, completion_block_length, encode_batch, prompt_block_length
-from purerl.lm.training import TrainingConfig, optimizer_and_schedule
+from purerl.lm.training import LMMethod, TrainingConfig, optimizer_and_schedule
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 64, "n_layers": 2, "n_heads": 4},  # ~0.1M parameters: about a minute on 2 CPU cores
@@ -84,25 +83,30 @@ def sft_loss(params, model: CausalLM, batch: Batch) -> tuple[jax.Array, dict[str
     return loss, {"loss": loss, "token_accuracy": masked_mean(accuracy, batch.completion_mask)}
 
 
-def make_sft(config: SFTConfig) -> tuple[CausalLM, Callable[[jax.Array], SFTState], Callable[..., Any]]:
-    """``(model, init, step)``: ``init(seed_key) -> SFTState`` (parameters from the key's ``init`` stream) and
-    jitted ``step(state, batch) -> (state, metrics)``."""
+def make_sft(config: SFTConfig) -> LMMethod:
+    """SFT as an ``LMMethod``: the state from the seed's key (parameters from its ``init`` stream), and
+    ``update(state, batch)`` one jitted optimiser step on the batch ``sample`` draws for the step."""
     model = sft_model(config)
     optimizer, learning_rate = optimizer_and_schedule(config)
-
-    def init(seed_key: jax.Array) -> SFTState:
-        streams = split_streams(seed_key)
-        tokens = jnp.zeros((1, model.config.max_len), jnp.int32)
-        params = model.init(streams.init, tokens, tokens, jnp.ones(tokens.shape, bool))
-        return SFTState(params, optimizer.init(params), jnp.zeros((), jnp.int32), streams)
+    streams = split_streams(jax.random.key(config.seed))
+    tokens = jnp.zeros((1, model.config.max_len), jnp.int32)
+    params = model.init(streams.init, tokens, tokens, jnp.ones(tokens.shape, bool))
+    state = SFTState(params, optimizer.init(params), jnp.zeros((), jnp.int32), streams)
+    task, tokenizer = config.task_instance, CharTokenizer()
 
     @jax.jit
-    def step(state: SFTState, batch: Batch) -> tuple[SFTState, dict[str, jax.Array]]:
+    def update(state: SFTState, batch: Batch) -> tuple[SFTState, dict[str, jax.Array]]:
         params, opt_state, metrics = gradient_step(sft_loss, optimizer, state.params, state.opt_state, model, batch)
         metrics |= {"learning_rate": learning_rate(state.step)}
         return SFTState(params, opt_state, state.step + 1, state.streams), metrics
 
-    return model, init, step
+    def sample(state: SFTState, step: int) -> Batch:
+        return demonstration_batch(config, task, tokenizer, step)
+
+    def train_step(state: SFTState, step: int) -> tuple[SFTState, dict[str, jax.Array]]:
+        return update(state, sample(state, step))
+
+    return LMMethod(model, state, train_step, sample, update, policy=lambda state: state.params)
 
 
 def demonstration_batch(config: SFTConfig, task: Task, tokenizer: CharTokenizer, step: int) -> Batch:

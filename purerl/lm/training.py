@@ -1,5 +1,5 @@
 """What every language-model training run shares: its run settings (steps, optimiser, evaluation,
-checkpoints, seed) and its optimiser.
+checkpoints, seed), its optimiser, and the one type every method's ``make_*`` returns (``LMMethod``).
 
 AdamW with weight decay on matrices only (as nanoGPT), linear warm-up then cosine decay to
 ``min_lr_fraction`` of the peak over all optimiser steps, global-norm clipping first
@@ -7,7 +7,9 @@ AdamW with weight decay on matrices only (as nanoGPT), linear warm-up then cosin
 detail: anneal the learning rate to 0).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import optax
 
@@ -50,6 +52,26 @@ class TrainingConfig:
     @property
     def optimizer_steps(self) -> int:
         return self.steps * self.updates_per_step
+
+
+class LMMethod(NamedTuple):
+    """What every language-model method's ``make_*`` returns (SFT, reward model, DPO, PPO, GRPO).
+
+    ``train_step(state, step) -> (state, metrics)`` trains step ``step``, whose data come from ``(seed,
+    step)`` alone (so a resumed run is the uninterrupted one); it is ``sample(state, step)`` (the step's
+    data: a batch, pairs, or sampled and scored completions) then the jitted ``update``, exposed apart so
+    that benchmarks can time the two phases. ``policy(state)`` is the parameters ``model`` samples with
+    (None for a method that trains no policy: the reward model); ``evaluate(state)`` the method's own
+    held-out metrics (None if it has none beyond the shared policy evaluation).
+    """
+
+    model: Any  # purerl.lm.model.CausalLM: the trained model (the policy; the reward model for rm)
+    state: Any  # the training state before step 0
+    train_step: Callable[[Any, int], tuple[Any, dict[str, Any]]]
+    sample: Callable[[Any, int], Any]
+    update: Callable[..., tuple[Any, dict[str, Any]]]
+    policy: Callable[[Any], Any] | None = None
+    evaluate: Callable[[Any], dict[str, float]] | None = None
 
 
 def optimizer_and_schedule(config: TrainingConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
