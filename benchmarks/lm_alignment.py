@@ -54,12 +54,12 @@ RESULTS = Path(__file__).parent / "results"
 PACKAGE = Path(__file__).parent.parent / "purerl"
 SEQUENCES = 64
 # Each method's own file first, then the LM modules it needs beyond SFT and the model (the core's gae,
-# losses, group advantages and KL estimators are shared with the control agents and not counted).
+# losses, group advantages, KL estimators and minibatch loop are shared with the control agents and not counted).
 METHOD_MODULES = {
     "reward model": ("lm/reward_model.py", "lm/preference_data.py", "core/preference.py"),
     "dpo": ("lm/dpo.py", "lm/preference_data.py", "core/preference.py"),
-    "ppo": ("lm/ppo.py", "lm/rollout.py", "lm/updates.py"),
-    "grpo": ("lm/grpo.py", "lm/rollout.py", "lm/updates.py"),
+    "ppo": ("lm/ppo.py", "lm/rollout.py"),
+    "grpo": ("lm/grpo.py", "lm/rollout.py"),
 }
 
 
