@@ -28,7 +28,17 @@ from flax.training.train_state import TrainState
 from purerl.control.envs import ClipAction, EnvSpec, VecEnv, env_spec, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
-from purerl.core.config import Config, doc, in_range, non_negative, one_of, optional, positive, require_divisible
+from purerl.core.config import (
+    Config,
+    at_least,
+    doc,
+    in_range,
+    non_negative,
+    one_of,
+    optional,
+    positive,
+    require_divisible,
+)
 from purerl.core.gae import gae
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
@@ -39,11 +49,6 @@ from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.streams import Streams, split_streams, step_key
 
 ADVANTAGES = ("outcome", "reward_to_go")
-
-
-def group_of_two_or_more(name: str, value: int) -> None:
-    if value < 2:
-        raise ValueError(f"{name} must be >= 2 (a group of one has no baseline), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,11 @@ class GRPOConfig(Config):
         optional(positive),
     )
     num_groups: int = doc(8, "groups per update: distinct initial states", positive)
-    group_size: int = doc(4, "episodes per group, all from the group's initial state (G >= 2)", group_of_two_or_more)
+    group_size: int = doc(
+        4,
+        "episodes per group, all from the group's initial state (G >= 2)",
+        at_least(2, "(a group of one has no baseline)"),
+    )
     update_epochs: int = doc(4, "passes over each group batch (mu)", positive)
     num_minibatches: int = doc(
         4, "minibatches of whole episodes per epoch; must divide num_groups*group_size", positive

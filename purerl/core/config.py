@@ -37,6 +37,16 @@ def non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
+def at_least(minimum: int, why: str) -> Check:
+    """``value >= minimum``; ``why`` says what a smaller value lacks."""
+
+    def check(name: str, value: int) -> None:
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum} {why}, got {value!r}")
+
+    return check
+
+
 def in_range(low: float, high: float) -> Check:
     def check(name: str, value: float) -> None:
         if not low <= value <= high:
@@ -93,10 +103,19 @@ class Config:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_traced", ())
         for field in dataclasses.fields(self):
-            check, value = field.metadata.get("check"), getattr(self, field.name)
+            check, value = type(self)._check_of(field.name), getattr(self, field.name)
             if check is not None and not _is_traced(value):
                 check(field.name, value)
         self.validate()
+
+    @classmethod
+    def _check_of(cls, name: str) -> Check | None:
+        """The field's check; a subclass that gives a field a new default keeps its base's check."""
+        for klass in cls.__mro__:
+            field = getattr(klass, "__dataclass_fields__", {}).get(name)
+            if field is not None and field.metadata.get("check") is not None:
+                return field.metadata["check"]
+        return None
 
     def validate(self) -> None:
         """Rules between fields (one-line ``ValueError``); each field's own check has already run."""

@@ -2,10 +2,10 @@
 
 A checkpoint is one orbax ``CheckpointManager`` step (the number of updates done) holding three items:
 ``state`` (every run's state: parameters, optimiser and schedule state, env states, normaliser statistics,
-RNG keys, counters, the config with its swept fields), ``history`` (the per-update metrics so far) and ``meta`` (the run's
-description and a SHA-256 digest of the state). Restoring checks the state's structure and shapes against
-the run being resumed, and the digest against the bytes read back, so a mismatched or corrupt checkpoint
-stops with one line instead of resuming from garbage.
+RNG keys, counters, the config with its swept fields), ``history`` (the per-update metrics so far) and
+``meta`` (the run's description and a SHA-256 digest of the state). Restoring checks the state's structure
+and shapes against the run being resumed, and the digest against the bytes read back, so a mismatched or
+corrupt checkpoint stops with one line instead of resuming from garbage.
 """
 
 import hashlib

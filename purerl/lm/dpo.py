@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purerl.core.config import doc, require_choice, require_in_range, require_positive
+from purerl.core.config import doc, in_range, one_of, positive
 from purerl.core.optim import gradient_step
 from purerl.core.preference import DPO_LOSS_TYPES, dpo_loss
 from purerl.core.streams import Streams, seed_streams
@@ -38,18 +38,14 @@ DPO_METRICS = (
 
 @dataclass(frozen=True)
 class DPOConfig(PairwiseConfig):
-    beta: float = doc(0.1, "DPO beta: the strength of the implicit KL to the reference")
-    loss_type: str = doc("sigmoid", f"loss: {', '.join(DPO_LOSS_TYPES)}")
-    label_smoothing: float = doc(0.0, "cDPO label smoothing: assumed probability that a label is flipped")
+    beta: float = doc(0.1, "DPO beta: the strength of the implicit KL to the reference", positive)
+    loss_type: str = doc("sigmoid", f"loss: {', '.join(DPO_LOSS_TYPES)}", one_of(*DPO_LOSS_TYPES))
+    label_smoothing: float = doc(
+        0.0, "cDPO label smoothing: assumed probability that a label is flipped", in_range(0.0, 0.49)
+    )
     steps: int = doc(200, "optimiser steps")
     learning_rate: float = doc(1e-4, "peak AdamW learning rate")
     eval_every: int = doc(50, "evaluate every this many steps (and at the start and the end)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive("beta", self.beta)
-        require_choice("loss_type", self.loss_type, DPO_LOSS_TYPES)
-        require_in_range("label_smoothing", self.label_smoothing, 0.0, 0.49)
 
 
 class DPOState(NamedTuple):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, require_choice, require_non_negative, require_positive
+from purerl.core.config import at_least, doc, non_negative, one_of, optional, positive
 from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zero_spread_fraction
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
@@ -50,25 +50,17 @@ GRPO_METRICS = (
 
 @dataclass(frozen=True)
 class LMGRPOConfig(PolicyGradientConfig):
-    prompts_per_step: int = doc(16, "prompts per rollout")
-    group_size: int = doc(8, "completions sampled per prompt (G)")
-    clip_eps_high: float | None = doc(None, "high side of the clip (DAPO: 0.28); none: clip_eps")
-    beta: float = doc(0.04, "KL-to-reference coefficient (0: no KL term)")
-    kl_estimator: str = doc("k3", KL_LOSS_ESTIMATOR_HELP)
-    advantage_scale: str = doc("std", "group advantage: std ((R - mean) / std) or none (Dr. GRPO: R - mean)")
-    loss_aggregation: str = doc("grpo", f"token aggregation of the loss: {', '.join(LOSS_AGGREGATIONS)}")
-
-    def __post_init__(self) -> None:
-        require_positive("prompts_per_step", self.prompts_per_step)
-        if self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 (a group of one has no spread), got {self.group_size}")
-        super().__post_init__()
-        if self.clip_eps_high is not None:
-            require_positive("clip_eps_high", self.clip_eps_high)
-        require_non_negative("beta", self.beta)
-        require_loss_estimator("kl_estimator", self.kl_estimator)
-        require_choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
-        require_choice("loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
+    prompts_per_step: int = doc(16, "prompts per rollout", positive)
+    group_size: int = doc(8, "completions sampled per prompt (G)", at_least(2, "(a group of one has no spread)"))
+    clip_eps_high: float | None = doc(None, "high side of the clip (DAPO: 0.28); none: clip_eps", optional(positive))
+    beta: float = doc(0.04, "KL-to-reference coefficient (0: no KL term)", non_negative)
+    kl_estimator: str = doc("k3", KL_LOSS_ESTIMATOR_HELP, require_loss_estimator)
+    advantage_scale: str = doc(
+        "std", "group advantage: std ((R - mean) / std) or none (Dr. GRPO: R - mean)", one_of(*ADVANTAGE_SCALES)
+    )
+    loss_aggregation: str = doc(
+        "grpo", f"token aggregation of the loss: {', '.join(LOSS_AGGREGATIONS)}", one_of(*LOSS_AGGREGATIONS)
+    )
 
     @property
     def completions_per_step(self) -> int:

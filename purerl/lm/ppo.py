@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
+from purerl.core.config import doc, in_range, non_negative, optional, positive
 from purerl.core.gae import gae
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, masked_mean, normalize
 from purerl.core.minibatch import minibatch_epochs
@@ -58,27 +58,20 @@ PPO_METRICS = (
 
 @dataclass(frozen=True)
 class LMPPOConfig(PolicyGradientConfig):
-    prompts_per_step: int = doc(64, "prompts (one completion each) per rollout")
+    prompts_per_step: int = doc(64, "prompts (one completion each) per rollout", positive)
     epochs: int = doc(4, "passes over each rollout")
     minibatches: int = doc(2, "minibatches per pass; must divide prompts_per_step")
-    value_clip_eps: float = doc(0.2, "value clip around the rollout values")
-    vf_coef: float = doc(0.1, "value-loss coefficient")
-    gamma: float = doc(1.0, "discount over tokens")
-    gae_lambda: float = doc(0.95, "GAE lambda")
-    kl_coef: float = doc(0.04, "beta: per-token KL penalty to the SFT reference (initial value if adaptive)")
-    kl_target: float | None = doc(None, "adaptive KL controller's target sequence KL; none: fixed beta")
-    kl_horizon: int = doc(10000, "adaptive KL controller's horizon, in completions")
-
-    def __post_init__(self) -> None:
-        require_positive("prompts_per_step", self.prompts_per_step)
-        super().__post_init__()
-        require_positive("kl_horizon", self.kl_horizon)
-        for name in ("value_clip_eps", "vf_coef", "kl_coef"):
-            require_non_negative(name, getattr(self, name))
-        require_in_range("gamma", self.gamma, 0.0, 1.0)
-        require_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        if self.kl_target is not None:
-            require_positive("kl_target", self.kl_target)
+    value_clip_eps: float = doc(0.2, "value clip around the rollout values", non_negative)
+    vf_coef: float = doc(0.1, "value-loss coefficient", non_negative)
+    gamma: float = doc(1.0, "discount over tokens", in_range(0.0, 1.0))
+    gae_lambda: float = doc(0.95, "GAE lambda", in_range(0.0, 1.0))
+    kl_coef: float = doc(
+        0.04, "beta: per-token KL penalty to the SFT reference (initial value if adaptive)", non_negative
+    )
+    kl_target: float | None = doc(
+        None, "adaptive KL controller's target sequence KL; none: fixed beta", optional(positive)
+    )
+    kl_horizon: int = doc(10000, "adaptive KL controller's horizon, in completions", positive)
 
     @property
     def completions_per_step(self) -> int:

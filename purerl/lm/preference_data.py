@@ -18,31 +18,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, require_in_range, require_positive
+from purerl.core.config import Config, at_least, doc, in_range, positive
 from purerl.core.streams import NUMPY_PAIRS_STREAM, seed_streams
 from purerl.lm.model import CausalLM
 from purerl.lm.rollout import ends_with_eos, make_rollout
 from purerl.lm.tasks import Task
 from purerl.lm.tokenizer import Batch, CharTokenizer, encode_batch
-from purerl.lm.training import require_paths
+from purerl.lm.training import required_path
 
 
 @dataclass(frozen=True)
-class PairsConfig:
-    init: str = doc("", "the SFT run directory whose policy samples the completions")
-    prompts: int = doc(1024, "prompts to sample for (each gives at most one pair)")
-    samples_per_prompt: int = doc(4, "completions sampled per prompt; the best and the worst make the pair")
-    temperature: float = doc(1.0, "sampling temperature")
-    flip_probability: float = doc(0.0, "probability that a pair's labels are swapped (label noise)")
+class PairsConfig(Config):
+    init: str = doc("", "the SFT run directory whose policy samples the completions", required_path)
+    prompts: int = doc(1024, "prompts to sample for (each gives at most one pair)", positive)
+    samples_per_prompt: int = doc(
+        4, "completions sampled per prompt; the best and the worst make the pair", at_least(2, "to make a pair")
+    )
+    temperature: float = doc(1.0, "sampling temperature", positive)
+    flip_probability: float = doc(0.0, "probability that a pair's labels are swapped (label noise)", in_range(0.0, 1.0))
     seed: int = doc(0, "seed of the prompts, the sampling and the flips")
-
-    def __post_init__(self) -> None:
-        require_paths(self, ("init",))
-        require_positive("prompts", self.prompts)
-        require_positive("temperature", self.temperature)
-        require_in_range("flip_probability", self.flip_probability, 0.0, 1.0)
-        if self.samples_per_prompt < 2:
-            raise ValueError(f"samples_per_prompt must be >= 2 to make a pair, got {self.samples_per_prompt}")
 
 
 def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:

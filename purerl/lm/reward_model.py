@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, require_non_negative
+from purerl.core.config import doc, non_negative
 from purerl.core.optim import gradient_step
 from purerl.core.preference import bradley_terry_loss
 from purerl.core.spread import range_has_spread
@@ -34,14 +34,12 @@ REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
 @dataclass(frozen=True)
 class RewardModelConfig(PairwiseConfig):
     margin: float = doc(0.0, "Bradley-Terry margin")
-    center_coef: float = doc(0.0, "centring coefficient (TRL's center_rewards_coefficient; 0.01 recommended)")
+    center_coef: float = doc(
+        0.0, "centring coefficient (TRL's center_rewards_coefficient; 0.01 recommended)", non_negative
+    )
     steps: int = doc(300, "optimiser steps")
     learning_rate: float = doc(1e-3, "peak AdamW learning rate")
     eval_every: int = doc(100, "evaluate on the held-out pairs every this many steps")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_non_negative("center_coef", self.center_coef)
 
 
 class RewardModelState(NamedTuple):

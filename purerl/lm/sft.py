@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, require_choice, require_in_range, require_positive
+from purerl.core.config import doc, in_range, one_of, optional, positive
 from purerl.core.losses import masked_mean
 from purerl.core.optim import gradient_step
 from purerl.core.streams import Streams, split_streams
@@ -30,24 +30,18 @@ PRESETS: dict[str, dict[str, int]] = {
 
 @dataclass(frozen=True)
 class SFTConfig(TrainingConfig):
-    task: str = doc("sentiment", f"toy task: {', '.join(TASKS)}")
+    task: str = doc("sentiment", f"toy task: {', '.join(TASKS)}", one_of(*TASKS))
     demo_quality: float | None = doc(
-        None, "fraction of good demonstrations (right answers; positive words for sentiment); none: the task's default"
+        None,
+        "fraction of good demonstrations (right answers; positive words for sentiment); none: the task's default",
+        optional(in_range(0.0, 1.0)),
     )
-    preset: str = doc("tiny", f"model size: {', '.join(PRESETS)}")
-    positions: str = doc("learned", "position encoding: learned or rope")
-    compute_dtype: str = doc("float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)")
-    batch_size: int = doc(64, "demonstrations per step")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_choice("task", self.task, tuple(TASKS))
-        require_choice("preset", self.preset, tuple(PRESETS))
-        require_choice("positions", self.positions, POSITIONS)
-        require_choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
-        require_positive("batch_size", self.batch_size)
-        if self.demo_quality is not None:
-            require_in_range("demo_quality", self.demo_quality, 0.0, 1.0)
+    preset: str = doc("tiny", f"model size: {', '.join(PRESETS)}", one_of(*PRESETS))
+    positions: str = doc("learned", "position encoding: learned or rope", one_of(*POSITIONS))
+    compute_dtype: str = doc(
+        "float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)", one_of("float32", "bfloat16")
+    )
+    batch_size: int = doc(64, "demonstrations per step", positive)
 
     @property
     def task_instance(self) -> Task:

@@ -13,31 +13,31 @@ from typing import Any, NamedTuple
 
 import optax
 
-from purerl.core.config import doc, require_in_range, require_non_negative, require_positive
+from purerl.core.config import Config, doc, in_range, non_negative, positive
 from purerl.core.optim import clipped_adamw, warmup_cosine
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    steps: int = doc(400, "training steps (each one batch; RL methods: one rollout and its update epochs)")
-    learning_rate: float = doc(3e-3, "peak AdamW learning rate")
-    warmup_steps: int = doc(40, "linear warm-up, in optimiser steps")
-    min_lr_fraction: float = doc(0.1, "the cosine decays to this fraction of the peak")
-    weight_decay: float = doc(0.1, "AdamW weight decay (matrices only)")
-    max_grad_norm: float = doc(1.0, "global gradient-norm clip")
-    eval_every: int = doc(100, "evaluate every this many steps (and at the start and the end)")
-    eval_prompts: int = doc(256, "prompts in the evaluation set")
-    eval_temperature: float = doc(1.0, "sampling temperature at evaluation")
-    samples_shown: int = doc(4, "sample completions printed at each evaluation")
-    checkpoint_every: int = doc(200, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
+class TrainingConfig(Config):
+    """Each field checks its own value (a subclass's new default keeps the check); ``validate`` checks the
+    rules between fields."""
+
+    steps: int = doc(400, "training steps (each one batch; RL methods: one rollout and its update epochs)", positive)
+    learning_rate: float = doc(3e-3, "peak AdamW learning rate", positive)
+    warmup_steps: int = doc(40, "linear warm-up, in optimiser steps", non_negative)
+    min_lr_fraction: float = doc(0.1, "the cosine decays to this fraction of the peak", in_range(0.0, 1.0))
+    weight_decay: float = doc(0.1, "AdamW weight decay (matrices only)", non_negative)
+    max_grad_norm: float = doc(1.0, "global gradient-norm clip", positive)
+    eval_every: int = doc(100, "evaluate every this many steps (and at the start and the end)", positive)
+    eval_prompts: int = doc(256, "prompts in the evaluation set", positive)
+    eval_temperature: float = doc(1.0, "sampling temperature at evaluation", positive)
+    samples_shown: int = doc(4, "sample completions printed at each evaluation", non_negative)
+    checkpoint_every: int = doc(
+        200, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)", non_negative
+    )
     seed: int = doc(0, "seed of the initialisation, the data and the sampling")
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "learning_rate", "max_grad_norm", "eval_every", "eval_prompts", "eval_temperature"):
-            require_positive(name, getattr(self, name))
-        for name in ("warmup_steps", "weight_decay", "samples_shown", "checkpoint_every"):
-            require_non_negative(name, getattr(self, name))
-        require_in_range("min_lr_fraction", self.min_lr_fraction, 0.0, 1.0)
+    def validate(self) -> None:
         if self.warmup_steps >= self.optimizer_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} must be less than the run's {self.optimizer_steps} optimiser steps "
@@ -87,18 +87,17 @@ PATH_FIELDS = {
 }
 
 
-def require_paths(config: object, names: tuple[str, ...]) -> None:
-    """Each named field (``init``, ``pairs``) must be set: one line saying what it should name."""
-    for name in names:
-        if not getattr(config, name):
-            raise ValueError(f"--{name} is required: {PATH_FIELDS[name]}")
+def required_path(name: str, value: str) -> None:
+    """A path field (``init``, ``pairs``) must be set: one line saying what it should name."""
+    if not value:
+        raise ValueError(f"--{name} is required: {PATH_FIELDS[name]}")
 
 
 @dataclass(frozen=True)
 class FineTuningConfig(TrainingConfig):
     """A method that starts from an SFT run: no warm-up, the learning rate annealed to 0, no weight decay."""
 
-    init: str = doc("", "the SFT run directory the method starts from")
+    init: str = doc("", "the SFT run directory the method starts from", required_path)
     steps: int = doc(100, "training steps (RL methods: rollouts, each followed by its update epochs)")
     learning_rate: float = doc(3e-4, "peak AdamW learning rate")
     warmup_steps: int = doc(0, "linear warm-up, in optimiser steps")
@@ -107,24 +106,14 @@ class FineTuningConfig(TrainingConfig):
     eval_every: int = doc(25, "evaluate every this many steps (and at the start and the end)")
     checkpoint_every: int = doc(0, "save a checkpoint every this many steps (0: only at the end and on Ctrl-C)")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_paths(self, ("init",))
-
 
 @dataclass(frozen=True)
 class PairwiseConfig(FineTuningConfig):
     """A method trained on preference pairs (reward model, DPO)."""
 
-    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl")
-    batch_size: int = doc(32, "pairs per step")
-    held_out_fraction: float = doc(0.2, "pairs held out for evaluation")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_paths(self, ("pairs",))
-        require_positive("batch_size", self.batch_size)
-        require_in_range("held_out_fraction", self.held_out_fraction, 0.0, 1.0)
+    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl", required_path)
+    batch_size: int = doc(32, "pairs per step", positive)
+    held_out_fraction: float = doc(0.2, "pairs held out for evaluation", in_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -132,16 +121,14 @@ class PolicyGradientConfig(FineTuningConfig):
     """A method that samples from its policy each step and updates on the scored samples (PPO, GRPO)."""
 
     reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
-    epochs: int = doc(1, "passes over each rollout")
-    minibatches: int = doc(1, "minibatches per pass; must divide the completions per rollout")
-    clip_eps: float = doc(0.2, "policy ratio clip")
-    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob")
+    epochs: int = doc(1, "passes over each rollout", positive)
+    minibatches: int = doc(1, "minibatches per pass; must divide the completions per rollout", positive)
+    clip_eps: float = doc(0.2, "policy ratio clip", positive)
+    temperature: float = doc(1.0, "sampling temperature, also used by every log-prob", positive)
     missing_eos_penalty: float | None = doc(None, "subtracted from the score of completions that never emit <eos>")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("epochs", "minibatches", "clip_eps", "temperature"):
-            require_positive(name, getattr(self, name))
+    def validate(self) -> None:
+        super().validate()
         if self.completions_per_step % self.minibatches:
             raise ValueError(
                 f"the {self.completions_per_step} completions per rollout are not divisible by "
