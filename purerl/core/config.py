@@ -68,18 +68,6 @@ def optional(check: Check) -> Check:
     return lambda name, value: None if value is None else check(name, value)
 
 
-def require_positive(name: str, value: float) -> None:
-    positive(name, value)
-
-
-def require_non_negative(name: str, value: float) -> None:
-    non_negative(name, value)
-
-
-def require_in_range(name: str, value: float, low: float, high: float) -> None:
-    in_range(low, high)(name, value)
-
-
 def require_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     one_of(*choices)(name, value)
 
