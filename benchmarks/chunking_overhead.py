@@ -26,7 +26,8 @@ import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.control.ppo import init, make_train, update
 from purerl.core.sharding import seed_mesh
 from purerl.io.chunked import train_in_chunks
-from purerl.io.run import DEFAULT_CHUNK_UPDATES, environment_info
+from purerl.io.run import environment_info
+from purerl.io.run_dir import DEFAULT_CHUNK_UPDATES
 
 
 def single_jit(config, keys):

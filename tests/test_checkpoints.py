@@ -19,8 +19,9 @@ from purerl.core.sharding import seed_mesh
 from purerl.core.streams import split_streams
 from purerl.io import cli
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints, state_digest
-from purerl.io.chunked import NonFiniteError, first_non_finite, train_in_chunks
-from purerl.io.run import load_run_dir
+from purerl.io.chunked import first_non_finite, train_in_chunks
+from purerl.io.run_dir import load_run_dir
+from purerl.io.stopping import NonFiniteError
 
 # 400 updates of 2 seeds x 4 envs x 16 steps: long enough (a few seconds) to be killed mid-run.
 RUN = [
@@ -46,9 +47,9 @@ def wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 1
 
 
 def final_checkpoint(out: Path):
-    algorithm, config, info = load_run_dir(out)
+    algorithm, config, settings = load_run_dir(out)
     checkpoints = RunCheckpoints(out / "checkpoints")
-    keys = jax.random.split(jax.random.key(0), info["num_seeds"])
+    keys = jax.random.split(jax.random.key(0), settings.num_seeds)
     like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), keys, config)
     assert checkpoints.latest_step() == NUM_UPDATES
     return checkpoints.restore(NUM_UPDATES, like)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from purerl.control.ppo import make_train
-from purerl.io import cli, run
+from purerl.io import cli, run, run_dir
 from purerl.io.config_io import config_from_dict, load_config_values
 
 TINY = [
@@ -89,13 +89,15 @@ def fail_if_compiled(*args, **kwargs):
         (["--num-envs", "3", "--num-steps", "7"], "num_envs*num_steps=21 is not divisible by num_minibatches=4"),
         (["--num-steps", "-1"], "num_steps must be > 0, got -1"),
         (["--seeds", "0"], "--seeds must be > 0, got 0"),
+        (["--chunk-updates", "0"], "--chunk-updates must be > 0, got 0"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
         (["--log-std-init", "0.5"], "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
         (["--learning-rate", "fast"], "--learning-rate: cannot read 'fast' as float"),
         (["--config", "missing.json"], "config file 'missing.json' does not exist"),
     ],
 )
 def test_bad_input_one_line_error_before_compile(monkeypatch, capsys, tmp_path, flags, message):
-    monkeypatch.setattr(run, "run_seeds", fail_if_compiled)
+    monkeypatch.setattr(run_dir, "run_seeds", fail_if_compiled)
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "ppo", "--out", str(tmp_path / "x"), *flags])
     assert exit_info.value.code == 2
@@ -107,7 +109,7 @@ def test_bad_input_one_line_error_before_compile(monkeypatch, capsys, tmp_path, 
 def test_unwritable_out_is_rejected_before_compile(monkeypatch, capsys, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    monkeypatch.setattr(run, "run_seeds", fail_if_compiled)
+    monkeypatch.setattr(run_dir, "run_seeds", fail_if_compiled)
     with pytest.raises(SystemExit):
         cli.main(["train", "ppo", "--out", str(locked / "x")])
     assert "is not writable" in capsys.readouterr().err
@@ -116,7 +118,7 @@ def test_unwritable_out_is_rejected_before_compile(monkeypatch, capsys, tmp_path
 def test_out_that_is_a_file_is_rejected_before_compile(monkeypatch, capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setattr(run, "run_seeds", fail_if_compiled)
+    monkeypatch.setattr(run_dir, "run_seeds", fail_if_compiled)
     with pytest.raises(SystemExit):
         cli.main(["train", "ppo", "--out", str(blocker / "x")])
     err = capsys.readouterr().err

@@ -27,7 +27,8 @@ import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.core.stats import interpolate_curves, iqm, summarize_runs
 from purerl.io.config_io import config_from_dict, load_config_values
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import ALGORITHMS, read_metrics_csv, run_and_write
+from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run_dir import RunSettings, run_in_dir
 
 HERE = Path(__file__).parent
 EXPERIMENTS = HERE.parent
@@ -117,7 +118,7 @@ def env_steps(result: dict) -> str:
 
 def run(name: str, algorithm: str, config, seeds: int, base_seed: int) -> Path:
     out = RUNS / name
-    run_and_write(algorithm, config, seeds, out, base_seed)
+    run_in_dir(out, algorithm, config, RunSettings(num_seeds=seeds, base_seed=base_seed))
     return out
 
 

@@ -9,6 +9,7 @@ corrupt checkpoint stops with one line instead of resuming from garbage.
 """
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,27 @@ def _first_line(error: Exception) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip() and not line.startswith("Traceback")]
     text = lines[0] if lines else ""
     return f"{type(error).__name__}: {text[:200]}{' ...' if len(text) > 200 else ''}"
+
+
+def check_writable(out: Path) -> None:
+    """Fails early, with one line, if ``out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test_{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--out {str(out)!r} is not writable: {error.strerror or error}") from None
+
+
+def new_run_checkpoints(out: Path, resume_command: str) -> RunCheckpoints:
+    """The checkpoints of a new run in ``out`` (control or LM); refuses an unwritable directory and one that
+    holds another run's checkpoints, naming ``resume_command`` to continue that one instead."""
+    check_writable(out)
+    checkpoints = RunCheckpoints(out / "checkpoints")
+    if checkpoints.latest_step() is not None:
+        raise ValueError(
+            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with {resume_command}, "
+            "or choose another --out (or delete that one)"
+        )
+    return checkpoints

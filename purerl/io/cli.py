@@ -15,24 +15,19 @@ one line naming the value and what is allowed, before anything compiles.
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
-from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, check_stop_grace
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
 from purerl.io.lm_sft import load_sft_config, run_sft
-from purerl.io.run import (
-    ALGORITHMS,
-    DEFAULT_CHECKPOINT_EVERY,
-    DEFAULT_CHUNK_UPDATES,
-    continue_run,
-    load_run_dir,
-    run_and_write,
-)
-from purerl.io.sweep import continue_sweep, parse_grid, run_sweep_and_write, sweep_table
+from purerl.io.run import ALGORITHMS
+from purerl.io.run_dir import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHUNK_UPDATES, RunSettings, load_run_dir, run_in_dir
+from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, check_stop_grace
+from purerl.io.sweep import parse_grid, sweep_table
 from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
@@ -166,35 +161,23 @@ def refuse_settings_with_resume(args: argparse.Namespace, run_flags: tuple[str, 
         raise ValueError(f"--resume continues a run with its saved settings; drop {flags}")
 
 
-def resume(args: argparse.Namespace) -> dict:
-    """Continues the run in ``args.resume`` with its own config and settings."""
-    refuse_settings_with_resume(args, RUN_FLAGS)
-    algorithm, config, run_info = load_run_dir(args.resume)
-    if (algorithm, run_info["command"]) != (args.algorithm, args.command):
-        right = f"purerl {run_info['command']} {algorithm} --resume {args.resume}"
-        raise ValueError(f"--resume {args.resume} is a {run_info['command']} {algorithm} run; use: {right}")
-    if args.command == "sweep":
-        return continue_sweep(args.resume, algorithm, config, run_info, stop_grace=args.stop_grace)
-    return continue_run(args.resume, algorithm, config, run_info, stop_grace=args.stop_grace)
-
-
-def start(args: argparse.Namespace) -> dict:
-    """Starts a new ``train`` or ``sweep`` run from the command line's flags."""
-    seeds = 16 if args.seeds is None else args.seeds
-    if seeds <= 0:
-        raise ValueError(f"--seeds must be > 0, got {seeds}")
-    chunk_updates = DEFAULT_CHUNK_UPDATES if args.chunk_updates is None else args.chunk_updates
-    if chunk_updates <= 0:
-        raise ValueError(f"--chunk-updates must be > 0, got {chunk_updates}")
-    checkpoint_every = DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
-    if checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+def control_command(args: argparse.Namespace) -> dict:
+    """``purerl train|sweep ALGORITHM``: a new run from the flags, or ``--resume DIR`` with its saved config
+    and settings."""
+    if args.resume is not None:
+        refuse_settings_with_resume(args, RUN_FLAGS)
+        algorithm, config, settings = load_run_dir(args.resume)
+        if (algorithm, settings.command) != (args.algorithm, args.command):
+            right = f"purerl {settings.command} {algorithm} --resume {args.resume}"
+            raise ValueError(f"--resume {args.resume} is a {settings.command} {algorithm} run; use: {right}")
+        return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
+    flags = {"num_seeds": args.seeds, "base_seed": args.seed}
+    flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
+    settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
     config = config_from_args(ALGORITHMS[args.algorithm].config_cls, args)
-    seed = 0 if args.seed is None else args.seed
-    settings = (seeds, output_dir(args), seed, chunk_updates, checkpoint_every, args.stop_grace)
     if args.command == "sweep":
-        return run_sweep_and_write(args.algorithm, config, parse_grid(config, args.grid), *settings)
-    return run_and_write(args.algorithm, config, *settings)
+        settings = dataclasses.replace(settings, grid=parse_grid(config, args.grid))
+    return run_in_dir(output_dir(args), args.algorithm, config, settings, stop_grace=args.stop_grace)
 
 
 def lm_command(args: argparse.Namespace) -> dict:
@@ -244,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lm":
             summary = lm_command(args)
         else:
-            summary = resume(args) if args.resume is not None else start(args)
+            summary = control_command(args)
     except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
     except Interrupted as stop:

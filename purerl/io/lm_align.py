@@ -24,11 +24,11 @@ import jax
 
 from purerl.core.streams import step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
-from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.config_io import save_config
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.io.lm_sft import load_sft_config
 from purerl.io.run import environment_info
+from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.lm.dpo import DPO_METRICS, DPOConfig, make_dpo
 from purerl.lm.evaluation import POLICY_METRICS, Evaluation, make_evaluate
 from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo

@@ -21,10 +21,10 @@ import jax
 import matplotlib
 import numpy as np
 
-from purerl.io.checkpoints import CheckpointError, RunCheckpoints
-from purerl.io.chunked import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
+from purerl.io.checkpoints import CheckpointError, RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
-from purerl.io.run import environment_info, new_run_checkpoints
+from purerl.io.run import environment_info
+from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.training import TrainingConfig
 

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from purerl.core.streams import step_key
-from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
+from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.lm.evaluation import POLICY_METRICS, make_evaluate
 from purerl.lm.model import count_params
 from purerl.lm.sft import SFTConfig, make_sft

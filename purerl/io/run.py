@@ -21,10 +21,11 @@ from purerl.control import grpo, ppo
 from purerl.core.sharding import BY_SEED, is_main_process, local_runs, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
-from purerl.io.chunked import DEFAULT_STOP_GRACE, train_in_chunks
-from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
+from purerl.io.chunked import train_in_chunks
+from purerl.io.config_io import config_to_dict
 from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
+from purerl.io.stopping import DEFAULT_STOP_GRACE
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,6 @@ ALGORITHMS: dict[str, Algorithm] = {
     "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate),
 }
 
-DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
-DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy")
 
 
@@ -221,17 +220,6 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
     } | environment_info()
 
 
-def check_writable(out: Path) -> None:
-    """Fails early, with one line, if ``out`` cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_test_{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"--out {str(out)!r} is not writable: {error.strerror or error}") from None
-
-
 def write_metrics_csv(path: Path, metrics: dict[str, np.ndarray], seeds_per_point: int | None = None) -> None:
     """Long format: one row per (seed, update), one column per metric. With ``seeds_per_point`` (a sweep,
     runs point-major) a ``point`` column comes first and ``seed`` counts within the point."""
@@ -269,99 +257,3 @@ def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, bas
         title=f"{config.env}: training-episode return",
     )
     return summary
-
-
-RUN_FILE = "run.json"  # how a run directory was started: enough, with config.json, to resume it
-
-
-def new_run_checkpoints(out: Path, resume_command: str) -> RunCheckpoints:
-    """The checkpoints of a new run in ``out``; refuses a directory that holds another run's checkpoints,
-    naming ``resume_command`` to continue that one instead."""
-    check_writable(out)
-    checkpoints = RunCheckpoints(out / "checkpoints")
-    if checkpoints.latest_step() is not None:
-        raise ValueError(
-            f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with {resume_command}, "
-            "or choose another --out (or delete that one)"
-        )
-    return checkpoints
-
-
-def start_run_dir(out: Path, algorithm: str, config: Any, run_info: dict[str, Any]) -> RunCheckpoints:
-    """Creates ``out`` with ``config.json`` and ``run.json`` (see ``new_run_checkpoints`` for a directory that
-    holds another run)."""
-    checkpoints = new_run_checkpoints(out, f"--resume {out}")
-    if is_main_process():
-        save_config(config, out / "config.json", algorithm)
-        (out / RUN_FILE).write_text(json.dumps({"algorithm": algorithm} | run_info, indent=2) + "\n")
-    return checkpoints
-
-
-def load_run_dir(out: Path) -> tuple[str, Any, dict[str, Any]]:
-    """``(algorithm, config, run_info)`` of a run directory made by ``start_run_dir``."""
-    try:
-        info = json.loads((out / RUN_FILE).read_text())
-        values = load_config_values(out / "config.json")
-    except (OSError, ValueError):
-        missing = f"no readable {RUN_FILE} and config.json"
-        raise ValueError(f"--resume {str(out)!r} is not a purerl run directory ({missing})") from None
-    algorithm = info.pop("algorithm")
-    return algorithm, config_from_dict(ALGORITHMS[algorithm].config_cls, values), info
-
-
-def run_and_write(
-    algorithm: str,
-    config: Any,
-    num_seeds: int,
-    out: Path,
-    base_seed: int = 0,
-    chunk_updates: int = DEFAULT_CHUNK_UPDATES,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-    stop_grace: float = DEFAULT_STOP_GRACE,
-) -> dict[str, Any]:
-    """Trains and writes a run directory: config, run description, checkpoints, metrics, summary, plot."""
-    run_info = {
-        "command": "train",
-        "num_seeds": num_seeds,
-        "base_seed": base_seed,
-        "chunk_updates": chunk_updates,
-        "checkpoint_every": checkpoint_every,
-    }
-    checkpoints = start_run_dir(out, algorithm, config, run_info)
-    return continue_run(out, algorithm, config, run_info, checkpoints, stop_grace)
-
-
-def continue_run(
-    out: Path,
-    algorithm: str,
-    config: Any,
-    run_info: dict[str, Any],
-    checkpoints: RunCheckpoints | None = None,
-    stop_grace: float = DEFAULT_STOP_GRACE,
-) -> dict[str, Any]:
-    """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a ``train`` run and writes it."""
-    result = run_in_dir(out, algorithm, config, run_info, checkpoints, stop_grace=stop_grace)
-    return write_outputs(out, algorithm, config, result, run_info["base_seed"])
-
-
-def run_in_dir(
-    out: Path,
-    algorithm: str,
-    config: Any,
-    run_info: dict[str, Any],
-    checkpoints: RunCheckpoints | None = None,
-    sweep: dict[str, list[float]] | None = None,
-    stop_grace: float = DEFAULT_STOP_GRACE,
-) -> RunResult:
-    """``run_seeds`` with the settings of ``run.json`` and the checkpoints of ``out`` (resuming from them)."""
-    return run_seeds(
-        algorithm,
-        config,
-        run_info["num_seeds"],
-        run_info["base_seed"],
-        sweep=sweep,
-        chunk_updates=run_info["chunk_updates"],
-        checkpoints=checkpoints or RunCheckpoints(out / "checkpoints"),
-        checkpoint_every=run_info["checkpoint_every"],
-        stop_grace=stop_grace,
-    )

@@ -27,18 +27,8 @@ import numpy as np
 from purerl.core.sharding import is_main_process
 from purerl.core.spread import has_spread
 from purerl.core.stats import learning_curve_auc
-from purerl.io.checkpoints import RunCheckpoints
-from purerl.io.chunked import DEFAULT_STOP_GRACE
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import (
-    DEFAULT_CHECKPOINT_EVERY,
-    DEFAULT_CHUNK_UPDATES,
-    RunResult,
-    environment_info,
-    run_in_dir,
-    start_run_dir,
-    write_metrics_csv,
-)
+from purerl.io.run import RunResult, environment_info, write_metrics_csv
 
 # Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
 # Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
@@ -246,44 +236,3 @@ def require_rliable() -> None:
         import rliable  # noqa: F401
     except ImportError:
         raise ValueError("purerl sweep needs rliable for its statistics: pip install 'purerl[stats]'") from None
-
-
-def run_sweep_and_write(
-    algorithm: str,
-    config: Any,
-    grid: dict[str, list[float]],
-    num_seeds: int,
-    out: Path,
-    base_seed: int = 0,
-    chunk_updates: int = DEFAULT_CHUNK_UPDATES,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-    stop_grace: float = DEFAULT_STOP_GRACE,
-) -> dict[str, Any]:
-    """Trains every grid point x ``num_seeds`` seeds in one run and writes the sweep's tables and figures."""
-    require_rliable()
-    run_info = {
-        "command": "sweep",
-        "grid": grid,
-        "num_seeds": num_seeds,
-        "base_seed": base_seed,
-        "chunk_updates": chunk_updates,
-        "checkpoint_every": checkpoint_every,
-    }
-    config = sweep_base_config(config, grid)
-    checkpoints = start_run_dir(out, algorithm, config, run_info)
-    return continue_sweep(out, algorithm, config, run_info, checkpoints, stop_grace)
-
-
-def continue_sweep(
-    out: Path,
-    algorithm: str,
-    config: Any,
-    run_info: dict[str, Any],
-    checkpoints: RunCheckpoints | None = None,
-    stop_grace: float = DEFAULT_STOP_GRACE,
-) -> dict[str, Any]:
-    """Runs (or resumes, from the newest checkpoint in ``out/checkpoints``) a sweep and writes it."""
-    require_rliable()
-    points = expand_grid(run_info["grid"])
-    result = run_in_dir(out, algorithm, config, run_info, checkpoints, sweep=points, stop_grace=stop_grace)
-    return write_sweep_outputs(out, algorithm, config, points, result, run_info["num_seeds"])

@@ -1,0 +1,107 @@
+"""A control run directory: ``purerl train`` and ``purerl sweep`` start one, ``--resume`` continues it.
+
+    out/config.json    the algorithm's config (for a sweep, the compiled base: see ``sweep_base_config``)
+    out/run.json       the algorithm and the ``RunSettings``: with config.json, all that a resume needs
+    out/checkpoints/   orbax checkpoints of every run's state and metrics (``purerl.io.checkpoints``)
+    then the results: metrics.csv, eval.npz and summary.json + learning_curve.png (train), or sweep.json,
+    sweep.md and its figures (sweep).
+
+``run_in_dir`` is the one path from the command line to ``purerl.io.run.run_seeds``: a new run and a resumed
+one, a single config and a sweep, all go through it.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from purerl.core.sharding import is_main_process
+from purerl.io.checkpoints import RunCheckpoints, new_run_checkpoints
+from purerl.io.config_io import config_from_dict, load_config_values, save_config
+from purerl.io.run import ALGORITHMS, run_seeds, write_outputs
+from purerl.io.stopping import DEFAULT_STOP_GRACE
+from purerl.io.sweep import expand_grid, require_rliable, sweep_base_config, write_sweep_outputs
+
+RUN_FILE = "run.json"
+DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
+DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run directory trains, besides the algorithm's config; fixed for the run's life (a resume keeps
+    them). Raises ``ValueError`` naming the flag of a bad value."""
+
+    num_seeds: int = 16  # --seeds: seeds trained in parallel (per sweep point)
+    base_seed: int = 0  # --seed: seed i trains from split(key(base_seed), num_seeds)[i]
+    chunk_updates: int = DEFAULT_CHUNK_UPDATES  # updates per jitted chunk; a run can stop between chunks
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # 0: only at the end and on a stop signal
+    grid: dict[str, list[float]] | None = None  # a sweep: field -> values, one point per element of the product
+
+    def __post_init__(self) -> None:
+        for flag, value, low in (("seeds", self.num_seeds, 1), ("chunk-updates", self.chunk_updates, 1)):
+            if value < low:
+                raise ValueError(f"--{flag} must be > 0, got {value}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+
+    @property
+    def command(self) -> str:
+        return "sweep" if self.grid else "train"
+
+
+def load_run_dir(out: Path) -> tuple[str, Any, RunSettings]:
+    """``(algorithm, config, settings)`` of a run directory that ``run_in_dir`` started."""
+    try:
+        info = json.loads((out / RUN_FILE).read_text())
+        values = load_config_values(out / "config.json")
+    except (OSError, ValueError):
+        missing = f"no readable {RUN_FILE} and config.json"
+        raise ValueError(f"--resume {str(out)!r} is not a purerl run directory ({missing})") from None
+    algorithm = info["algorithm"]
+    names = [field.name for field in dataclasses.fields(RunSettings)]
+    settings = RunSettings(**{name: info[name] for name in names if name in info})
+    return algorithm, config_from_dict(ALGORITHMS[algorithm].config_cls, values), settings
+
+
+def run_in_dir(
+    out: Path,
+    algorithm: str,
+    config: Any,
+    settings: RunSettings,
+    resume: bool = False,
+    stop_grace: float = DEFAULT_STOP_GRACE,
+) -> dict[str, Any]:
+    """Trains ``algorithm`` with ``config`` as ``settings`` say, in ``out``, and writes the results; returns
+    the summary (``summary.json`` or ``sweep.json``).
+
+    A new run (``resume=False``) writes ``config.json`` and ``run.json`` first, refusing a directory that
+    holds another run's checkpoints; a resumed one continues from its newest checkpoint, bitwise as if
+    uninterrupted. ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
+    points = None
+    if settings.grid:
+        require_rliable()  # before anything compiles
+        config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
+    if resume:
+        checkpoints = RunCheckpoints(out / "checkpoints")
+    else:
+        checkpoints = new_run_checkpoints(out, f"--resume {out}")
+        if is_main_process():
+            save_config(config, out / "config.json", algorithm)
+            info = {"algorithm": algorithm, "command": settings.command} | dataclasses.asdict(settings)
+            (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    result = run_seeds(
+        algorithm,
+        config,
+        settings.num_seeds,
+        settings.base_seed,
+        sweep=points,
+        chunk_updates=settings.chunk_updates,
+        checkpoints=checkpoints,
+        checkpoint_every=settings.checkpoint_every,
+        stop_grace=stop_grace,
+    )
+    if points is not None:
+        return write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
+    return write_outputs(out, algorithm, config, result, settings.base_seed)
