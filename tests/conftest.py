@@ -1,3 +1,42 @@
-"""Importing purerl first applies its safe XLA defaults before any JAX backend starts."""
+"""Test-session setup, before JAX starts, and what the tests share.
 
-import purerl  # noqa: F401
+- One persistent compilation cache for the whole session, in a fresh temporary directory: the pytest-xdist
+  workers and the CLI subprocesses that tests start inherit it through the environment, so a program one of
+  them compiled is loaded, not compiled again, by the next (JAX never caches programs that hold host
+  callbacks, such as the progress bar's). Fresh per session, so no test sees a program from another version.
+- On a GPU, workers share the device: none preallocates most of its memory.
+- Importing purerl first applies its safe XLA defaults before any JAX backend starts.
+- Expensive runs that several tests read are fixtures whose tests share an ``xdist_group``, so that one
+  worker builds each once (``--dist loadgroup``, pyproject.toml).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="purerl-tests-jax-cache-")
+    os.environ["PURERL_TESTS_OWN_CACHE"] = "1"
+
+import pytest  # noqa: E402
+
+import purerl  # noqa: E402, F401
+from purerl.io.lm_sft import run_sft  # noqa: E402
+from purerl.lm.sft import SFTConfig  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The session's owner (the xdist controller, or pytest alone) removes the cache it created."""
+    if os.environ.get("PURERL_TESTS_OWN_CACHE") and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sentiment_sft(tmp_path_factory) -> Path:
+    """The SFT run the LM learning tests start from (300 steps on sentiment); its tests are in the xdist group
+    ``sentiment_sft``."""
+    out = tmp_path_factory.mktemp("lm") / "sft"
+    run_sft(SFTConfig(task="sentiment", steps=300, eval_every=300), out)
+    return out

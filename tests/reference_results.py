@@ -80,21 +80,30 @@ def environment() -> dict[str, str]:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": jax.devices()[0].platform}
 
 
-def run_all(work: Path) -> dict[str, dict[str, list[float]]]:
-    """Every reference run into ``work``: run name -> column name -> values (metrics.csv, evals.csv and the
-    evaluation returns)."""
-    results = {}
-    for name, argv in RUNS.items():
-        out = work / name
-        assert cli.main([*argv, "--out", str(out)]) == 0
-        results[name] = read_columns(out / "metrics.csv")
-        results[name]["eval_returns"] = np.load(out / "eval.npz")["returns"].ravel().tolist()
+def run_group(group: str, work: Path) -> dict[str, dict[str, list[float]]]:
+    """The reference runs of ``group`` (a name of ``RUNS``, or ``"lm"``: SFT then GRPO from it) into ``work``:
+    run name -> column name -> values (metrics.csv, evals.csv and the evaluation returns)."""
+    if group in RUNS:
+        out = work / group
+        assert cli.main([*RUNS[group], "--out", str(out)]) == 0
+        columns = read_columns(out / "metrics.csv")
+        return {group: columns | {"eval_returns": np.load(out / "eval.npz")["returns"].ravel().tolist()}}
     assert cli.main([*LM_SFT, "--out", str(work / "sft")]) == 0
     assert cli.main([*LM_GRPO, "--init", str(work / "sft"), "--out", str(work / "lm_grpo")]) == 0
+    results = {}
     for name in ("sft", "lm_grpo"):
         results[name] = read_columns(work / name / "metrics.csv")
         results[name] |= {f"eval/{k}": v for k, v in read_columns(work / name / "evals.csv").items()}
     return results
+
+
+GROUPS = (*RUNS, "lm")
+GROUP_RUNS = {**{name: (name,) for name in RUNS}, "lm": ("sft", "lm_grpo")}
+
+
+def run_all(work: Path) -> dict[str, dict[str, list[float]]]:
+    """Every group's reference runs into ``work`` (see ``run_group``)."""
+    return {name: columns for group in GROUPS for name, columns in run_group(group, work).items()}
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ def assert_same_run(a: Path, b: Path) -> None:
     np.testing.assert_array_equal(evals_a["returns"], evals_b["returns"])
 
 
+SHARES_THE_RUN = pytest.mark.xdist_group("uninterrupted")  # one test worker runs every test that reads it
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
@@ -73,6 +76,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
+@SHARES_THE_RUN
 def test_killed_run_resumes_bitwise_identical(uninterrupted, tmp_path, capsys):
     out = tmp_path / "killed"
     process = launch(out)
@@ -87,6 +91,7 @@ def test_killed_run_resumes_bitwise_identical(uninterrupted, tmp_path, capsys):
     assert_same_run(uninterrupted, out)
 
 
+@SHARES_THE_RUN
 def test_sigterm_saves_at_the_chunk_boundary_and_resume_completes(uninterrupted, tmp_path):
     out = tmp_path / "terminated"
     process = launch(out)
@@ -202,6 +207,7 @@ def copy_run(source: Path, target: Path) -> Path:
     return target
 
 
+@SHARES_THE_RUN
 @pytest.mark.parametrize("target", ["array data", "metadata"])
 def test_corrupt_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys, target):
     out = copy_run(uninterrupted, tmp_path / "corrupt")
@@ -218,6 +224,7 @@ def test_corrupt_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys, ta
     assert f"checkpoint {out / 'checkpoints'}" in message and ("corrupt" in message or "unreadable" in message)
 
 
+@SHARES_THE_RUN
 def test_mismatched_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys):
     other_shape = copy_run(uninterrupted, tmp_path / "shape")
     config = json.loads((other_shape / "config.json").read_text())
@@ -229,6 +236,7 @@ def test_mismatched_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys)
     assert "saved by a different run: config" in resume_error(other_value, capsys)
 
 
+@SHARES_THE_RUN
 def test_resume_refuses_flags_and_out_refuses_an_earlier_run(uninterrupted, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "ppo", "--resume", str(uninterrupted), "--seeds", "4", "--learning-rate", "1"])

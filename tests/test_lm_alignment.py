@@ -10,7 +10,6 @@ import pytest
 
 from purerl.io import cli
 from purerl.io.lm_align import run_method, run_pairs
-from purerl.io.lm_sft import run_sft
 from purerl.lm.dpo import DPOConfig, make_dpo
 from purerl.lm.grpo import GroupExperience, LMGRPOConfig, grpo_objective, make_lm_grpo, unique_per_group
 from purerl.lm.model import completion_log_probs
@@ -252,13 +251,6 @@ def test_bad_alignment_input_one_line_error(capsys, tmp_path):
         assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
 
 
-@pytest.fixture(scope="module")
-def sentiment_sft(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm") / "sft"
-    run_sft(SFTConfig(task="sentiment", steps=300, eval_every=300), out)
-    return out
-
-
 @pytest.mark.learning
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
@@ -269,6 +261,7 @@ def sentiment_sft(tmp_path_factory):
     ],
     ids=["ppo", "grpo"],
 )
+@pytest.mark.xdist_group("sentiment_sft")
 def test_policy_gradient_improves_the_task_reward(sentiment_sft, tmp_path, algorithm, config_cls, settings):
     config = config_cls(init=str(sentiment_sft), steps=15, eval_every=15, **settings)
     summary = run_method(algorithm, config, tmp_path / algorithm)
@@ -277,18 +270,18 @@ def test_policy_gradient_improves_the_task_reward(sentiment_sft, tmp_path, algor
     assert end["kl_to_reference"] > 0.0
 
 
+@pytest.mark.xdist_group("sentiment_sft")
 @pytest.mark.learning
 @pytest.mark.timeout(300)
 def test_pairs_then_dpo_and_reward_model_on_the_sft_policy(sentiment_sft, tmp_path):
-    pairs = run_pairs(PairsConfig(init=str(sentiment_sft), prompts=256), tmp_path / "pairs")
+    sft = str(sentiment_sft)
+    pairs = run_pairs(PairsConfig(init=sft, prompts=256), tmp_path / "pairs")
     assert pairs["pairs"] > 100 and pairs["mean_chosen_reward"] > pairs["mean_rejected_reward"]
-    rm = run_method(
-        "rm", RewardModelConfig(init=str(sentiment_sft), pairs=str(tmp_path / "pairs"), steps=60), tmp_path / "rm"
-    )
+    rm = run_method("rm", RewardModelConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=60), tmp_path / "rm")
     assert rm["eval"]["true_accuracy"] > 0.8
     dpo = run_method(
         "dpo",
-        DPOConfig(init=str(sentiment_sft), pairs=str(tmp_path / "pairs"), steps=30, eval_every=30),
+        DPOConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=30, eval_every=30),
         tmp_path / "dpo",
     )
     assert dpo["eval"]["preference_accuracy"] > 0.7

@@ -1,6 +1,7 @@
 """Supervised fine-tuning: the loss masks the prompt, a tiny run learns the task, a resumed run equals an
 uninterrupted one, and bad input stops with one line."""
 
+import json
 import math
 import shutil
 
@@ -45,16 +46,17 @@ def test_sft_loss_is_the_mean_completion_cross_entropy_and_ignores_the_prompt():
     np.testing.assert_allclose(loss, nll / count, rtol=1e-5)
 
 
+@pytest.mark.xdist_group("sentiment_sft")
 @pytest.mark.learning
 @pytest.mark.timeout(300)
-def test_sft_on_a_tiny_model_learns_the_sentiment_grammar(tmp_path):
-    summary = run_sft(SFTConfig(task="sentiment", steps=300, eval_every=300), tmp_path / "sft")
+def test_sft_on_a_tiny_model_learns_the_sentiment_grammar(sentiment_sft):
+    out, summary = sentiment_sft, json.loads((sentiment_sft / "summary.json").read_text())
     assert summary["eval_at_start"]["validity"] == 0.0 and summary["eval_at_start"]["accuracy"] == 0.0
     assert summary["final_loss"] < 0.6  # from ln(49) = 3.9 at initialisation
     assert summary["eval"]["validity"] > 0.5  # most samples are reviews the grammar can produce
     assert summary["eval"]["accuracy"] > 0.15  # and many are wholly positive (44% of the demonstrations are)
     for name in ("metrics.csv", "evals.csv", "samples.txt", "summary.json", "sft.png", "config.json"):
-        assert (tmp_path / "sft" / name).exists()
+        assert (out / name).exists()
 
 
 def test_resumed_sft_equals_an_uninterrupted_run(tmp_path):

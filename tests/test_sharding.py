@@ -36,6 +36,9 @@ def run_cli(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return result
 
 
+SHARES_THE_RUNS = pytest.mark.xdist_group("cli_runs")  # one test worker runs every test that reads them
+
+
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one_device") / "run"
@@ -49,6 +52,7 @@ def four_device_run(tmp_path_factory) -> tuple[Path, str]:
     return out, run_cli(out, devices_env(4)).stderr
 
 
+@SHARES_THE_RUNS
 @pytest.mark.timeout(2 * HARD_TIMEOUT)
 def test_cli_on_four_devices_with_the_bar_finishes_and_agrees_with_one_device(one_device_run, four_device_run):
     out, stderr = four_device_run
@@ -65,6 +69,7 @@ def test_cli_on_four_devices_with_the_bar_finishes_and_agrees_with_one_device(on
     np.testing.assert_array_equal(sharded["env_steps"], single["env_steps"])
 
 
+@SHARES_THE_RUNS
 def test_a_run_saved_on_four_devices_resumes_on_one(four_device_run, tmp_path, capsys):
     """A requeued job may land on another device count: the checkpoint restores onto this process's one
     device, and the finished run's resume re-evaluates it, as on four."""
@@ -82,6 +87,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@SHARES_THE_RUNS
 @pytest.mark.timeout(2 * HARD_TIMEOUT)
 def test_two_processes_of_two_devices_with_the_bar_equal_one_process_of_four(tmp_path, four_device_run):
     """The same four-way split computes the same bits whether its devices sit in one process or two."""
@@ -109,9 +115,10 @@ def test_two_processes_of_two_devices_with_the_bar_equal_one_process_of_four(tmp
     np.testing.assert_array_equal(np.load(out / "eval.npz")["returns"], np.load(reference / "eval.npz")["returns"])
 
 
-# In a fresh interpreter with 4 devices: padding, what the compiled programs hold, and short runs of each kind.
+# In a fresh interpreter with 4 devices: padding, what the compiled programs hold, and a short run of the
+# kind named by argv[1] (one interpreter per kind, so that parallel test workers share them).
 PROGRAMS = """
-import jax, numpy as np, re
+import jax, numpy as np, re, sys
 import purerl
 from purerl.control import grpo, ppo
 from purerl.core.sharding import padded_count, seed_mesh, shard_seeds, unpad
@@ -128,13 +135,15 @@ np.testing.assert_array_equal(unpad(placed, 6), np.arange(6.0))
 
 COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "collective-broadcast",
                "reduce-scatter", "send(", "recv(")
-configs = [
-    ("ppo", ppo.PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, eval_episodes=4)),
-    ("ppo", ppo.PPOConfig(env="Pendulum-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, eval_episodes=4)),
-    ("grpo", grpo.GRPOConfig(env="CartPole-v1", num_updates=2, num_groups=2, group_size=2, num_minibatches=2,
-                             beta=0.04, eval_episodes=4)),
-]
-for algorithm, config in configs:
+configs = {
+    "ppo-CartPole": ("ppo", ppo.PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
+                                          eval_episodes=4)),
+    "ppo-Pendulum": ("ppo", ppo.PPOConfig(env="Pendulum-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
+                                          eval_episodes=4)),
+    "grpo-CartPole": ("grpo", grpo.GRPOConfig(env="CartPole-v1", num_updates=2, num_groups=2, group_size=2,
+                                              num_minibatches=2, beta=0.04, eval_episodes=4)),
+}
+for algorithm, config in [configs[sys.argv[1]]]:
     module = ppo if algorithm == "ppo" else grpo
     keys = seed_keys(0, 6)
     state = init_runs(module.init, keys, config, mesh)  # on one device, then split over four
@@ -166,9 +175,9 @@ print("programs ok")
 
 
 @pytest.mark.timeout(HARD_TIMEOUT)
-def test_sharded_programs_hold_no_communication_and_short_runs_equal_one_device():
-    result = subprocess.run(
-        [sys.executable, "-c", PROGRAMS], env=devices_env(4), capture_output=True, text=True, timeout=HARD_TIMEOUT - 10
-    )
+@pytest.mark.parametrize("kind", ["ppo-CartPole", "ppo-Pendulum", "grpo-CartPole"])
+def test_sharded_programs_hold_no_communication_and_short_runs_equal_one_device(kind):
+    command = [sys.executable, "-c", PROGRAMS, kind]
+    result = subprocess.run(command, env=devices_env(4), capture_output=True, text=True, timeout=HARD_TIMEOUT - 10)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "programs ok" in result.stdout

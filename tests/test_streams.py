@@ -150,6 +150,7 @@ LM_METHODS = {
 }
 
 
+@pytest.mark.xdist_group("lm_runs")  # one test worker runs every test that reads them
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("method", ["sft", "pairs", *LM_METHODS])
 def test_language_model_methods_consume_every_key_once(lm_runs, tmp_path, method):
