@@ -91,6 +91,8 @@ def fail_if_compiled(*args, **kwargs):
         (["--seeds", "0"], "--seeds must be > 0, got 0"),
         (["--chunk-updates", "0"], "--chunk-updates must be > 0, got 0"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
+        (["--chunk-updates", "1.5"], "argument --chunk-updates: invalid int value: '1.5'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--log-std-init", "0.5"], "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
         (["--learning-rate", "fast"], "--learning-rate: cannot read 'fast' as float"),
         (["--config", "missing.json"], "config file 'missing.json' does not exist"),
@@ -103,6 +105,15 @@ def test_bad_input_one_line_error_before_compile(monkeypatch, capsys, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("purerl: error: ") and message in err and err.count("\n") == 1
+
+
+def test_resume_of_a_language_model_run_names_its_command(capsys, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"_algorithm": "sft", "task": "sentiment"}))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "ppo", "--resume", str(tmp_path)])
+    assert exit_info.value.code == 2
+    right = f"use: purerl lm sft --resume {tmp_path}"
+    assert capsys.readouterr().err == f"purerl: error: --resume {str(tmp_path)!r} is an LM run; {right}\n"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -256,14 +256,15 @@ def test_bad_alignment_input_one_line_error(capsys, tmp_path):
 @pytest.mark.parametrize(
     "algorithm,config_cls,settings",
     [
-        ("ppo", LMPPOConfig, {"prompts_per_step": 32}),
+        ("ppo", LMPPOConfig, {"prompts_per_step": 32, "steps": 8}),
         ("grpo", LMGRPOConfig, {"prompts_per_step": 4, "group_size": 8}),
     ],
     ids=["ppo", "grpo"],
 )
 @pytest.mark.xdist_group("sentiment_sft")
 def test_policy_gradient_improves_the_task_reward(sentiment_sft, tmp_path, algorithm, config_cls, settings):
-    config = config_cls(init=str(sentiment_sft), steps=15, eval_every=15, **settings)
+    settings = {"steps": 15} | settings  # PPO gains +0.76 in 8 steps (+0.85 in 15), GRPO +0.55 in 15
+    config = config_cls(init=str(sentiment_sft), eval_every=settings["steps"], **settings)
     summary = run_method(algorithm, config, tmp_path / algorithm)
     start, end = summary["eval_at_start"], summary["eval"]
     assert end["reward"] > start["reward"] + 0.3, (start, end)
@@ -277,11 +278,12 @@ def test_pairs_then_dpo_and_reward_model_on_the_sft_policy(sentiment_sft, tmp_pa
     sft = str(sentiment_sft)
     pairs = run_pairs(PairsConfig(init=sft, prompts=256), tmp_path / "pairs")
     assert pairs["pairs"] > 100 and pairs["mean_chosen_reward"] > pairs["mean_rejected_reward"]
-    rm = run_method("rm", RewardModelConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=60), tmp_path / "rm")
+    # Sized to their margins: 30 reward-model steps reach 0.96 held-out accuracy, 15 DPO steps 0.90.
+    rm = run_method("rm", RewardModelConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=30), tmp_path / "rm")
     assert rm["eval"]["true_accuracy"] > 0.8
     dpo = run_method(
         "dpo",
-        DPOConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=30, eval_every=30),
+        DPOConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=15, eval_every=15),
         tmp_path / "dpo",
     )
     assert dpo["eval"]["preference_accuracy"] > 0.7

@@ -68,8 +68,16 @@ def add_stop_grace_flag(sub: argparse.ArgumentParser) -> None:
     )
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Bad flags (an unknown one, a value of the wrong type) end in one line, like every other bad input;
+    subcommands' parsers are of this class too (``add_subparsers`` uses the parent's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"purerl: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="purerl", description="Pure-JAX RL: many seeds in one jitted run.")
+    parser = OneLineErrors(prog="purerl", description="Pure-JAX RL: many seeds in one jitted run.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an agent over many seeds and write results")
     sweep = commands.add_parser("sweep", help="train a grid of hyperparameters x seeds in one compiled run")

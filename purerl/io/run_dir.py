@@ -57,6 +57,9 @@ def load_run_dir(out: Path) -> tuple[str, Any, RunSettings]:
         info = json.loads((out / RUN_FILE).read_text())
         values = load_config_values(out / "config.json")
     except (OSError, ValueError):
+        if (out / "config.json").exists() and not (out / RUN_FILE).exists():  # a language-model run
+            lm = load_config_values(out / "config.json").get("_algorithm")
+            raise ValueError(f"--resume {str(out)!r} is an LM run; use: purerl lm {lm} --resume {out}") from None
         missing = f"no readable {RUN_FILE} and config.json"
         raise ValueError(f"--resume {str(out)!r} is not a purerl run directory ({missing})") from None
     algorithm = info["algorithm"]

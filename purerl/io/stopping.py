@@ -32,7 +32,7 @@ DEFAULT_STOP_GRACE = 20.0  # seconds a stop request waits for the running chunk 
 def check_stop_grace(seconds: float) -> None:
     """``--stop-grace`` must be a positive, finite number of seconds that a thread can wait."""
     if not 0 < seconds <= threading.TIMEOUT_MAX:
-        raise ValueError(f"--stop-grace must be > 0 and at most {threading.TIMEOUT_MAX:g} seconds, got {seconds!r}")
+        raise ValueError(f"--stop-grace must be > 0 and at most {threading.TIMEOUT_MAX:.0f} seconds, got {seconds!r}")
 
 
 class StopSignals:
