@@ -80,6 +80,11 @@ def environment() -> dict[str, str]:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": jax.devices()[0].platform}
 
 
+# The runs of each group: one per control run; "lm" is SFT, then GRPO from it.
+GROUP_RUNS = {**{name: (name,) for name in RUNS}, "lm": ("sft", "lm_grpo")}
+GROUPS = tuple(GROUP_RUNS)
+
+
 def run_group(group: str, work: Path) -> dict[str, dict[str, list[float]]]:
     """The reference runs of ``group`` (a name of ``RUNS``, or ``"lm"``: SFT then GRPO from it) into ``work``:
     run name -> column name -> values (metrics.csv, evals.csv and the evaluation returns)."""
@@ -91,14 +96,10 @@ def run_group(group: str, work: Path) -> dict[str, dict[str, list[float]]]:
     assert cli.main([*LM_SFT, "--out", str(work / "sft")]) == 0
     assert cli.main([*LM_GRPO, "--init", str(work / "sft"), "--out", str(work / "lm_grpo")]) == 0
     results = {}
-    for name in ("sft", "lm_grpo"):
+    for name in GROUP_RUNS["lm"]:
         results[name] = read_columns(work / name / "metrics.csv")
         results[name] |= {f"eval/{k}": v for k, v in read_columns(work / name / "evals.csv").items()}
     return results
-
-
-GROUPS = (*RUNS, "lm")
-GROUP_RUNS = {**{name: (name,) for name in RUNS}, "lm": ("sft", "lm_grpo")}
 
 
 def run_all(work: Path) -> dict[str, dict[str, list[float]]]:

@@ -40,8 +40,8 @@ class RunSettings:
     grid: dict[str, list[float]] | None = None  # a sweep: field -> values, one point per element of the product
 
     def __post_init__(self) -> None:
-        for flag, value, low in (("seeds", self.num_seeds, 1), ("chunk-updates", self.chunk_updates, 1)):
-            if value < low:
+        for flag, value in (("seeds", self.num_seeds), ("chunk-updates", self.chunk_updates)):
+            if value <= 0:
                 raise ValueError(f"--{flag} must be > 0, got {value}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
