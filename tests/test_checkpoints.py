@@ -108,7 +108,7 @@ def test_sigterm_saves_at_the_chunk_boundary_and_resume_completes(uninterrupted,
     assert_same_run(uninterrupted, out)
 
 
-# A run whose second chunk cannot finish: the progress report of update 12 blocks forever.
+# A run whose second chunk cannot finish: a host callback inside update 12 blocks forever.
 STUCK_RUN = """
 import pathlib, sys, time
 import purerl
@@ -120,15 +120,19 @@ from purerl.io.chunked import train_in_chunks
 
 config = ppo.PPOConfig(total_timesteps=40 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,), update_epochs=1)
 
-def progress(update, run_ids, values):
+def block_at_update_12(update):
     if update == 12:
         print("stuck", flush=True)
         time.sleep(3600)
 
+def update(state, index):
+    jax.debug.callback(block_at_update_12, index)
+    return ppo.update(state, index)
+
 keys = jax.random.split(jax.random.key(0), 2)
-train_in_chunks(ppo.init, ppo.update, config.num_updates, keys, config, seed_mesh(),
+train_in_chunks(ppo.init, update, config.num_updates, keys, config, seed_mesh(),
                 chunk_updates=10, checkpoints=RunCheckpoints(pathlib.Path(sys.argv[1])), checkpoint_every=10,
-                progress=progress, stop_grace=float(sys.argv[2]))
+                stop_grace=float(sys.argv[2]))
 """
 
 

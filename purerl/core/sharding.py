@@ -38,8 +38,7 @@ def is_prng_key(x: Any) -> bool:
 def on_each_device(fn: Callable[..., Any], mesh: Mesh, in_specs: Any, out_specs: Any) -> Callable[..., Any]:
     """``fn`` run by every device of ``mesh`` on its own slice of each ``BY_SEED`` argument (``jax.shard_map``).
 
-    Inside, ``fn`` is one device's program: XLA adds no collective, and a host callback in ``fn`` runs on each
-    device with that device's values (``purerl.core.progress``). ``fn`` must treat its seeds independently,
+    Inside, ``fn`` is one device's program: XLA adds no collective. ``fn`` must treat its seeds independently,
     e.g. ``jax.vmap`` over them; its outputs are concatenated along the seed axis (``BY_SEED``)."""
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
@@ -65,12 +64,6 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     return jax.tree.map(place, tree)
-
-
-def local_runs(num_runs: int, mesh: Mesh) -> np.ndarray:
-    """The run indices (``< num_runs``, sorted) that ``shard_seeds`` places on this process's devices."""
-    placed = shard_seeds(np.arange(num_runs, dtype=np.int32), mesh)
-    return np.unique(np.concatenate([np.asarray(shard.data) for shard in placed.addressable_shards]))
 
 
 def unpad(tree: Any, num_seeds: int) -> Any:

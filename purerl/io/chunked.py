@@ -5,11 +5,11 @@ resumed without losing anything.
 vmapped over runs, is scanned ``chunk_updates`` at a time by one compiled program per chunk length (a
 shorter last chunk compiles once more), which every device runs on its own slice of the runs
 (``purerl.core.sharding.on_each_device``); the state of every run is carried from chunk to chunk on the
-devices. After each chunk the host collects its metrics, stops on a non-finite loss or parameter, saves a
-checkpoint every ``checkpoint_every`` updates, and saves one and stops if SIGINT (Ctrl-C) or SIGTERM arrived
-during the chunk (or exits after a grace period if the chunk does not end). The update index is an argument
-of each chunk, so every update computes exactly what it computes in the single scan: a resumed run is
-bitwise identical to an uninterrupted one with the same chunks.
+devices. After each chunk the host collects its metrics, reports progress, stops on a non-finite loss or
+parameter, saves a checkpoint every ``checkpoint_every`` updates, and saves one and stops if SIGINT (Ctrl-C)
+or SIGTERM arrived during the chunk (or exits after a grace period if the chunk does not end). The update
+index is an argument of each chunk, so every update computes exactly what it computes in the single scan: a
+resumed run is bitwise identical to an uninterrupted one with the same chunks.
 """
 
 import json
@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.progress import ProgressFn, emit_progress
 from purerl.core.sharding import (
     BY_SEED,
     REPLICATED,
@@ -80,26 +79,17 @@ def init_runs(init: Any, keys: jax.Array, configs: Any, mesh: Any) -> Any:
     return shard_seeds(state, mesh)
 
 
-def chunk_program(update: Any, num_updates: int, mesh: Any, progress: ProgressFn | None = None) -> Any:
-    """The jitted ``chunk(state, indices, run_ids) -> (state, metrics, params_finite)``: every device scans
-    ``update`` (vmapped over its runs) over the update ``indices``, reporting ``metrics["episode_return"]`` to
-    ``progress`` in between; ``metrics`` come out ``[runs, updates]``. ``state`` is donated."""
+def chunk_program(update: Any, mesh: Any) -> Any:
+    """The jitted ``chunk(state, indices) -> (state, metrics, params_finite)``: every device scans ``update``
+    (vmapped over its runs) over the update ``indices``; ``metrics`` come out ``[runs, updates]``. ``state``
+    is donated. The program holds no host callback, so the compilation cache can keep it."""
 
-    def run_chunk(state: Any, indices: jax.Array, run_ids: jax.Array):
-        vmapped_update = jax.vmap(update, in_axes=(0, None))
-
-        def body(state: Any, index: jax.Array):
-            state, metrics = vmapped_update(state, index)
-            if progress is not None:  # outside the vmap: one host call per device and report
-                emit_progress(progress, index, run_ids, metrics["episode_return"], num_updates)
-            return state, metrics
-
-        state, metrics = jax.lax.scan(body, state, indices)  # the same program as vmap of the scan
+    def run_chunk(state: Any, indices: jax.Array):
+        state, metrics = jax.lax.scan(jax.vmap(update, in_axes=(0, None)), state, indices)
         finite = jax.vmap(lambda runner: _all_finite(runner.train_state.params))(state)
         return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics), finite
 
-    in_specs = (BY_SEED, REPLICATED, BY_SEED)
-    return jax.jit(on_each_device(run_chunk, mesh, in_specs, BY_SEED), donate_argnums=0)
+    return jax.jit(on_each_device(run_chunk, mesh, (BY_SEED, REPLICATED), BY_SEED), donate_argnums=0)
 
 
 def train_in_chunks(
@@ -113,7 +103,7 @@ def train_in_chunks(
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
     meta: dict[str, Any] | None = None,
-    progress: ProgressFn | None = None,
+    progress: Callable[[int, np.ndarray], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     run_name: Callable[[int], str] = "run {}".format,
     stop_grace: float = DEFAULT_STOP_GRACE,
@@ -126,15 +116,13 @@ def train_in_chunks(
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
     (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
-    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(update,
-    run_ids, values)`` receives ``metrics["episode_return"]`` from inside the chunks (``emit_progress``, per
-    device); ``on_start(first_update)`` is called once compilation is done; ``run_name(r)`` names run ``r`` in
-    errors.
+    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(done,
+    returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
+    ``on_start(first_update)`` is called once compilation is done; ``run_name(r)`` names run ``r`` in errors.
     """
     num_runs = keys.shape[0]
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
-    run_ids = shard_seeds(np.arange(num_runs, dtype=np.int32), mesh)
-    chunk = chunk_program(update, num_updates, mesh, progress)
+    chunk = chunk_program(update, mesh)
 
     start, history = 0, {}
     step = checkpoints.latest_step() if checkpoints is not None else None
@@ -157,7 +145,7 @@ def train_in_chunks(
     compiled = {}
     for low, high in zip(bounds[:-1], bounds[1:], strict=True):
         if high - low not in compiled:
-            compiled[high - low] = chunk.lower(state, np.arange(low, high), run_ids).compile()
+            compiled[high - low] = chunk.lower(state, np.arange(low, high)).compile()
     compile_seconds = time.perf_counter() - compile_start
     barrier(f"compiled chunks from update {start}")  # hosts finish compiling at different times
 
@@ -173,13 +161,15 @@ def train_in_chunks(
             signals.last_saved = f"update {done} in {checkpoints.directory}"
 
         for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-            state, metrics, finite = compiled[high - low](state, np.arange(low, high), run_ids)
+            state, metrics, finite = compiled[high - low](state, np.arange(low, high))
             metrics, finite = unpad(to_host((metrics, finite)), num_runs)
             problem = first_non_finite(metrics["loss"], finite, low, run_name)
             if problem is not None:
                 kept = checkpoints.latest_step() if checkpoints is not None else None
                 where = f"; the last good checkpoint is update {kept} in {checkpoints.directory}" if kept else ""
                 raise NonFiniteError(problem + where)
+            if progress is not None:
+                progress(high, metrics["episode_return"][:, -1])
             history = {
                 name: np.concatenate([history[name], values], axis=1) if name in history else values
                 for name, values in metrics.items()

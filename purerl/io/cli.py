@@ -21,6 +21,7 @@ from pathlib import Path
 
 from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import CheckpointError
+from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
 from purerl.io.lm_sft import load_sft_config, run_sft
@@ -53,7 +54,17 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
     )
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     add_stop_grace_flag(sub)
+    add_compile_cache_flag(sub)
     add_config_flags(sub, config_cls)
+
+
+def add_compile_cache_flag(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=f"keep compiled programs in DIR so the next run of the same program skips XLA's compile; {OFF!r} "
+        f"turns it off [${ENV_VAR}, else $JAX_COMPILATION_CACHE_DIR, else {default_directory()}]",
+    )
 
 
 def add_stop_grace_flag(sub: argparse.ArgumentParser) -> None:
@@ -106,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint"
             )
             add_stop_grace_flag(sub)
+        add_compile_cache_flag(sub)
         add_config_flags(sub, config_cls)
     return parser
 
@@ -232,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     out = output_dir(args)
     try:
         check_stop_grace(getattr(args, "stop_grace", DEFAULT_STOP_GRACE))
+        configure_compile_cache(args.compile_cache)
         if args.command == "lm":
             summary = lm_command(args)
         else:

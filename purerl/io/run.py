@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.control import grpo, ppo
-from purerl.core.sharding import BY_SEED, is_main_process, local_runs, on_each_device, seed_mesh, to_host, unpad
+from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
 from purerl.io.chunked import train_in_chunks
@@ -110,11 +110,8 @@ def run_seeds(
         **{name: jnp.repeat(jnp.asarray(values, jnp.float32), num_seeds) for name, values in sweep.items()}
     )
     bar = None
-    if show_progress:
-        # Every process reports its own devices' runs; only process 0 draws the bar.
-        stream = None if is_main_process() else open(os.devnull, "w")  # noqa: SIM115  (lives as long as the bar)
-        bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, stream, local_runs(num_runs, mesh))
-    if show_progress and is_main_process():
+    if show_progress and is_main_process():  # every process has every run's metrics; process 0 draws
+        bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs)
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
         print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
