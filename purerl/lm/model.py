@@ -26,7 +26,6 @@ from purerl.lm.tokenizer import Batch
 POSITIONS = ("learned", "rope")
 SCALAR_HEADS = ("value", "reward")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-MASKED = -1e9  # finite, so a query with no valid key (a pad) gets uniform weights instead of NaN
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,25 @@ def rotate(x: jax.Array, positions: jax.Array) -> jax.Array:
     return rotated.astype(x.dtype)
 
 
+class OneHotEmbed(nn.Embed):
+    """``nn.Embed`` (same parameters, same initialisation) whose lookup is a one-hot matmul in the compute
+    dtype at full precision: exact rows forward, and a dense matmul backward. A gather's gradient is a
+    scatter-add, which on a GPU is an atomic per element (a compare-and-swap loop in bf16 on Hopper, and in
+    f32 too on jax 0.10.2 and 0.11.0), contended where many tokens share a row (``<pad>``), and which
+    accumulates in bf16 in a bf16 model. The vocabulary (49) and ``max_len`` (80) are small, so the matmul
+    costs ``2 * tokens * rows * d`` FLOPs, a sliver of a step (../shared/reference/gpu-perf-analysis.md 1.1).
+
+    ``one_hot=False`` gathers the same rows (the same values, exactly): for the sampler, which takes no
+    gradient and launches a few kernels fewer per decoded token."""
+
+    def __call__(self, inputs: jax.Array, one_hot: bool = True) -> jax.Array:
+        table = self.embedding.astype(self.dtype)
+        if not one_hot:
+            return jnp.take(table, inputs, axis=0)
+        selector = jax.nn.one_hot(inputs, self.num_embeddings, dtype=self.dtype)
+        return jnp.einsum("...v,vd->...d", selector, table, precision=jax.lax.Precision.HIGHEST)
+
+
 def dense(features: int, config: ModelConfig, std: float = 0.02) -> nn.Dense:
     return nn.Dense(features, dtype=config.dtype, kernel_init=nn.initializers.normal(std))
 
@@ -110,6 +128,23 @@ def dense(features: int, config: ModelConfig, std: float = 0.02) -> nn.Dense:
 def residual_projection(config: ModelConfig) -> nn.Dense:
     """A projection back onto the residual stream, initialised with std 0.02 / sqrt(2 * n_layers) (GPT-2)."""
     return dense(config.d_model, config, 0.02 / math.sqrt(2 * config.n_layers))
+
+
+def attention_implementation(config: ModelConfig, query_length: int, key_length: int, training: bool) -> str:
+    """``jax.nn.dot_product_attention``'s backend: cuDNN's fused (flash) kernel on a GPU where it takes the
+    shapes (bf16, a head dimension that is a multiple of 8 up to 128, and with a mask in training both lengths
+    even: jax's ``check_is_flash_attention``), which never stores the ``[B, H, T, S]`` scores; XLA elsewhere
+    (CPU, float32, decoding from the cache). Both compute scores and softmax in float32."""
+    cudnn = (
+        jax.default_backend() == "gpu"
+        and config.dtype == jnp.bfloat16
+        and config.head_dim % 8 == 0
+        and config.head_dim <= 128
+        and training
+        and query_length % 2 == 0
+        and key_length % 2 == 0
+    )
+    return "cudnn" if cudnn else "xla"
 
 
 class CausalSelfAttention(nn.Module):
@@ -134,10 +169,9 @@ class CausalSelfAttention(nn.Module):
             query_slots = query_slots + cache_index
         key_slots = jnp.arange(keys.shape[1])
         allowed = (key_slots[None, :] <= query_slots[:, None])[None, None] & key_mask[:, None, None, :]
-        scores = jnp.einsum("bqhd,bkhd->bhqk", queries, keys, preferred_element_type=jnp.float32)
-        scores = jnp.where(allowed, scores / math.sqrt(config.head_dim), MASKED)
-        weights = jax.nn.softmax(scores, axis=-1).astype(config.dtype)
-        attended = jnp.einsum("bhqk,bkhd->bqhd", weights, values).reshape(batch, length, config.d_model)
+        implementation = attention_implementation(config, length, keys.shape[1], cache is None)
+        attended = jax.nn.dot_product_attention(queries, keys, values, mask=allowed, implementation=implementation)
+        attended = attended.reshape(batch, length, config.d_model)
         return residual_projection(config)(attended), cache
 
 
@@ -176,16 +210,18 @@ class CausalLM(nn.Module):
         config = self.config
         chex.assert_rank(tokens, 2)
         chex.assert_equal_shape((tokens, positions))
-        embed = nn.Embed(
+        embed = OneHotEmbed(
             config.vocab_size,
             config.d_model,
             dtype=config.dtype,
             embedding_init=nn.initializers.normal(0.02),
             name="token_embed",
         )
-        x = embed(tokens)
+        differentiable = cache is None  # a cache means sampling: no gradient, so a gather will do
+        x = embed(tokens, one_hot=differentiable)
         if config.positions == "learned":
-            x = x + nn.Embed(config.max_len, config.d_model, dtype=config.dtype, name="position_embed")(positions)
+            positional = OneHotEmbed(config.max_len, config.d_model, dtype=config.dtype, name="position_embed")
+            x = x + positional(positions, one_hot=differentiable)
         key_mask = key_mask.astype(bool)
         new_cache = []
         for layer in range(config.n_layers):
@@ -194,7 +230,9 @@ class CausalLM(nn.Module):
             )
             new_cache.append(layer_cache)
         x = nn.LayerNorm(dtype=config.dtype, name="final_norm")(x)
-        logits = embed.attend(x).astype(jnp.float32)  # tied output embedding
+        # The tied output layer in float32 at full precision, whatever the compute dtype: RL's ratios and KL
+        # estimates are differences of these log-probs. V = 49 rows, so this is a sliver of the step's FLOPs.
+        logits = jnp.einsum("btd,vd->btv", x.astype(jnp.float32), embed.embedding, precision=jax.lax.Precision.HIGHEST)
         scalar = None
         if config.scalar_head is not None:
             init = (
@@ -219,7 +257,8 @@ def token_log_probs(logits: jax.Array, tokens: jax.Array, temperature: float | j
     """``log softmax(logits / temperature)[token]`` in float32: the one log-prob used by the sampler and by
     every trainer, so a sampled token is always scored under the distribution it was drawn from."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
-    return jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+    # A one-hot sum, not take_along_axis: exact, and its gradient is no scatter (see OneHotEmbed).
+    return jnp.sum(log_probs * jax.nn.one_hot(tokens, logits.shape[-1], dtype=jnp.float32), axis=-1)
 
 
 def forward_sequences(model: CausalLM, params, batch: Batch) -> LMOutput:

@@ -65,7 +65,7 @@ def last_token_scores(model: CausalLM, params, batch: Batch) -> jax.Array:
     token when it never stopped): the reward-model convention of lm-human-preferences."""
     scalar = forward_sequences(model, params, batch).scalar  # [B, C + 1]; slot j + 1 is *at* token j
     last = jnp.sum(batch.completion_mask, axis=-1)
-    return jnp.take_along_axis(scalar, last[:, None], axis=-1)[:, 0]
+    return jnp.sum(scalar * jax.nn.one_hot(last, scalar.shape[-1], dtype=scalar.dtype), axis=-1)  # no scatter
 
 
 def reward_model_scorer(model: CausalLM, params) -> Scorer:
