@@ -21,8 +21,8 @@ def gae_reference(rewards, values, next_values, terminated, done, gamma, lam):
     return advantages, advantages + values
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gae_matches_python_loop_with_mixed_terminations_and_truncations(seed):
+@pytest.mark.parametrize("seed, unroll", [(0, 1), (1, 1), (2, 1), (0, 8)])  # 37 steps: 4 unrolled + 5
+def test_gae_matches_python_loop_with_mixed_terminations_and_truncations(seed, unroll):
     rng = np.random.default_rng(seed)
     T, B = 37, 5
     rewards = rng.normal(size=(T, B))
@@ -41,6 +41,7 @@ def test_gae_matches_python_loop_with_mixed_terminations_and_truncations(seed):
         jnp.asarray(done),
         0.97,
         0.9,
+        unroll,
     )
     np.testing.assert_allclose(adv, expected_adv, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(targets, expected_targets, rtol=1e-5, atol=1e-5)

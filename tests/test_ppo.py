@@ -171,3 +171,12 @@ def test_continuous_evaluation_with_and_without_observation_statistics(normalize
     result = jax.jit(evaluate)(state, jax.random.key(1))
     np.testing.assert_array_equal(result["lengths"], [200, 200, 200])  # Pendulum always runs to its limit
     assert np.all(np.asarray(result["returns"]) < 0)
+
+
+def test_unrolled_rollout_and_gae_give_the_same_run():
+    """``scan_unroll`` (the GPU default: fewer kernel launches) changes the program, not the result."""
+    config = dataclasses.replace(SMALL, scan_unroll=1)
+    _, plain = jax.jit(make_train(config))(jax.random.key(0))
+    _, unrolled = jax.jit(make_train(dataclasses.replace(config, scan_unroll=5)))(jax.random.key(0))
+    for name in plain:
+        np.testing.assert_allclose(unrolled[name], plain[name], rtol=1e-5, atol=1e-6, err_msg=name)

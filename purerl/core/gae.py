@@ -16,6 +16,7 @@ def gae(
     done: jax.Array,
     gamma: float | jax.Array,
     gae_lambda: float | jax.Array,
+    unroll: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """Advantages and value targets for a time-major rollout.
 
@@ -31,6 +32,7 @@ def gae(
         because step t+1 belongs to another episode.
       gamma: discount.
       gae_lambda: GAE lambda.
+      unroll: steps per iteration of the backward scan (fewer kernel launches on a GPU; the same result).
 
     Returns:
       ``(advantages, targets)`` with ``targets = advantages + values`` (the value-function regression target).
@@ -50,5 +52,7 @@ def gae(
         advantage = delta + gamma * gae_lambda * continues * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(backward_step, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
+    _, advantages = jax.lax.scan(
+        backward_step, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True, unroll=unroll
+    )
     return advantages, advantages + values
