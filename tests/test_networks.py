@@ -1,11 +1,15 @@
 """Policy distributions (log-probs, entropy) against closed forms, and the PPO initialisation."""
 
+import subprocess
+import sys
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.core.networks import ActorCritic
+from purerl.core.networks import ActorCritic, orthogonal
 
 
 def test_categorical_log_prob_and_entropy_closed_form():
@@ -59,3 +63,28 @@ def test_actor_and_critic_share_no_parameters():
     assert set(params) == {"actor_torso", "actor_head", "critic_torso", "critic_head"}
     grads = jax.grad(lambda p: net.apply(p, jnp.ones((1, 4)), method=ActorCritic.value).sum())({"params": params})
     assert all(float(jnp.abs(g).sum()) == 0.0 for g in jax.tree.leaves(grads["params"]["actor_torso"]))
+
+
+def test_vmapped_orthogonal_init_draws_what_each_key_draws_alone():
+    keys = jax.random.split(jax.random.key(3), 5)
+    batched = jax.jit(jax.vmap(lambda key: orthogonal(1.4)(key, (6, 4))))(keys)
+    for i, key in enumerate(keys):
+        np.testing.assert_array_equal(batched[i], nn.initializers.orthogonal(1.4)(key, (6, 4)))
+        np.testing.assert_allclose(batched[i].T @ batched[i], 1.4**2 * np.eye(4), atol=1e-5)
+
+
+# The initial state of many seeds at once, as the CLI computes it (jit of vmap of init), in a fresh process under
+# a hard timeout: with the batched QR, 256 seeds deadlocked XLA's two-thread intra-op pool on two cores.
+MANY_SEEDS_INIT = """
+import jax, purerl
+from purerl.control import ppo
+keys = jax.random.split(jax.random.key(0), 256)
+jax.block_until_ready(jax.jit(jax.vmap(ppo.init, in_axes=(0, None)))(keys, ppo.PPOConfig()))
+print("initialised")
+"""
+
+
+@pytest.mark.timeout(150)
+def test_initialising_many_seeds_at_once_does_not_hang():
+    result = subprocess.run([sys.executable, "-c", MANY_SEEDS_INIT], capture_output=True, text=True, timeout=120)
+    assert "initialised" in result.stdout, result.stderr[-2000:]

@@ -16,8 +16,39 @@ import numpy as np
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
+def orthogonal(gain: float) -> nn.initializers.Initializer:
+    """Flax's orthogonal initializer (a QR of a Gaussian matrix, Saxe et al. 2014), drawing the matrices of a
+    ``vmap`` over keys (seeds) one after another on the CPU.
+
+    Vmapped, the QR is jaxlib's batched LAPACK kernel, which splits a large batch over XLA's intra-op thread
+    pool and blocks its own pool thread until the parts are done. XLA runs independent kernels at once (the
+    actor's and the critic's), and with two pool threads (2 cores) both can end up waiting: ``jit(vmap(init))``
+    of 256 seeds hung at 0% CPU (native stacks: two ``tf_XLAEigen`` threads in ``lapack_sgeqrf_ffi`` ->
+    ``ParallelBatchMap`` -> ``BlockingCounter::Wait``). One matrix at a time (``lax.map``) gives each kernel a
+    batch of one, the same values, and costs nothing that matters at initialisation. On other backends the
+    batch stays batched."""
+    base = nn.initializers.orthogonal(gain)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        @jax.custom_batching.custom_vmap
+        def draw(key: jax.Array) -> jax.Array:
+            return base(key, shape, dtype)
+
+        @draw.def_vmap
+        def draw_batch(axis_size: int, in_batched: list[bool], keys: jax.Array) -> tuple[jax.Array, bool]:
+            if not in_batched[0]:
+                return draw(keys), False
+            if jax.default_backend() == "cpu":
+                return jax.lax.map(draw, keys), True
+            return jax.vmap(lambda key: base(key, shape, dtype))(keys), True
+
+        return draw(key)
+
+    return init
+
+
 def dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
