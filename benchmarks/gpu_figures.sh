@@ -1,50 +1,94 @@
 #!/usr/bin/env bash
-# Every GPU figure the benchmarks publish, in one call on a lent GPU:
+# Every GPU figure the project still lacks, in one call on a lent GPU, in at most 8 minutes of benchmarks:
 #
-#     bash benchmarks/gpu_figures.sh ppo chunking memory lm alignment   # any of these parts, in this order
+#     bash benchmarks/gpu_figures.sh                       # the default parts: lm ppo cache
+#     bash benchmarks/gpu_figures.sh ppo memory            # any parts, in this order
+#     GPU_FIGURES_DRY_RUN=1 bash benchmarks/gpu_figures.sh # every path at CPU size (about 6 minutes on 2 cores)
 #
-# Each benchmark runs under its own time limit (a slow one cannot starve the rest) and writes
-# benchmarks/results/<name>_gpu.{json,md}; the results and the whole log are packed into $OUT when it is set
-# (the device tool's output folder), else left in benchmarks/results/.
+# Parts, with their time limits (the default ones sum to 460 s):
+#   lm        150 s  LM train step (tiny, small x f32, bf16; batch 512) and sampling at batch 512: the one-hot
+#                    embeddings, f32 logits and attention of issue 16 against the H100 figures before them
+#   ppo       210 s  PPO CartPole at PureJaxRL's settings, 150k steps per seed, 64 / 1024 / 4096 seeds:
+#                    purerl with scan_unroll 1 and 8 and PureJaxRL's own ppo.py, side by side in one process
+#   cache     100 s  compile seconds of a first and a second run of `purerl train ppo` and `purerl lm sft`
+#   chunking  150 s  memory 180 s  alignment 240 s   (older figures; not in the default run)
+#
+# Set-up, on the CPU machine (the GPU image has no gymnax or distrax, and nothing can be downloaded there):
+#     pip download --no-deps -d .wheels gymnax==1.0.1 distrax==0.1.9 tfp-nightly==0.26.0.dev20261027
+#     bash ../shared/tools/gpu-aot/prepare_purejaxrl.sh <git dir of luchris429/purejaxrl> .peers/purejaxrl
+#     (both folders in .git/info/exclude; the device tool's run carries them: carry [".wheels", ".peers"])
+# The script installs .wheels (--no-deps) if the folder is there, runs each benchmark under its own time limit
+# (a slow one cannot starve the rest), writes benchmarks/results/<name>_gpu.{json,md} row by row, and packs
+# the results and the log into $OUT when it is set (the device tool's output folder).
 set -u
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:$(cd "$(dirname "$0")/.." && pwd)
 cd "$(dirname "$0")/.."
-log=${OUT:-benchmarks/results}/gpu_figures_log.txt
 python=${PYTHON:-python3}
+dry=${GPU_FIGURES_DRY_RUN:-}
+tag=gpu
+if [ -n "$dry" ]; then tag=dryrun; fi
+log=${OUT:-benchmarks/results}/gpu_figures_log.txt
+if [ -n "$dry" ]; then log=$(mktemp); fi
 
 bench() {  # bench SECONDS SCRIPT ARGS...: one benchmark under a time limit; a failure is logged, not fatal
     local limit=$1
     shift
+    if [ -n "$dry" ]; then limit=$((limit * 2)); fi
     echo "=== $* (limit ${limit}s)" | tee -a "$log"
     timeout "$limit" "$python" "$@" 2>&1 | tee -a "$log"
     echo "=== exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
+size() {  # size GPU_ARGS -- DRY_RUN_ARGS: the arguments for this run
+    local gpu=() cpu=() seen=
+    for arg in "$@"; do
+        if [ "$arg" = "--" ]; then seen=1; elif [ -n "$seen" ]; then cpu+=("$arg"); else gpu+=("$arg"); fi
+    done
+    if [ -n "$dry" ]; then echo "${cpu[@]}"; else echo "${gpu[@]}"; fi
+}
+
+if [ -d .wheels ]; then "$python" -m pip install -q --no-deps .wheels/*.whl 2>&1 | tee -a "$log"; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$log"
-for part in "$@"; do
+"$python" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$log"
+peers=()
+if [ -d .peers/purejaxrl ]; then peers=(--purejaxrl .peers/purejaxrl); fi
+parts=("$@")
+if [ ${#parts[@]} -eq 0 ]; then parts=(lm ppo cache); fi
+for part in "${parts[@]}"; do
     case $part in
+        lm)
+            # shellcheck disable=SC2046
+            bench 150 benchmarks/lm_throughput.py --dtypes float32 bfloat16 --tag "$tag" \
+                $(size --batch-size 512 --sample-batch 512 -- --presets tiny --batch-size 16 --sample-batch 16 --reps 1)
+            ;;
         ppo)
-            bench 400 benchmarks/ppo_throughput.py --seeds 64 256 1024 4096 8192 --truncation as-done --tag gpu
+            # shellcheck disable=SC2046
+            bench 210 benchmarks/ppo_throughput.py --truncation as-done --scan-unroll 1 8 "${peers[@]}" --tag "$tag" \
+                $(size --seeds 64 1024 4096 --timesteps 150000 -- --seeds 2 --timesteps 4096)
+            ;;
+        cache)
+            bench 100 benchmarks/compile_cache.py --parts runs --commands "PPO CartPole" "LM SFT" --tag "$tag"
             ;;
         chunking)
-            bench 150 benchmarks/chunking_overhead.py --seeds 1024 --reps 1 --tag gpu
+            # shellcheck disable=SC2046
+            bench 150 benchmarks/chunking_overhead.py --reps 1 --tag "$tag" $(size --seeds 1024 -- --seeds 2 --timesteps 20480)
             ;;
         memory)
-            bench 180 benchmarks/update_memory.py --tag gpu
-            ;;
-        lm)
-            bench 200 benchmarks/lm_throughput.py --dtypes float32 bfloat16 --batch-size 512 --tag gpu
-            bench 90 benchmarks/lm_throughput.py --presets small --dtypes bfloat16 --batch-size 2048 --tag gpu_batch2048
+            bench 180 benchmarks/update_memory.py --tag "$tag"
             ;;
         alignment)
-            bench 240 benchmarks/lm_alignment.py --presets tiny small --tag gpu
+            # shellcheck disable=SC2046
+            bench 240 benchmarks/lm_alignment.py --tag "$tag" $(size --presets tiny small -- --presets tiny)
             ;;
         *)
-            echo "unknown part '$part': allowed are ppo, chunking, memory, lm, alignment" >&2
+            echo "unknown part '$part': allowed are lm, ppo, cache, chunking, memory, alignment" >&2
             exit 2
             ;;
     esac
 done
-if [ -n "${OUT:-}" ]; then
+if [ -n "$dry" ]; then
+    echo "dry run done; its results (benchmarks/results/*_dryrun*) are removed, its log was $log"
+    rm -f benchmarks/results/*_dryrun*
+elif [ -n "${OUT:-}" ]; then
     tar -cf "$OUT/results_gpu.tar" benchmarks/results/*_gpu*
 fi
