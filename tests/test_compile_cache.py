@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from purerl.io.compile_cache import cache_directory, configure_compile_cache, default_directory
+from purerl.io.compile_cache import cache_directory, check_writable, configure_compile_cache, default_directory
 
 
 @pytest.fixture
@@ -19,19 +19,24 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
+def directory(flag: str | None) -> Path | None:
+    return cache_directory(flag)[0]
+
+
 def test_directory_precedence_flag_then_purerl_then_jax_then_the_user_cache(clean_env, tmp_path):
-    assert cache_directory(None) == Path.home() / ".cache" / "purerl" / "jax" == default_directory()
+    assert cache_directory(None) == (Path.home() / ".cache" / "purerl" / "jax", "default")
+    assert directory(None) == default_directory()
     clean_env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_directory(None) == tmp_path / "xdg" / "purerl" / "jax"
+    assert directory(None) == tmp_path / "xdg" / "purerl" / "jax"
     clean_env.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
-    assert cache_directory(None) == tmp_path / "jax"
+    assert cache_directory(None) == (tmp_path / "jax", "JAX_COMPILATION_CACHE_DIR")
     clean_env.setenv("PURERL_COMPILE_CACHE", str(tmp_path / "env"))
-    assert cache_directory(None) == tmp_path / "env"
-    assert cache_directory(str(tmp_path / "flag")) == tmp_path / "flag"
+    assert cache_directory(None) == (tmp_path / "env", "PURERL_COMPILE_CACHE")
+    assert cache_directory(str(tmp_path / "flag")) == (tmp_path / "flag", "--compile-cache")
     clean_env.setenv("PURERL_COMPILE_CACHE", "OFF")
-    assert cache_directory(None) is None
-    assert cache_directory("off") is None
-    assert cache_directory(str(tmp_path / "flag")) == tmp_path / "flag"  # the flag wins over the variable
+    assert directory(None) is None
+    assert directory("off") is None
+    assert directory(str(tmp_path / "flag")) == tmp_path / "flag"  # the flag wins over the variable
 
 
 @pytest.mark.parametrize("source", ["flag", "env"])
@@ -42,10 +47,25 @@ def test_empty_directory_is_a_one_line_error(clean_env, source):
         cache_directory("" if source == "flag" else None)
 
 
-def test_a_directory_that_cannot_be_created_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("file", r"compile cache .*file \(from --compile-cache\) is not a directory"),
+        ("file/jax", r"compile cache .*file/jax \(from --compile-cache\) cannot be written \(Not a directory\)"),
+        ("/proc", r"compile cache /proc \(from --compile-cache\) cannot be written"),  # exists, not writable
+    ],
+)
+def test_a_directory_purerl_cannot_write_is_a_one_line_error(tmp_path, where, message):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match=r"compile cache .*file/jax cannot be created \(Not a directory\)"):
-        configure_compile_cache(str(tmp_path / "file" / "jax"))
+    with pytest.raises(ValueError, match=message):
+        configure_compile_cache(where if where.startswith("/") else str(tmp_path / where))
+
+
+def test_the_error_names_the_variable_the_directory_came_from(clean_env, tmp_path):
+    (tmp_path / "file").write_text("")
+    clean_env.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "file" / "x"))
+    with pytest.raises(ValueError, match=r"\(from JAX_COMPILATION_CACHE_DIR\) cannot be written"):
+        check_writable(*cache_directory(None))
 
 
 def entries(directory: Path) -> set[str]:

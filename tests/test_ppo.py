@@ -127,6 +127,8 @@ def test_evaluation_runs_exactly_one_episode_per_env():
         ({"log_std_init": -1.0}, "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
         ({"activation": "gelu"}, "activation must be one of tanh, relu; got 'gelu'"),
         ({"hidden_sizes": ()}, "hidden_sizes must be non-empty"),
+        ({"scan_unroll": 0}, "scan_unroll must be > 0, got 0"),
+        ({"scan_unroll": 200}, "scan_unroll=200 exceeds num_steps=128, the length of the scans it unrolls"),
     ],
 )
 def test_bad_config_gives_one_line_error(overrides, message):

@@ -51,3 +51,18 @@ def test_bar_counts_updates_when_steps_per_update_vary_and_skips_lines_inside_a_
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3 and "41/100 updates" in lines[0] and "50/100 updates" in lines[1]
     assert "100/100 updates" in lines[2]
+
+
+def test_a_run_that_stops_between_two_tenths_ends_on_a_line_where_it_stopped():
+    stream = io.StringIO()
+    bar = ProgressBar(num_updates=800, steps_per_update=None, num_runs=1, stream=stream)
+    for done in (161, 168, 210):  # 20% drawn; 21% and 26% inside the next tenth
+        bar(done, np.array([1.0]))
+    bar.close()  # a stop at update 210
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "161/800 updates" in lines[0] and "210/800 updates" in lines[1]
+    finished = io.StringIO()
+    bar = ProgressBar(num_updates=10, steps_per_update=None, num_runs=1, stream=finished)
+    bar(10, np.array([1.0]))
+    bar.close()
+    assert len(finished.getvalue().splitlines()) == 1  # a finished run's 100% line is not drawn twice

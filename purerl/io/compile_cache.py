@@ -24,6 +24,7 @@ from the host between chunks, not from inside.
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -39,34 +40,44 @@ def default_directory() -> Path:
     return Path(base) / "purerl" / "jax"
 
 
-def cache_directory(flag: str | None) -> Path | None:
-    """The cache directory from ``--compile-cache`` (``flag``) and the environment; None when it is off."""
-    choice = flag if flag is not None else os.environ.get(ENV_VAR)
+def cache_directory(flag: str | None) -> tuple[Path | None, str]:
+    """The cache directory from ``--compile-cache`` (``flag``) and the environment (None when it is off), and
+    where that choice came from (for errors)."""
+    sources = (("--compile-cache", flag), (ENV_VAR, os.environ.get(ENV_VAR)))
+    sources += (("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or None),)
+    source, choice = next(((name, value) for name, value in sources if value is not None), ("default", None))
     if choice is None:
-        choice = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(default_directory())
+        return default_directory(), source
     if choice.strip().lower() == OFF:
-        return None
+        return None, source
     if not choice.strip():
-        source = "--compile-cache" if flag is not None else ENV_VAR
         raise ValueError(f"{source} is empty; give a directory or {OFF!r}")
-    return Path(choice).expanduser()
+    return Path(choice).expanduser(), source
+
+
+def check_writable(directory: Path, source: str) -> None:
+    """Creates ``directory`` if needed and writes a file there, or raises ``ValueError`` (one line)."""
+    where = f"compile cache {directory}" + ("" if source == "default" else f" (from {source})")
+    fix = f"give another with --compile-cache DIR or turn it off with --compile-cache {OFF}"
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{where} is not a directory; {fix}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ValueError(f"{where} cannot be written ({error.strerror}); {fix}") from None
 
 
 def configure_compile_cache(flag: str | None) -> Path | None:
     """Turns JAX's persistent compilation cache on at ``cache_directory(flag)`` (or off), before anything
-    compiles; returns the directory. Raises ``ValueError`` (one line) if it cannot be created."""
-    directory = cache_directory(flag)
+    compiles; returns the directory. Raises ``ValueError`` (one line) if it is not a directory purerl can write."""
+    directory, source = cache_directory(flag)
     compilation_cache.reset_cache()  # a compile at import (gymnax's) may have opened JAX's default already
     if directory is None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(
-            f"compile cache {directory} cannot be created ({error.strerror}); "
-            f"give another with --compile-cache DIR or turn it off with --compile-cache {OFF}"
-        ) from None
+    check_writable(directory, source)
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:

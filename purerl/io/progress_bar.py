@@ -28,6 +28,7 @@ class ProgressBar:
         self.start_time = time.perf_counter()
         self.first_update = 0
         self.next_line_fraction = 0.1
+        self.undrawn: tuple[int, np.ndarray] | None = None  # the latest report, if no line showed it
 
     def start(self, first_update: int = 0) -> None:
         """Starts the clock; ``first_update`` > 0 when a resumed run restored that many updates."""
@@ -37,7 +38,9 @@ class ProgressBar:
     def __call__(self, done: int, returns: np.ndarray) -> None:
         fraction = done / self.num_updates
         if not self.interactive and fraction < self.next_line_fraction:  # after 100%: 110%, never reached
+            self.undrawn = done, returns
             return
+        self.undrawn = None
         self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
         elapsed = max(time.perf_counter() - self.start_time, 1e-9)
         if self.steps_per_update is None:
@@ -55,6 +58,11 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
+        """Ends the bar; off a terminal, first a line for the last report if none showed it (a run stopped
+        between two tenths ends on where it stopped)."""
+        if self.undrawn is not None:
+            self.next_line_fraction = 0.0
+            self(*self.undrawn)
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()

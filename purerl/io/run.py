@@ -116,24 +116,26 @@ def run_seeds(
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
         print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
 
-    output = train_in_chunks(
-        algo.init,
-        algo.update,
-        config.num_updates,
-        train_keys,
-        configs,
-        mesh,
-        chunk_updates=chunk_updates,
-        checkpoints=checkpoints,
-        checkpoint_every=checkpoint_every,
-        meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
-        progress=bar,
-        on_start=None if bar is None else bar.start,
-        run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
-        stop_grace=stop_grace,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        output = train_in_chunks(
+            algo.init,
+            algo.update,
+            config.num_updates,
+            train_keys,
+            configs,
+            mesh,
+            chunk_updates=chunk_updates,
+            checkpoints=checkpoints,
+            checkpoint_every=checkpoint_every,
+            meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
+            progress=bar,
+            on_start=None if bar is None else bar.start,
+            run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
+            stop_grace=stop_grace,
+        )
+    finally:
+        if bar is not None:
+            bar.close()  # also when the run stops: the bar ends on where it stopped
 
     start = time.perf_counter()
     evaluation = jax.block_until_ready(evaluation_program(algorithm, mesh)(output.padded_state))

@@ -108,7 +108,8 @@ class OneHotEmbed(nn.Embed):
     scatter-add, which on a GPU is an atomic per element (a compare-and-swap loop in bf16 on Hopper, and in
     f32 too on jax 0.10.2 and 0.11.0), contended where many tokens share a row (``<pad>``), and which
     accumulates in bf16 in a bf16 model. The vocabulary (49) and ``max_len`` (80) are small, so the matmul
-    costs ``2 * tokens * rows * d`` FLOPs, a sliver of a step (../shared/reference/gpu-perf-analysis.md 1.1).
+    costs ``2 * tokens * rows * d`` FLOPs, a sliver of a step (openxla/xla#26371: contended bf16 scatter-add;
+    jax#38806: f32 atomics on 0.10.2/0.11.0; the compiled programs: benchmarks/results/gpu_aot_h100.md).
 
     ``one_hot=False`` gathers the same rows (the same values, exactly): for the sampler, which takes no
     gradient and launches a few kernels fewer per decoded token."""
