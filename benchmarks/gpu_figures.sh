@@ -3,7 +3,11 @@
 #
 #     bash benchmarks/gpu_figures.sh                       # the default parts: lm ppo cache
 #     bash benchmarks/gpu_figures.sh ppo memory            # any parts, in this order
-#     GPU_FIGURES_DRY_RUN=1 bash benchmarks/gpu_figures.sh # every path at CPU size (about 6 minutes on 2 cores)
+#     GPU_FIGURES_DRY_RUN=1 bash benchmarks/gpu_figures.sh # every default path at CPU size (about 2 minutes)
+#
+# On your own GPU: install purerl with jax's CUDA build and run the first line; the PureJaxRL comparison is
+# optional (skipped without .peers/purejaxrl, a folder holding PureJaxRL's ppo.py, wrappers.py and a gymnax
+# 1.0 five-tuple shim, gymnax_compat.py, never committed here).
 #
 # Parts, with their time limits (the default ones sum to 460 s):
 #   lm        150 s  LM train step (tiny, small x f32, bf16; batch 512) and sampling at batch 512: the one-hot
@@ -13,7 +17,7 @@
 #   cache     100 s  compile seconds of a first and a second run of `purerl train ppo` and `purerl lm sft`
 #   chunking  150 s  memory 180 s  alignment 240 s   (older figures; not in the default run)
 #
-# Set-up, on the CPU machine (the GPU image has no gymnax or distrax, and nothing can be downloaded there):
+# On the team's lent GPU (its image has no gymnax or distrax and cannot download), prepare on the CPU machine:
 #     pip download --no-deps -d .wheels gymnax==1.0.1 distrax==0.1.9 tfp-nightly==0.26.0.dev20261027
 #     bash ../shared/tools/gpu-aot/prepare_purejaxrl.sh <git dir of luchris429/purejaxrl> .peers/purejaxrl
 #     (both folders in .git/info/exclude; the device tool's run carries them: carry [".wheels", ".peers"])
@@ -47,13 +51,22 @@ size() {  # size GPU_ARGS -- DRY_RUN_ARGS: the arguments for this run
     if [ -n "$dry" ]; then echo "${cpu[@]}"; else echo "${gpu[@]}"; fi
 }
 
+parts=("$@")
+if [ ${#parts[@]} -eq 0 ]; then parts=(lm ppo cache); fi
+for part in "${parts[@]}"; do  # every name checked before anything runs
+    case $part in
+        lm | ppo | cache | chunking | memory | alignment) ;;
+        *)
+            echo "unknown part '$part': allowed are lm, ppo, cache, chunking, memory, alignment" >&2
+            exit 2
+            ;;
+    esac
+done
 if [ -d .wheels ]; then "$python" -m pip install -q --no-deps .wheels/*.whl 2>&1 | tee -a "$log"; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$log"
 "$python" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$log"
 peers=()
 if [ -d .peers/purejaxrl ]; then peers=(--purejaxrl .peers/purejaxrl); fi
-parts=("$@")
-if [ ${#parts[@]} -eq 0 ]; then parts=(lm ppo cache); fi
 for part in "${parts[@]}"; do
     case $part in
         lm)
@@ -79,10 +92,6 @@ for part in "${parts[@]}"; do
         alignment)
             # shellcheck disable=SC2046
             bench 240 benchmarks/lm_alignment.py --tag "$tag" $(size --presets tiny small -- --presets tiny)
-            ;;
-        *)
-            echo "unknown part '$part': allowed are lm, ppo, cache, chunking, memory, alignment" >&2
-            exit 2
             ;;
     esac
 done
