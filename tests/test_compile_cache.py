@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from purerl.io.compile_cache import cache_directory, check_writable, configure_compile_cache, default_directory
+from purerl.io.compile_cache import cache_directory, configure_compile_cache, default_directory
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def directory(flag: str | None) -> Path | None:
 
 
 def test_directory_precedence_flag_then_purerl_then_jax_then_the_user_cache(clean_env, tmp_path):
-    assert cache_directory(None) == (Path.home() / ".cache" / "purerl" / "jax", "default")
+    assert cache_directory(None) == (Path.home() / ".cache" / "purerl" / "jax", "the compile cache")
     assert directory(None) == default_directory()
     clean_env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert directory(None) == tmp_path / "xdg" / "purerl" / "jax"
@@ -50,9 +50,9 @@ def test_empty_directory_is_a_one_line_error(clean_env, source):
 @pytest.mark.parametrize(
     "where, message",
     [
-        ("file", r"compile cache .*file \(from --compile-cache\) is not a directory"),
-        ("file/jax", r"compile cache .*file/jax \(from --compile-cache\) cannot be written \(Not a directory\)"),
-        ("/proc", r"compile cache /proc \(from --compile-cache\) cannot be written"),  # exists, not writable
+        ("file", r"--compile-cache '.*file' is not a directory; give another with --compile-cache DIR"),
+        ("file/jax", r"--compile-cache '.*file/jax' is not writable: Not a directory; give another"),
+        ("/proc", r"--compile-cache '/proc' is not writable: "),  # exists, not writable
     ],
 )
 def test_a_directory_purerl_cannot_write_is_a_one_line_error(tmp_path, where, message):
@@ -64,8 +64,8 @@ def test_a_directory_purerl_cannot_write_is_a_one_line_error(tmp_path, where, me
 def test_the_error_names_the_variable_the_directory_came_from(clean_env, tmp_path):
     (tmp_path / "file").write_text("")
     clean_env.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "file" / "x"))
-    with pytest.raises(ValueError, match=r"\(from JAX_COMPILATION_CACHE_DIR\) cannot be written"):
-        check_writable(*cache_directory(None))
+    with pytest.raises(ValueError, match=r"JAX_COMPILATION_CACHE_DIR '.*file/x' is not writable"):
+        configure_compile_cache(None)
 
 
 def entries(directory: Path) -> set[str]:

@@ -133,15 +133,19 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:200]}{' ...' if len(text) > 200 else ''}"
 
 
-def check_writable(out: Path) -> None:
-    """Fails early, with one line, if ``out`` cannot be created or written."""
+def check_writable(directory: Path, name: str = "--out", hint: str = "") -> None:
+    """Fails early, with one line naming ``name`` (the flag or variable that gave ``directory``) and ending in
+    ``hint``, if ``directory`` is not one that can be created or written."""
+    where = f"{name} {str(directory)!r}"
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{where} is not a directory{hint}")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_test_{os.getpid()}"
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write_test_{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ValueError(f"--out {str(out)!r} is not writable: {error.strerror or error}") from None
+        raise ValueError(f"{where} is not writable: {error.strerror or error}{hint}") from None
 
 
 def new_run_checkpoints(out: Path, resume_command: str) -> RunCheckpoints:

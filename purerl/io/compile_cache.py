@@ -24,11 +24,12 @@ from the host between chunks, not from inside.
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
+
+from purerl.io.checkpoints import check_writable
 
 ENV_VAR = "PURERL_COMPILE_CACHE"
 OFF = "off"
@@ -45,28 +46,14 @@ def cache_directory(flag: str | None) -> tuple[Path | None, str]:
     where that choice came from (for errors)."""
     sources = (("--compile-cache", flag), (ENV_VAR, os.environ.get(ENV_VAR)))
     sources += (("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR") or None),)
-    source, choice = next(((name, value) for name, value in sources if value is not None), ("default", None))
+    source, choice = next(((name, value) for name, value in sources if value is not None), (None, None))
     if choice is None:
-        return default_directory(), source
+        return default_directory(), "the compile cache"
     if choice.strip().lower() == OFF:
         return None, source
     if not choice.strip():
         raise ValueError(f"{source} is empty; give a directory or {OFF!r}")
     return Path(choice).expanduser(), source
-
-
-def check_writable(directory: Path, source: str) -> None:
-    """Creates ``directory`` if needed and writes a file there, or raises ``ValueError`` (one line)."""
-    where = f"compile cache {directory}" + ("" if source == "default" else f" (from {source})")
-    fix = f"give another with --compile-cache DIR or turn it off with --compile-cache {OFF}"
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{where} is not a directory; {fix}")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise ValueError(f"{where} cannot be written ({error.strerror}); {fix}") from None
 
 
 def configure_compile_cache(flag: str | None) -> Path | None:
@@ -77,7 +64,9 @@ def configure_compile_cache(flag: str | None) -> Path | None:
     if directory is None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
-    check_writable(directory, source)
+    check_writable(
+        directory, source, f"; give another with --compile-cache DIR or turn it off with --compile-cache {OFF}"
+    )
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
