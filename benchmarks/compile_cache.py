@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from ppo_throughput import PUREJAXRL_CARTPOLE  # noqa: E402  (run from the repository root or benchmarks/)
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.control import ppo
@@ -109,7 +110,7 @@ def chunk_compile_seconds(config: ppo.PPOConfig, seeds: int) -> float:
 
 def growth() -> list[dict]:
     jax.config.update("jax_enable_compilation_cache", False)
-    base = ppo.PPOConfig(env="CartPole-v1")
+    base = PUREJAXRL_CARTPOLE
     variants = [("seeds", seeds, base, seeds) for seeds in (1, 16, 256, 4096)]
     variants += [("num_steps", n, dataclasses.replace(base, num_steps=n), 16) for n in (32, 128, 512)]
     variants += [("num_envs", n, dataclasses.replace(base, num_envs=n), 16) for n in (1, 4, 64)]

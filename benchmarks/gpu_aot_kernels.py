@@ -52,11 +52,11 @@ def loop_totals(hlo_text: str, computations, analyse) -> tuple[int, int]:
 
 def ppo_rows(gpu_aot, tools, seeds: int, pjrl: str | None) -> list[dict]:
     import jax
-    from ppo_throughput import purejaxrl_train
+    from ppo_throughput import PUREJAXRL_CARTPOLE, purejaxrl_train
 
-    from purerl.control.ppo import GPU_SCAN_UNROLL, PPOConfig, make_train
+    from purerl.control.ppo import GPU_SCAN_UNROLL, make_train
 
-    config = PPOConfig(env="CartPole-v1", bootstrap_truncation=False)  # PureJaxRL's settings and done handling
+    config = dataclasses.replace(PUREJAXRL_CARTPOLE, bootstrap_truncation=False)  # PureJaxRL's done handling
     env_steps = seeds * config.num_updates * config.batch_size
     keys = jax.random.split(jax.random.key(0), seeds)
     programs = {
