@@ -13,7 +13,8 @@ autotuning, no CUDA graphs; bytes = operands + outputs per kernel), to be checke
 
 - PPO: the whole run (``jit(vmap(make_train))``) at PureJaxRL's CartPole settings, kernel launches over the
   nested loops with their trip counts and bytes per env step, for ``scan_unroll`` 1 and the GPU default,
-  and PureJaxRL's ``ppo.py`` at the same settings (truncation as termination, as PureJaxRL does).
+  in float32 and with ``compute_dtype="bfloat16"``, and PureJaxRL's ``ppo.py`` at the same settings
+  (truncation as termination, as PureJaxRL does).
 - LM: one SFT train step (the small and the tiny model, f32 and bf16, batch 512): kernels, bytes, scatters
   and the dtype of the output projection.
 """
@@ -63,6 +64,9 @@ def ppo_rows(gpu_aot, tools, seeds: int, pjrl: str | None) -> list[dict]:
         "purerl, scan_unroll=1": jax.jit(jax.vmap(make_train(dataclasses.replace(config, scan_unroll=1)))),
         f"purerl, scan_unroll={GPU_SCAN_UNROLL} (GPU default)": jax.jit(
             jax.vmap(make_train(dataclasses.replace(config, scan_unroll=GPU_SCAN_UNROLL)))
+        ),
+        f"purerl, scan_unroll={GPU_SCAN_UNROLL}, compute_dtype=bfloat16": jax.jit(
+            jax.vmap(make_train(dataclasses.replace(config, scan_unroll=GPU_SCAN_UNROLL, compute_dtype="bfloat16")))
         ),
     }
     if pjrl:
@@ -140,26 +144,35 @@ def sample_rows(gpu_aot, tools, batches: list[int]) -> list[dict]:
     return rows
 
 
+ROW_PART = {"ppo": "ppo", "lm_sft_step": "lm", "sample": "sample"}  # a row's part -> its --parts name
+
+
+def dates(rows: list[dict]) -> str:
+    return ", ".join(sorted({row.get("date", "before rows were dated") for row in rows}))
+
+
 def report(rows: list[dict], info: dict) -> str:
     """The markdown tables of ``rows``."""
-    lines = [f"Deviceless compile for a virtual H100 (predictions), jax {info['versions']['jax']}, {info['date']}", ""]
+    lines = [f"Deviceless compile for a virtual H100 (predictions), jax {info['versions']['jax']}", ""]
     ppo = [r for r in rows if r["part"] == "ppo"]
     if ppo:
-        lines += ["PPO CartPole, PureJaxRL's settings (976 updates of 4 envs x 128 steps per seed), whole run:", "",
+        lines += ["PPO CartPole, PureJaxRL's settings (976 updates of 4 envs x 128 steps per seed), whole run "
+                  f"(compiled {dates(ppo)}):", "",
                   "| seeds | program | kernel launches | KB per env step |", "| --- " * 4 + "|"]  # fmt: skip
         lines += [f"| {r['seeds']} | {r['program']} | {r['kernel_launches'] / 1e6:.2f}M | "
                   f"{r['bytes_per_env_step'] / 1e3:.1f} |" for r in ppo]  # fmt: skip
         lines.append("")
     lm = [r for r in rows if r["part"] == "lm_sft_step"]
     if lm:
-        lines += [f"LM SFT step, batch {lm[0]['batch']}:", "",
+        lines += [f"LM SFT step, batch {lm[0]['batch']} (compiled {dates(lm)}):", "",
                   "| model | dtype | kernels | GB moved | scatters | [.., V] outputs |",
                   "| --- " * 6 + "|"]  # fmt: skip
         lines += [f"| {r['preset']} | {r['compute_dtype']} | {r['kernels']} | {r['bytes'] / 1e9:.1f} | "
                   f"{r['scatters']} | {', '.join(r['logits_dtypes'])} |" for r in lm]  # fmt: skip
     sample = [r for r in rows if r["part"] == "sample"]
     if sample:
-        lines += ["", "KV-cached sampling, small model, per decoded token (the decode loop's body):", "",
+        lines += ["", "KV-cached sampling, small model, per decoded token, the decode loop's body "
+                  f"(compiled {dates(sample)}):", "",
                   "| dtype | batch | kernels | MB moved |", "| --- " * 4 + "|"]  # fmt: skip
         lines += [f"| {r['compute_dtype']} | {r['batch']} | {r['kernels_per_token']:.0f} | "
                   f"{r['bytes_per_token'] / 1e6:.0f} |" for r in sample]  # fmt: skip
@@ -170,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpu-aot", required=True, help="folder of gpu_aot.py and hlo_cost.py")
     parser.add_argument("--pjrl", help="folder holding PureJaxRL's ppo.py (prepare_purejaxrl.sh)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[64, 1024])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[64, 1024, 4096])
     parser.add_argument("--lm-batch", type=int, default=512)
     parser.add_argument("--sample-batches", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--parts", nargs="+", default=["ppo", "lm", "sample"], choices=["ppo", "lm", "sample"])
@@ -191,11 +204,16 @@ def main() -> None:
     if "sample" in args.parts:
         rows += sample_rows(gpu_aot, hlo_cost, args.sample_batches)
     info = environment_info()
+    rows = [row | {"date": info["date"]} for row in rows]
+    out = ROOT / "benchmarks" / "results"
+    previous = out / "gpu_aot_h100.json"
+    if previous.exists():  # parts not rerun keep their rows (and dates)
+        kept = [row for row in json.loads(previous.read_text())["rows"] if ROW_PART[row["part"]] not in args.parts]
+        rows = kept + rows
     table = report(rows, info)
     print(table)
-    out = ROOT / "benchmarks" / "results"
     (out / "gpu_aot_h100.md").write_text(table + "\n")
-    (out / "gpu_aot_h100.json").write_text(json.dumps({"rows": rows} | info, indent=2) + "\n")
+    previous.write_text(json.dumps({"rows": rows} | info, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
 #   lm        150 s  LM train step (tiny, small x f32, bf16; batch 512) and sampling at batch 512: the one-hot
 #                    embeddings, f32 logits and attention of issue 16 against the H100 figures before them
 #   ppo       210 s  PPO CartPole at PureJaxRL's settings, 150k steps per seed, 64 / 1024 / 4096 seeds:
-#                    purerl with scan_unroll 1 and 8 and PureJaxRL's own ppo.py, side by side in one process
+#                    purerl with scan_unroll 8 in float32 and in bfloat16 (compute_dtype) and PureJaxRL's own
+#                    ppo.py, side by side in one process
 #   cache     100 s  compile seconds of a first and a second run of `purerl train ppo` and `purerl lm sft`
 #   chunking  150 s  memory 180 s  alignment 240 s   (older figures; not in the default run)
 #
@@ -76,7 +77,8 @@ for part in "${parts[@]}"; do
             ;;
         ppo)
             # shellcheck disable=SC2046
-            bench 210 benchmarks/ppo_throughput.py --truncation as-done --scan-unroll 1 8 "${peers[@]}" --tag "$tag" \
+            bench 210 benchmarks/ppo_throughput.py --truncation as-done --scan-unroll 8 --compute-dtype float32 bfloat16 \
+                "${peers[@]}" --tag "$tag" \
                 $(size --seeds 64 1024 4096 --timesteps 150000 -- --seeds 2 --timesteps 4096)
             ;;
         cache)

@@ -3,6 +3,7 @@
     python benchmarks/ppo_throughput.py                      # CPU: 1, 16, 64 seeds, about 12 minutes on 2 cores
     python benchmarks/ppo_throughput.py --seeds 64 256 1024 4096 8192 --truncation as-done --tag gpu \
         --scan-unroll 1 8 --purejaxrl .peers/purejaxrl      # PureJaxRL's own ppo.py in the same run
+    python benchmarks/ppo_throughput.py --scan-unroll 8 --compute-dtype float32 bfloat16   # mixed precision too
 
 Configuration: PureJaxRL's ppo.py CartPole defaults (4 envs x 128 steps, 4 epochs x 4 minibatches,
 lr 2.5e-4 annealed, 499,712 steps per seed), so numbers line up with the peer table in
@@ -120,6 +121,7 @@ def measure(config: PPOConfig, num_seeds: int, reps: int, program: str, purejaxr
         "program": program,
         "bootstrap_truncation": config.bootstrap_truncation,
         "scan_unroll": config.unroll,
+        "compute_dtype": config.compute_dtype,
         "env_steps_total": env_steps,
         "compile_seconds": compile_seconds,
         "device_bytes": device_bytes,
@@ -168,8 +170,10 @@ def variants(args: argparse.Namespace) -> list[tuple[str, PPOConfig, str | None]
     out, base = [], replace(PUREJAXRL_CARTPOLE, total_timesteps=args.timesteps)
     for bootstrap in TRUNCATION[args.truncation]:
         for unroll in args.scan_unroll or [None]:
-            config = replace(base, bootstrap_truncation=bootstrap, scan_unroll=unroll)
-            out.append((f"purerl, scan_unroll={config.unroll}", config, None))
+            for dtype in args.compute_dtype:
+                config = replace(base, bootstrap_truncation=bootstrap, scan_unroll=unroll, compute_dtype=dtype)
+                name = f"purerl, scan_unroll={config.unroll}" + ("" if dtype == "float32" else f", {dtype}")
+                out.append((name, config, None))
     if args.purejaxrl:
         out.append(("PureJaxRL ppo.py", replace(base, bootstrap_truncation=False), args.purejaxrl))
     return out
@@ -182,13 +186,16 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=PUREJAXRL_CARTPOLE.total_timesteps, help="per seed")
     parser.add_argument("--truncation", choices=sorted(TRUNCATION), default="both")
     parser.add_argument("--scan-unroll", type=int, nargs="+", help="purerl variants by scan_unroll [backend default]")
+    parser.add_argument(
+        "--compute-dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"], help="purerl variants"
+    )
     parser.add_argument("--purejaxrl", metavar="DIR", help="also run PureJaxRL's ppo.py from DIR, same settings")
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args()
 
     rows = []
     header = (
-        f"{'seeds':>6} {'program':>26} {'truncation':>12} {'compile s':>10} {'run s':>8} {'env steps/s':>13} "
+        f"{'seeds':>6} {'program':>36} {'truncation':>12} {'compile s':>10} {'run s':>8} {'env steps/s':>13} "
         f"{'device MiB':>11} {'train return':>13}"
     )
     print(header)
@@ -199,14 +206,14 @@ def main() -> None:
                 row = measure(config, num_seeds, reps, program, purejaxrl)
             except Exception as error:  # e.g. PureJaxRL's per-step outputs exhausting device memory
                 row = {"seeds": num_seeds, "program": program, "error": f"{type(error).__name__}: {error}"[:300]}
-                print(f"{num_seeds:>6} {program:>26} failed: {row['error']}", flush=True)
+                print(f"{num_seeds:>6} {program:>36} failed: {row['error']}", flush=True)
                 rows.append(row)
                 continue
             rows.append(row)
             write_results(rows, args.tag)
             truncation = "bootstrap" if config.bootstrap_truncation else "as done"
             print(
-                f"{num_seeds:>6} {program:>26} {truncation:>12} {row['compile_seconds']:>10.1f} "
+                f"{num_seeds:>6} {program:>36} {truncation:>12} {row['compile_seconds']:>10.1f} "
                 f"{min(row['run_seconds']):>8.1f} {row['env_steps_per_second']:>13,.0f} "
                 f"{row['device_bytes'] / 2**20:>11.1f} {row['train_return_mean']:>13.1f}",
                 flush=True,

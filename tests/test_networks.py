@@ -46,6 +46,34 @@ def test_diagonal_gaussian_log_prob_and_entropy_closed_form():
     np.testing.assert_allclose(dist.stddev(), np.broadcast_to(std, (6, 2)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("discrete", [True, False])
+def test_bfloat16_torsos_keep_float32_params_and_outputs(discrete):
+    """Mixed precision: the hidden layers' dots run in bfloat16, the parameters, logits/means and values stay
+    float32 and within bfloat16 rounding of the float32 network with the same parameters."""
+    obs = jax.random.normal(jax.random.key(0), (32, 4)) * 3
+    nets = {
+        dtype: ActorCritic(action_dim=3, discrete=discrete, compute_dtype=dtype) for dtype in ("float32", "bfloat16")
+    }
+    params = nets["float32"].init(jax.random.key(1), obs)
+    assert jax.tree.structure(params) == jax.tree.structure(nets["bfloat16"].init(jax.random.key(1), obs))
+    assert {leaf.dtype for leaf in jax.tree.leaves(nets["bfloat16"].init(jax.random.key(1), obs))} == {
+        np.dtype("float32")
+    }
+    outputs = {}
+    for dtype, net in nets.items():
+        dist, value = net.apply(params, obs)
+        head = dist.logits if discrete else dist.mean()
+        assert head.dtype == value.dtype == jnp.float32
+        outputs[dtype] = np.concatenate([np.asarray(head), np.asarray(value)[:, None]], axis=1)
+        lines = str(jax.make_jaxpr(net.apply)(params, obs)).splitlines()
+        dots = [line.split("=")[0] for line in lines if "dot_general" in line]
+        assert len(dots) == 6  # two hidden layers and a head, in the actor and in the critic
+        assert sum("bf16" in dot for dot in dots) == (4 if dtype == "bfloat16" else 0)  # only the hidden layers
+    scale = np.abs(outputs["float32"]).max()
+    np.testing.assert_allclose(outputs["bfloat16"], outputs["float32"], atol=2e-2 * scale)
+    assert not np.array_equal(outputs["bfloat16"], outputs["float32"])  # the bf16 path really ran
+
+
 @pytest.mark.parametrize("layer,gain", [("actor_head", 0.01), ("critic_head", 1.0)])
 def test_orthogonal_init_gains_and_zero_bias(layer, gain):
     net = ActorCritic(action_dim=3, discrete=True, hidden_sizes=(64, 64))

@@ -127,6 +127,7 @@ def test_evaluation_runs_exactly_one_episode_per_env():
         ({"log_std_init": -1.0}, "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
         ({"activation": "gelu"}, "activation must be one of tanh, relu; got 'gelu'"),
         ({"hidden_sizes": ()}, "hidden_sizes must be non-empty"),
+        ({"compute_dtype": "float16"}, "compute_dtype must be one of float32, bfloat16; got 'float16'"),
         ({"scan_unroll": 0}, "scan_unroll must be > 0, got 0"),
         ({"scan_unroll": 200}, "scan_unroll=200 exceeds num_steps=128, the length of the scans it unrolls"),
     ],

@@ -44,7 +44,7 @@ from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zer
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.minibatch import minibatch_epochs
-from purerl.core.networks import ActorCritic
+from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.streams import Streams, split_streams, step_key
 
@@ -116,6 +116,12 @@ class GRPOConfig(Config):
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the policy MLP")
     activation: str = doc("tanh", "hidden activation: tanh or relu")
     log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
+    compute_dtype: str = doc(
+        "float32",
+        "hidden layers' matmul and activation dtype: float32, or bfloat16 (GPU: fewer bytes per layer; "
+        "params, heads and losses stay float32)",
+        one_of(*COMPUTE_DTYPES),
+    )
     eval_episodes: int = doc(128, "episodes per seed in the final evaluation", positive)
     eval_greedy: bool = doc(False, "evaluate the policy's mode instead of sampling")
 

@@ -1,5 +1,5 @@
 """The control agents' network, built from a config: its env spec plus the network fields
-(``hidden_sizes``, ``activation``, ``log_std_init``) that PPO and GRPO configs share."""
+(``hidden_sizes``, ``activation``, ``log_std_init``, ``compute_dtype``) that PPO and GRPO configs share."""
 
 from typing import Protocol
 
@@ -13,6 +13,7 @@ class NetworkConfig(Protocol):
     hidden_sizes: tuple[int, ...]
     activation: str
     log_std_init: float | None
+    compute_dtype: str
 
 
 def check_network_fields(config: NetworkConfig) -> None:
@@ -34,4 +35,5 @@ def make_network(config: NetworkConfig) -> ActorCritic:
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
         log_std_init=0.0 if config.log_std_init is None else config.log_std_init,
+        compute_dtype=config.compute_dtype,
     )

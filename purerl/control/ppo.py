@@ -33,12 +33,12 @@ from purerl.control.envs import (
 )
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
-from purerl.core.config import Config, doc, in_range, non_negative, optional, positive, require_divisible
+from purerl.core.config import Config, doc, in_range, non_negative, one_of, optional, positive, require_divisible
 from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.minibatch import minibatch_epochs
-from purerl.core.networks import ActorCritic
+from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.stats import explained_variance
 from purerl.core.streams import Streams, split_streams, step_key
@@ -82,6 +82,12 @@ class PPOConfig(Config):
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the actor and of the critic MLP")
     activation: str = doc("tanh", "hidden activation: tanh or relu")
     log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
+    compute_dtype: str = doc(
+        "float32",
+        "hidden layers' matmul and activation dtype: float32, or bfloat16 (GPU: fewer bytes per layer; "
+        "params, heads and losses stay float32)",
+        one_of(*COMPUTE_DTYPES),
+    )
     normalize_observations: bool = doc(False, "standardise observations by running statistics")
     scale_rewards: bool = doc(False, "divide rewards by the running std of the discounted return")
     obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]", positive)

@@ -47,28 +47,39 @@ def orthogonal(gain: float) -> nn.initializers.Initializer:
     return init
 
 
-def dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def dense(features: int, gain: float, dtype: jnp.dtype = jnp.float32) -> nn.Dense:
+    return nn.Dense(features, dtype=dtype, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
-    """Hidden layers only: ``[..., in] -> [..., hidden_sizes[-1]]``."""
+    """Hidden layers only: ``[..., in] -> [..., hidden_sizes[-1]]`` float32.
+
+    ``compute_dtype="bfloat16"`` runs the hidden layers' matmuls and activations in bfloat16 (mixed precision:
+    the parameters and the output stay float32), which halves the bytes a GPU moves per layer; the heads that
+    read the output, and so the log-probs, values and losses, stay float32."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = COMPUTE_DTYPES[self.compute_dtype]
+        x = x.astype(dtype)
         for width in self.hidden_sizes:
-            x = ACTIVATIONS[self.activation](dense(width, np.sqrt(2.0))(x))
-        return x
+            x = ACTIVATIONS[self.activation](dense(width, np.sqrt(2.0), dtype)(x))
+        return x.astype(jnp.float32)
 
 
 class ActorCritic(nn.Module):
     """Policy ``obs -> distribution over actions`` and value ``obs -> V(obs)`` on flat observations ``[..., D]``.
 
     Discrete actions: a Categorical over ``action_dim`` logits. Continuous actions: a diagonal Gaussian whose
-    log-std is a learned state-independent vector (initialised to ``log_std_init``).
+    log-std is a learned state-independent vector (initialised to ``log_std_init``). ``compute_dtype``: the
+    torsos' dtype (see ``MLP``); the heads, their outputs and the distributions are float32.
     """
 
     action_dim: int
@@ -76,11 +87,12 @@ class ActorCritic(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
+    compute_dtype: str = "float32"
 
     def setup(self) -> None:
-        self.actor_torso = MLP(self.hidden_sizes, self.activation)
+        self.actor_torso = MLP(self.hidden_sizes, self.activation, self.compute_dtype)
         self.actor_head = dense(self.action_dim, 0.01)
-        self.critic_torso = MLP(self.hidden_sizes, self.activation)
+        self.critic_torso = MLP(self.hidden_sizes, self.activation, self.compute_dtype)
         self.critic_head = dense(1, 1.0)
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))

@@ -21,11 +21,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from purerl.core.networks import COMPUTE_DTYPES
 from purerl.lm.tokenizer import Batch
 
 POSITIONS = ("learned", "rope")
 SCALAR_HEADS = ("value", "reward")
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclass(frozen=True)

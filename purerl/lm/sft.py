@@ -15,6 +15,7 @@ import numpy as np
 
 from purerl.core.config import doc, in_range, one_of, optional, positive
 from purerl.core.losses import masked_mean
+from purerl.core.networks import COMPUTE_DTYPES
 from purerl.core.optim import gradient_step
 from purerl.core.streams import Streams, split_streams
 from purerl.lm.model import POSITIONS, CausalLM, ModelConfig, forward_sequences, token_log_probs
@@ -39,7 +40,7 @@ class SFTConfig(TrainingConfig):
     preset: str = doc("tiny", f"model size: {', '.join(PRESETS)}", one_of(*PRESETS))
     positions: str = doc("learned", "position encoding: learned or rope", one_of(*POSITIONS))
     compute_dtype: str = doc(
-        "float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)", one_of("float32", "bfloat16")
+        "float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)", one_of(*COMPUTE_DTYPES)
     )
     batch_size: int = doc(64, "demonstrations per step", positive)
 
