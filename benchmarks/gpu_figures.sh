@@ -10,7 +10,8 @@
 # 1.0 five-tuple shim, gymnax_compat.py, never committed here).
 #
 # Parts, with their time limits (the default ones sum to 460 s):
-#   lm        150 s  LM train step (tiny, small x f32, bf16; batch 512) and sampling at batch 512: the one-hot
+#   lm        150 s  LM train step (tiny, small x f32, bf16; batch 512) and sampling at batch 512, 2048 and
+#                    8192 (where the device stops gaining is the batch to sample with): the one-hot
 #                    embeddings, f32 logits and attention of issue 16 against the H100 figures before them
 #   ppo       210 s  PPO CartPole at PureJaxRL's settings, 150k steps per seed, 64 / 1024 / 4096 seeds:
 #                    purerl with scan_unroll 8 in float32 and in bfloat16 (compute_dtype) and PureJaxRL's own
@@ -73,7 +74,7 @@ for part in "${parts[@]}"; do
         lm)
             # shellcheck disable=SC2046
             bench 150 benchmarks/lm_throughput.py --dtypes float32 bfloat16 --tag "$tag" \
-                $(size --batch-size 512 --sample-batch 512 -- --presets tiny --batch-size 16 --sample-batch 16 --reps 1)
+                $(size --batch-size 512 --sample-batch 512 2048 8192 -- --presets tiny --batch-size 16 --sample-batch 16 32 --reps 1)
             ;;
         ppo)
             # shellcheck disable=SC2046

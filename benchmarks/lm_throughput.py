@@ -9,8 +9,10 @@ Model shapes are ``purerl.lm.sft.PRESETS`` on the sentiment task (prompt block 3
 counts every position of the padded sequences, and MFU = ``6 N`` FLOPs per token (N = non-embedding
 parameters; Kaplan et al. 2020, as nanoGPT) / the device's peak. The peak is known for H100/H200 (dense
 bf16 989 TFLOP/s, TF32 495 for float32 matmuls, NVIDIA datasheet); elsewhere pass ``--peak-tflops`` or
-MFU is left out. Sampling: ``--sample-batch`` prompts, 45 new tokens, temperature 1, one jitted call;
-tokens/s counts generated positions. Each number is the median of ``--reps`` timed calls after compiling.
+MFU is left out. Sampling: 45 new tokens for each of ``--sample-batch`` prompts, temperature 1, one jitted
+call; tokens/s counts generated positions. With several batch sizes the KV-cached sampler runs at each (where a
+device stops gaining from a larger batch is the batch to sample with on it) and the uncached one at the first.
+Each number is the median of ``--reps`` timed calls after compiling.
 Results go to benchmarks/results/lm_throughput_<tag>.{json,md}.
 """
 
@@ -50,7 +52,7 @@ def peak_tflops(device_kind: str, dtype: str, given: float | None) -> float | No
     return next((peaks[dtype] for name, peaks in PEAK_TFLOPS.items() if name in device_kind), None)
 
 
-def measure(config: SFTConfig, sample_batch: int, reps: int, peak: float | None) -> dict:
+def measure(config: SFTConfig, sample_batches: list[int], reps: int, peak: float | None) -> dict:
     sft = make_sft(config)
     model, state, step = sft.model, sft.state, sft.update
     task, tokenizer = config.task_instance, CharTokenizer()
@@ -60,16 +62,17 @@ def measure(config: SFTConfig, sample_batch: int, reps: int, peak: float | None)
     step_seconds = median_seconds(lambda: step(state, batch)[1]["loss"], reps)
     train_tps = tokens_per_step / step_seconds
 
-    prompts = task.prompts(np.random.default_rng(0), sample_batch)
-    prompt, prompt_mask = encode_prompts(tokenizer, prompts, task.max_prompt_chars)
     new_tokens = completion_block_length(task.max_completion_chars)
-    sampling = {}
-    for use_cache in (True, False):
+
+    def tokens_per_second(batch_size: int, use_cache: bool) -> float:
+        prompts = task.prompts(np.random.default_rng(0), batch_size)
+        prompt, prompt_mask = encode_prompts(tokenizer, prompts, task.max_prompt_chars)
         generate = make_generate(model, SamplingConfig(new_tokens, use_cache=use_cache))
-        seconds = median_seconds(
-            lambda g=generate: g(state.params, prompt, prompt_mask, jax.random.key(1)).tokens, reps
-        )
-        sampling[use_cache] = sample_batch * new_tokens / seconds
+        seconds = median_seconds(lambda: generate(state.params, prompt, prompt_mask, jax.random.key(1)).tokens, reps)
+        return batch_size * new_tokens / seconds
+
+    cached = {batch_size: tokens_per_second(batch_size, True) for batch_size in sample_batches}
+    uncached = tokens_per_second(sample_batches[0], False)
     row = {
         "preset": config.preset,
         "dtype": config.compute_dtype,
@@ -80,10 +83,11 @@ def measure(config: SFTConfig, sample_batch: int, reps: int, peak: float | None)
         "train_step_seconds": step_seconds,
         "train_tokens_per_second": train_tps,
         "mfu": None if peak is None else 6 * non_embedding * train_tps / (peak * 1e12),
-        "sample_batch": sample_batch,
-        "sample_tokens_per_second_cached": sampling[True],
-        "sample_tokens_per_second_uncached": sampling[False],
-        "cache_speedup": sampling[True] / sampling[False],
+        "sample_batch": sample_batches[0],
+        "sample_tokens_per_second_cached": cached[sample_batches[0]],
+        "sample_tokens_per_second_uncached": uncached,
+        "cache_speedup": cached[sample_batches[0]] / uncached,
+        "sample_tokens_per_second_cached_by_batch": cached,
     }
     print(row, flush=True)
     return row
@@ -94,7 +98,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
     parser.add_argument("--dtypes", nargs="+", default=["float32"])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--sample-batch", type=int, nargs="+", default=[64])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, for MFU where it is not known")
     parser.add_argument("--tag", default="cpu")
@@ -125,6 +129,15 @@ def main() -> None:
             f"| {r['train_tokens_per_second']:,.0f} | {mfu} | {r['sample_tokens_per_second_cached']:,.0f} "
             f"| {r['sample_tokens_per_second_uncached']:,.0f} | {r['cache_speedup']:.1f}x |"
         )
+    if len(args.sample_batch) > 1:
+        lines += ["", "KV-cached sampling tokens/s by batch size:", "",
+                  "| model | dtype | " + " | ".join(f"batch {b}" for b in args.sample_batch) + " |",
+                  "| --- " * (2 + len(args.sample_batch)) + "|"]  # fmt: skip
+        for r in rows:
+            by_batch = r["sample_tokens_per_second_cached_by_batch"]
+            lines.append(
+                f"| {r['preset']} | {r['dtype']} | " + " | ".join(f"{by_batch[b]:,.0f}" for b in by_batch) + " |"
+            )
     table = "\n".join(lines)
     print(table)
     out = Path(__file__).parent / "results"

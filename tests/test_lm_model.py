@@ -12,6 +12,7 @@ from purerl.lm.model import (
     CausalLM,
     CausalSelfAttention,
     ModelConfig,
+    cast_dense_weights,
     completion_log_probs,
     count_params,
     forward_sequences,
@@ -177,6 +178,32 @@ def test_bfloat16_compute_keeps_float32_params_and_close_logits():
     logits16 = model16.apply(params, prompt, positions, prompt_mask).logits
     assert logits16.dtype == jnp.float32
     np.testing.assert_allclose(logits16, logits32, atol=0.05)
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_casting_dense_weights_once_changes_no_output(compute_dtype):
+    """The sampler casts the blocks' weights before its decode loop: the same bits out, in prefill and decode,
+    and only the blocks' Dense leaves change dtype (norms, embeddings and the reward head stay float32)."""
+    model, params = build(scalar_head="reward", compute_dtype=compute_dtype)
+    cast = cast_dense_weights(params, model.config)
+    dtypes = {jax.tree_util.keystr(path): leaf.dtype for path, leaf in jax.tree_util.tree_leaves_with_path(cast)}
+    in_blocks = {path: dtype for path, dtype in dtypes.items() if "Dense_" in path}
+    assert len(in_blocks) == 2 * 4 * model.config.n_layers  # kernel and bias of qkv, out, MLP in, MLP out
+    assert set(in_blocks.values()) == {np.dtype(compute_dtype)}
+    assert {dtype for path, dtype in dtypes.items() if path not in in_blocks} == {np.dtype("float32")}
+    prompt, prompt_mask = encode_prompts(TOKENIZER, PROMPTS, MAX_PROMPT)
+    steps = 3
+    key_mask = jnp.concatenate([prompt_mask, jnp.ones((len(PROMPTS), steps), bool)], axis=1)
+    outputs = []
+    for weights in (params, cast):
+        cache = init_cache(model.config, len(PROMPTS), prompt.shape[1] + steps)
+        prefill = model.apply(weights, prompt, positions_from_mask(prompt_mask), key_mask, cache, 0)
+        token = jnp.argmax(prefill.logits[:, -1], axis=-1)[:, None].astype(jnp.int32)
+        positions = prompt_mask.sum(axis=1, keepdims=True)
+        decode = model.apply(weights, token, positions, key_mask, prefill.cache, prompt.shape[1])
+        outputs.append([prefill.logits, prefill.scalar, decode.logits, decode.scalar])
+    for before, after in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(after, before)
 
 
 def test_parameter_count_and_config_errors():
