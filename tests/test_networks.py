@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.core.networks import ActorCritic, orthogonal
+from purerl.core.networks import ActorCritic, cast_dense_weights, orthogonal
 
 
 def test_categorical_log_prob_and_entropy_closed_form():
@@ -69,6 +69,15 @@ def test_bfloat16_torsos_keep_float32_params_and_outputs(discrete):
         dots = [line.split("=")[0] for line in lines if "dot_general" in line]
         assert len(dots) == 6  # two hidden layers and a head, in the actor and in the critic
         assert sum("bf16" in dot for dot in dots) == (4 if dtype == "bfloat16" else 0)  # only the hidden layers
+        cast = cast_dense_weights(params, jnp.dtype(dtype))  # what the rollouts apply: the same bits out
+        dist_cast, value_cast = net.apply(cast, obs)
+        np.testing.assert_array_equal(dist_cast.logits if discrete else dist_cast.mean(), head)
+        np.testing.assert_array_equal(value_cast, value)
+        cast_dtypes = {
+            jax.tree_util.keystr(path): leaf.dtype for path, leaf in jax.tree_util.tree_leaves_with_path(cast)
+        }
+        assert {d for path, d in cast_dtypes.items() if "torso" in path} == {np.dtype(dtype)}
+        assert {d for path, d in cast_dtypes.items() if "torso" not in path} == {np.dtype("float32")}
     scale = np.abs(outputs["float32"]).max()
     np.testing.assert_allclose(outputs["bfloat16"], outputs["float32"], atol=2e-2 * scale)
     assert not np.array_equal(outputs["bfloat16"], outputs["float32"])  # the bf16 path really ran

@@ -44,7 +44,7 @@ from purerl.core.group_advantages import ADVANTAGE_SCALES, group_advantages, zer
 from purerl.core.kl import KL_LOSS_ESTIMATOR_HELP, kl_estimate, kl_k3, require_loss_estimator
 from purerl.core.losses import LOSS_AGGREGATIONS, aggregate_loss, clipped_surrogate_loss, masked_mean
 from purerl.core.minibatch import minibatch_epochs
-from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
+from purerl.core.networks import COMPUTE_DTYPES, ActorCritic, cast_dense_weights
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.streams import Streams, split_streams, step_key
 
@@ -194,6 +194,7 @@ def rollout(env: Any, network: ActorCritic, params: Any, key: jax.Array, horizon
     """One episode in each env of ``env`` (a grouped ``VecEnv`` stack), as a ``horizon``-step scan."""
     reset_key, steps_key = jax.random.split(key)
     obs, env_state = env.reset(reset_key)  # each block of group_size envs shares one initial state
+    params = cast_dense_weights(params, COMPUTE_DTYPES[network.compute_dtype])  # once, not at every step
 
     def step(carry, step_key):
         obs, env_state, running = carry

@@ -38,7 +38,7 @@ from purerl.core.gae import gae
 from purerl.core.kl import kl_k1, kl_k3
 from purerl.core.losses import clipped_surrogate_loss, clipped_value_loss, normalize
 from purerl.core.minibatch import minibatch_epochs
-from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
+from purerl.core.networks import COMPUTE_DTYPES, ActorCritic, cast_dense_weights
 from purerl.core.optim import clipped_adam, linear_annealing, set_learning_rate
 from purerl.core.stats import explained_variance
 from purerl.core.streams import Streams, split_streams, step_key
@@ -280,10 +280,11 @@ def rollout(runner: RunnerState, network: ActorCritic, key: jax.Array) -> tuple[
     """``num_steps`` steps of the policy in the run's ``num_envs`` environments: a ``lax.scan`` of time-major
     transitions ``[T, B, ...]``; the runner carries the environments on."""
     env = make_env(runner.config, runner.config.num_envs, training=True)
+    params = cast_dense_weights(runner.train_state.params, COMPUTE_DTYPES[network.compute_dtype])  # once
 
     def env_step(runner: RunnerState, key: jax.Array) -> tuple[RunnerState, Transition]:
         action_key, env_key = jax.random.split(key)
-        dist, value = network.apply(runner.train_state.params, runner.obs)
+        dist, value = network.apply(params, runner.obs)
         # The unclipped sample is stored and scored; only the env sees the clipped action (continuous detail 5).
         action = dist.sample(seed=action_key)
         log_prob = dist.log_prob(action)

@@ -245,20 +245,6 @@ class CausalLM(nn.Module):
         return LMOutput(logits, scalar, None if cache is None else tuple(new_cache))
 
 
-def cast_dense_weights(params, config: ModelConfig):
-    """``params`` with the blocks' ``Dense`` kernels and biases in the compute dtype, everything else (norms,
-    embeddings, the scalar head) as it is. The model's outputs are bitwise the same (each ``Dense`` casts its
-    weights to the compute dtype anyway); for loops that apply the model many times: XLA does not hoist the
-    casts of loop-invariant weights out of a decode loop, and converts every weight matrix again at every
-    decoded token (48 of the bf16 small model's ~150 kernels per token on an H100)."""
-
-    def cast(path, leaf):
-        in_dense = any(getattr(entry, "key", "").startswith("Dense_") for entry in path)
-        return leaf.astype(config.dtype) if in_dense else leaf
-
-    return jax.tree_util.tree_map_with_path(cast, params)
-
-
 def count_params(params) -> tuple[int, int]:
     """``(total, non_embedding)`` parameter counts; ``non_embedding`` (blocks, norms, heads) is the ``N`` of
     the ``6 N`` training FLOPs per token (Kaplan et al., 2020)."""

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purerl.lm.model import CausalLM, cast_dense_weights, init_cache, positions_from_mask, token_log_probs
+from purerl.core.networks import cast_dense_weights
+from purerl.lm.model import CausalLM, init_cache, positions_from_mask, token_log_probs
 from purerl.lm.tokenizer import EOS, PAD
 
 
@@ -114,7 +115,7 @@ def make_generate(model: CausalLM, sampling: SamplingConfig) -> Callable[..., Ge
     @jax.jit
     def generate(params, prompt: jax.Array, prompt_mask: jax.Array, key: jax.Array) -> Generation:
         prompt_mask = prompt_mask.astype(bool)
-        params = cast_dense_weights(params, model.config)  # once, not once per decoded token
+        params = cast_dense_weights(params, model.config.dtype)  # once, not once per decoded token
         decoder = cached_decoder if sampling.use_cache else full_decoder
         state, logits, next_logits = decoder(params, prompt, prompt_mask)
 
