@@ -185,7 +185,7 @@ def test_casting_dense_weights_once_changes_no_output(compute_dtype):
     """The sampler casts the blocks' weights before its decode loop: the same bits out, in prefill and decode,
     and only the blocks' Dense leaves change dtype (norms, embeddings and the reward head stay float32)."""
     model, params = build(scalar_head="reward", compute_dtype=compute_dtype)
-    cast = cast_dense_weights(params, model.config.dtype)
+    cast = cast_dense_weights(params, compute_dtype)
     dtypes = {jax.tree_util.keystr(path): leaf.dtype for path, leaf in jax.tree_util.tree_leaves_with_path(cast)}
     in_blocks = {path: dtype for path, dtype in dtypes.items() if "Dense_" in path}
     assert len(in_blocks) == 2 * 4 * model.config.n_layers  # kernel and bias of qkv, out, MLP in, MLP out

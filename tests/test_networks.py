@@ -69,7 +69,7 @@ def test_bfloat16_torsos_keep_float32_params_and_outputs(discrete):
         dots = [line.split("=")[0] for line in lines if "dot_general" in line]
         assert len(dots) == 6  # two hidden layers and a head, in the actor and in the critic
         assert sum("bf16" in dot for dot in dots) == (4 if dtype == "bfloat16" else 0)  # only the hidden layers
-        cast = cast_dense_weights(params, jnp.dtype(dtype))  # what the rollouts apply: the same bits out
+        cast = cast_dense_weights(params, dtype)  # what the rollouts apply: the same bits out
         dist_cast, value_cast = net.apply(cast, obs)
         np.testing.assert_array_equal(dist_cast.logits if discrete else dist_cast.mean(), head)
         np.testing.assert_array_equal(value_cast, value)
@@ -81,6 +81,15 @@ def test_bfloat16_torsos_keep_float32_params_and_outputs(discrete):
     scale = np.abs(outputs["float32"]).max()
     np.testing.assert_allclose(outputs["bfloat16"], outputs["float32"], atol=2e-2 * scale)
     assert not np.array_equal(outputs["bfloat16"], outputs["float32"])  # the bf16 path really ran
+
+
+@pytest.mark.parametrize("bad", ["float16", "bf16"])
+def test_a_bad_compute_dtype_is_a_one_line_error(bad):
+    net = ActorCritic(action_dim=2, discrete=True, compute_dtype=bad)
+    with pytest.raises(ValueError, match=f"^compute_dtype must be one of float32, bfloat16; got '{bad}'"):
+        net.init(jax.random.key(0), jnp.zeros((1, 4)))
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        cast_dense_weights({}, bad)
 
 
 @pytest.mark.parametrize("layer,gain", [("actor_head", 0.01), ("critic_head", 1.0)])

@@ -1,17 +1,22 @@
-"""Does mixed precision change what PPO learns? float32 against ``compute_dtype="bfloat16"`` (hidden layers in
-bfloat16, parameters, heads and losses in float32) on the same seeds, side by side.
+"""Mixed precision against float32: does compute_dtype=bfloat16 change what PPO and GRPO learn?
 
-    python experiments/ppo/compute_dtype.py        # about 10 minutes on a 2-core CPU
+    python experiments/ppo/compute_dtype.py                   # all rows, about 7 minutes on a 2-core CPU
+    python experiments/ppo/compute_dtype.py --rows grpo/CartPole-v1
 
-- CartPole-v1 at PureJaxRL's settings (``benchmarks/ppo_throughput.py``'s config, 499,712 steps per seed), the
-  program whose GPU throughput bfloat16 is for, with truncation bootstrapped (purerl's default).
-- Pendulum-v1 with its tuned config (``experiments/ppo/Pendulum-v1.json``): continuous actions, observation
-  normalisation and reward scaling, 1M steps, where precision has more room to matter.
+``compute_dtype="bfloat16"`` runs the hidden layers in bfloat16 (parameters, heads and losses stay float32).
+Each row trains the same seeds (base seed 1, held out from tuning) in float32 and in bfloat16:
 
-Seeds from base seed 1 (held out from tuning). Per env and dtype: the separate evaluation's IQM with its 95% CI
-and the mean training-episode return over the whole run (the area under the learning curve divided by its
-length) with its standard error over seeds. Run directories go to runs/experiments/compute_dtype/ (not
-committed); the table to experiments/ppo/results/compute_dtype.md.
+- ppo/CartPole-v1: PureJaxRL's settings (``benchmarks/ppo_throughput.py``'s config, 499,712 steps per seed,
+  16 seeds), the program whose GPU throughput bfloat16 is for;
+- ppo/Pendulum-v1: its tuned config (``experiments/ppo/Pendulum-v1.json``; continuous actions, observation
+  normalisation and reward scaling, 1M steps, 8 seeds), where precision has more room to matter;
+- grpo/CartPole-v1: its tuned config (``experiments/grpo/CartPole-v1.json``, 8 seeds).
+
+Reported per run: the separate evaluation's IQM with its 95% CI, and the mean training-episode return over
+the whole run (the area under the learning curve over its length) with its standard error over seeds.
+Run directories go to ``runs/experiments/compute_dtype/`` under the current directory (not committed): a
+finished one is read back, an interrupted one resumed. Results accumulate in
+``experiments/ppo/results/compute_dtype.json`` (rows not rerun are kept) and are tabulated in ``.md`` beside it.
 """
 
 import argparse
@@ -30,50 +35,79 @@ from purerl.io.run_dir import RunSettings, run_in_dir
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 RUNS = Path("runs/experiments/compute_dtype")
-SEEDS = {"CartPole-v1": 16, "Pendulum-v1": 8}
+RESULTS = HERE / "results" / "compute_dtype"
+SEEDS = {"ppo/CartPole-v1": 16, "ppo/Pendulum-v1": 8, "grpo/CartPole-v1": 8}
 
 
-def base_configs() -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from ppo_throughput import PUREJAXRL_CARTPOLE
+def base_config(row: str):
+    algorithm, env = row.split("/")
+    if row == "ppo/CartPole-v1":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from ppo_throughput import PUREJAXRL_CARTPOLE
 
-    pendulum = config_from_dict(ALGORITHMS["ppo"].config_cls, load_config_values(HERE / "Pendulum-v1.json"))
-    return {"CartPole-v1": PUREJAXRL_CARTPOLE, "Pendulum-v1": pendulum}
+        return PUREJAXRL_CARTPOLE
+    values = load_config_values(ROOT / "experiments" / algorithm / f"{env}.json")
+    return config_from_dict(ALGORITHMS[algorithm].config_cls, values)
 
 
-def curve_mean(run_dir: Path) -> tuple[float, float]:
-    """Mean over seeds of each seed's mean training-episode return over all updates, and its standard error."""
+def train(row: str, dtype: str) -> dict:
+    """The finished run of ``row`` in ``dtype``: trained, resumed or read back."""
+    run_dir = RUNS / row / dtype
+    if not (run_dir / "summary.json").exists():
+        config = dataclasses.replace(base_config(row), compute_dtype=dtype)
+        settings = RunSettings(num_seeds=SEEDS[row], base_seed=1)
+        run_in_dir(run_dir, row.split("/")[0], config, settings, resume=(run_dir / "run.json").exists())
+    summary = json.loads((run_dir / "summary.json").read_text())
     returns = read_metrics_csv(run_dir / "metrics.csv")["episode_return"]  # [seeds, updates]
     per_seed = np.nanmean(returns, axis=1)
-    return float(per_seed.mean()), float(per_seed.std(ddof=1) / np.sqrt(len(per_seed)))
+    return {
+        "row": row,
+        "compute_dtype": dtype,
+        "seeds": summary["num_seeds"],
+        "env_steps_per_seed": summary["env_steps_per_seed"],
+        "eval": {key: summary["eval"][key] for key in ("iqm", "iqm_ci_low", "iqm_ci_high", "mean")},
+        "run_mean_return": float(per_seed.mean()),
+        "run_mean_return_se": float(per_seed.std(ddof=1) / np.sqrt(len(per_seed))),
+        "train_seconds": summary["train_seconds"],
+        "device": summary["device"]["kind"],
+        "jax": summary["versions"]["jax"],
+        "date": summary["date"],
+    }
+
+
+def write_table(results: list[dict]) -> str:
+    lines = [
+        "# PPO and GRPO, float32 against bfloat16 hidden layers (`python experiments/ppo/compute_dtype.py`)",
+        "",
+        "| run | compute_dtype | seeds | env steps per seed | eval IQM [95% CI] | mean training return over the run "
+        "(± s.e.) | train time | jax, date |",
+        "| --- " * 8 + "|",
+    ]
+    for r in results:
+        ev = r["eval"]
+        lines.append(
+            f"| {r['row']} | {r['compute_dtype']} | {r['seeds']} | {r['env_steps_per_seed']:,} | {ev['iqm']:.1f} "
+            f"[{ev['iqm_ci_low']:.1f}, {ev['iqm_ci_high']:.1f}] | {r['run_mean_return']:.1f} ± "
+            f"{r['run_mean_return_se']:.1f} | {r['train_seconds']:.0f} s ({r['device']}) | {r['jax']}, "
+            f"{r['date'][:10]} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--envs", nargs="+", default=list(SEEDS), choices=list(SEEDS))
+    parser.add_argument("--rows", nargs="+", default=list(SEEDS), choices=list(SEEDS))
     args = parser.parse_args()
-    rows = [
-        "| env | compute_dtype | seeds | eval IQM [95% CI] | mean training return over the run (± s.e.) | train time |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    configs = base_configs()
-    for env in args.envs:
+    path = RESULTS.with_suffix(".json")
+    results = json.loads(path.read_text()) if path.exists() else []
+    for row in args.rows:
         for dtype in ("float32", "bfloat16"):
-            run_dir = RUNS / env / dtype
-            config = dataclasses.replace(configs[env], compute_dtype=dtype)
-            run_in_dir(run_dir, "ppo", config, RunSettings(num_seeds=SEEDS[env], base_seed=1))
-            summary = json.loads((run_dir / "summary.json").read_text())
-            ev = summary["eval"]
-            mean, se = curve_mean(run_dir)
-            rows.append(
-                f"| {env} | {dtype} | {summary['num_seeds']} | {ev['iqm']:.1f} [{ev['iqm_ci_low']:.1f}, "
-                f"{ev['iqm_ci_high']:.1f}] | {mean:.1f} ± {se:.1f} | {summary['train_seconds']:.0f} s "
-                f"({summary['device']['kind']}) |"
-            )
-    info = f"jax {summary['versions']['jax']}, {summary['date'][:10]}, `python experiments/ppo/compute_dtype.py`"
-    out = HERE / "results" / "compute_dtype.md"
-    out.write_text(f"# PPO, float32 vs bfloat16 hidden layers ({info})\n\n" + "\n".join(rows) + "\n")
-    print(out.read_text())
+            result = train(row, dtype)
+            results = [r for r in results if (r["row"], r["compute_dtype"]) != (row, dtype)] + [result]
+            results.sort(key=lambda r: (list(SEEDS).index(r["row"]), r["compute_dtype"] != "float32"))
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            RESULTS.with_suffix(".md").write_text(write_table(results))
+    print(RESULTS.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ class PPOConfig(Config):
     log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
     compute_dtype: str = doc(
         "float32",
-        "hidden layers' matmul and activation dtype: float32, or bfloat16 (GPU: fewer bytes per layer; "
-        "params, heads and losses stay float32)",
+        "hidden layers' matmul and activation dtype: float32, or bfloat16 (params, heads and losses stay "
+        "float32; for a GPU at many seeds: fewer bytes per layer; about 2x slower on a CPU)",
         one_of(*COMPUTE_DTYPES),
     )
     normalize_observations: bool = doc(False, "standardise observations by running statistics")
@@ -280,7 +280,7 @@ def rollout(runner: RunnerState, network: ActorCritic, key: jax.Array) -> tuple[
     """``num_steps`` steps of the policy in the run's ``num_envs`` environments: a ``lax.scan`` of time-major
     transitions ``[T, B, ...]``; the runner carries the environments on."""
     env = make_env(runner.config, runner.config.num_envs, training=True)
-    params = cast_dense_weights(runner.train_state.params, COMPUTE_DTYPES[network.compute_dtype])  # once
+    params = cast_dense_weights(runner.train_state.params, network.compute_dtype)  # once, not at every step
 
     def env_step(runner: RunnerState, key: jax.Array) -> tuple[RunnerState, Transition]:
         action_key, env_key = jax.random.split(key)
@@ -399,6 +399,8 @@ def evaluate(runner: RunnerState, key: jax.Array | None = None) -> dict[str, jax
     config = runner.config
     key = runner.streams.evaluation if key is None else key
     eval_env = make_env(config, config.eval_episodes, training=False)
+    params = cast_dense_weights(runner.train_state.params, config.compute_dtype)  # once, not at every step
+    runner = runner._replace(train_state=runner.train_state.replace(params=params))
     return evaluate_episodes(
         partial(policy, runner), eval_env, key, config.spec.max_steps_in_episode, config.eval_greedy
     )

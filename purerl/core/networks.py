@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purerl.core.config import require_choice
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
@@ -48,17 +50,28 @@ def orthogonal(gain: float) -> nn.initializers.Initializer:
     return init
 
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # a config's compute_dtype -> the dtype
 
 
-def cast_dense_weights(params: Any, dtype: jnp.dtype) -> Any:
-    """``params`` with the kernels and biases of every module named ``Dense_<i>`` (the hidden layers of
-    ``MLP``, the LM's blocks) in ``dtype``, every other leaf (heads, norms, embeddings) as it is.
+def compute_dtype(name: str) -> jnp.dtype:
+    """``COMPUTE_DTYPES[name]``; a bad name raises a one-line ``ValueError`` naming it and the choices."""
+    require_choice("compute_dtype", name, tuple(COMPUTE_DTYPES))
+    return COMPUTE_DTYPES[name]
 
-    A ``Dense`` with ``dtype`` casts its weights to it anyway, so outputs are bitwise the same. This is for
+
+def cast_dense_weights(params: Any, dtype_name: str) -> Any:
+    """``params`` with the kernels and biases of every module named ``Dense_<i>`` in ``compute_dtype(dtype_name)``,
+    every other leaf as it is.
+
+    For networks whose ``Dense_<i>`` modules all compute in that dtype, as purerl's do (``MLP``'s hidden
+    layers, the LM's blocks; their heads, norms and embeddings have other names): such a ``Dense`` casts its
+    weights to its dtype anyway, so the outputs are bitwise the same. A float32 ``nn.Dense`` left unnamed
+    beside bfloat16 ones would be auto-named ``Dense_<i>`` and cast too: name it. This is for
     loops that apply a network many times with the same weights (rollouts, decoding): XLA does not hoist the
     casts of loop-invariant weights out of a loop, and converts each weight matrix again at every step, one
     kernel launch each on a GPU (48 of the bf16 small LM's 156 kernels per decoded token)."""
+
+    dtype = compute_dtype(dtype_name)
 
     def cast(path: tuple, leaf: jax.Array) -> jax.Array:
         in_dense = any(str(getattr(entry, "key", "")).startswith("Dense_") for entry in path)
@@ -84,7 +97,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = COMPUTE_DTYPES[self.compute_dtype]
+        dtype = compute_dtype(self.compute_dtype)
         x = x.astype(dtype)
         for width in self.hidden_sizes:
             x = ACTIVATIONS[self.activation](dense(width, np.sqrt(2.0), dtype)(x))

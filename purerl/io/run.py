@@ -114,7 +114,8 @@ def run_seeds(
         bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs)
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
-        print(f"compiling {algorithm} on {config.env} for {runs}{devices} ...", file=sys.stderr, flush=True)
+        precision = "" if config.compute_dtype == "float32" else f" in {config.compute_dtype}"
+        print(f"compiling {algorithm} on {config.env} for {runs}{devices}{precision} ...", file=sys.stderr, flush=True)
 
     try:
         output = train_in_chunks(
@@ -194,6 +195,7 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
     return {
         "algorithm": algorithm,
         "env": config.env,
+        "compute_dtype": config.compute_dtype,
         "num_seeds": num_seeds,
         "base_seed": base_seed,
         "seed_keys": f"jax.random.split(jax.random.key({base_seed}), {num_seeds})",

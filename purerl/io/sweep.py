@@ -18,6 +18,7 @@ Edge of the Statistical Precipice" (NeurIPS 2021).
 import dataclasses
 import itertools
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -209,8 +210,10 @@ def write_sweep_outputs(
     summary |= {
         "algorithm": algorithm,
         "env": config.env,
+        "compute_dtype": config.compute_dtype,
         "num_seeds": num_seeds,
         "num_points": len(labels),
+        "command": " ".join(sys.argv),
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "resumed_from_update": result.resumed_from,

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from purerl.core.networks import COMPUTE_DTYPES
+from purerl.core.networks import compute_dtype
 from purerl.lm.tokenizer import Batch
 
 POSITIONS = ("learned", "rope")
@@ -52,8 +52,7 @@ class ModelConfig:
             raise ValueError(f"positions={self.positions!r}; choose one of {POSITIONS}")
         if self.positions == "rope" and self.head_dim % 2:
             raise ValueError(f"rotary positions need an even head dimension, got d_model/n_heads={self.head_dim}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose one of {tuple(COMPUTE_DTYPES)}")
+        compute_dtype(self.compute_dtype)
         if self.scalar_head is not None and self.scalar_head not in SCALAR_HEADS:
             raise ValueError(f"scalar_head={self.scalar_head!r}; choose one of {SCALAR_HEADS} or None")
 
@@ -63,7 +62,7 @@ class ModelConfig:
 
     @property
     def dtype(self) -> jnp.dtype:
-        return COMPUTE_DTYPES[self.compute_dtype]
+        return compute_dtype(self.compute_dtype)
 
 
 class LayerCache(NamedTuple):

@@ -115,7 +115,7 @@ def make_generate(model: CausalLM, sampling: SamplingConfig) -> Callable[..., Ge
     @jax.jit
     def generate(params, prompt: jax.Array, prompt_mask: jax.Array, key: jax.Array) -> Generation:
         prompt_mask = prompt_mask.astype(bool)
-        params = cast_dense_weights(params, model.config.dtype)  # once, not once per decoded token
+        params = cast_dense_weights(params, model.config.compute_dtype)  # once, not once per decoded token
         decoder = cached_decoder if sampling.use_cache else full_decoder
         state, logits, next_logits = decoder(params, prompt, prompt_mask)
 

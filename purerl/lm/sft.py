@@ -40,7 +40,10 @@ class SFTConfig(TrainingConfig):
     preset: str = doc("tiny", f"model size: {', '.join(PRESETS)}", one_of(*PRESETS))
     positions: str = doc("learned", "position encoding: learned or rope", one_of(*POSITIONS))
     compute_dtype: str = doc(
-        "float32", "matmul dtype: float32, or bfloat16 (GPU; params stay float32)", one_of(*COMPUTE_DTYPES)
+        "float32",
+        "matmul and activation dtype: float32, or bfloat16 (params, logits and losses stay float32; for a GPU: "
+        "fewer bytes per layer; slower on a CPU)",
+        one_of(*COMPUTE_DTYPES),
     )
     batch_size: int = doc(64, "demonstrations per step", positive)
 
