@@ -5,36 +5,58 @@ import numpy as np
 import pytest
 
 from purerl.core.stats import (
-    bootstrap_ci,
+    BOOTSTRAP_REPS,
     bootstrap_mean_ci_curve,
     common_step_grid,
     explained_variance,
     interpolate_curves,
     iqm,
+    iqm_ci,
     summarize_runs,
 )
 
 
-def test_iqm_is_mean_of_middle_half_when_n_divisible_by_4():
-    x = np.array([100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -50.0])
-    assert iqm(x) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))
-
-
-def test_iqm_weights_boundary_values_for_other_n():
-    # n = 5: the middle 50% spans positions [1.25, 3.75): 0.75 of the 2nd value, the 3rd, 0.75 of the 4th.
-    x = np.array([10.0, 20.0, 30.0, 40.0, 1000.0])
-    assert iqm(x) == pytest.approx((0.75 * 20 + 30 + 0.75 * 40) / 2.5)
+def test_iqm_is_the_25_percent_trimmed_mean_for_any_seed_count():
+    """floor(n / 4) values dropped from each end, the rest averaged: scipy's trim_mean, rliable's IQM."""
+    x8 = np.array([100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -50.0])
+    assert iqm(x8) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))
+    x7 = np.array([10.0, -40.0, 20.0, 30.0, 1000.0, 40.0, 50.0])  # drop -40 and 1000
+    assert iqm(x7) == pytest.approx(np.mean([10.0, 20.0, 30.0, 40.0, 50.0]))
+    x10 = np.arange(10.0) ** 2  # drop 0, 1 and 64, 81
+    assert iqm(x10) == pytest.approx(np.mean([4.0, 9.0, 16.0, 25.0, 36.0, 49.0]))
     assert iqm(np.array([7.0])) == 7.0
+    with pytest.raises(ValueError, match="empty"):
+        iqm(np.array([]))
 
 
-def test_bootstrap_ci_brackets_the_statistic_and_narrows_with_more_runs():
+@pytest.mark.parametrize("num_runs", [5, 7, 10, 13, 16])
+def test_iqm_and_its_ci_are_rliables_on_odd_seed_counts(num_runs):
+    from rliable import library, metrics
+
+    x = np.random.default_rng(num_runs).normal(size=num_runs) ** 3
+    summary = summarize_runs(x)
+    assert summary["iqm"] == metrics.aggregate_iqm(x[:, None])
+    aggregate = lambda scores: np.array([metrics.aggregate_iqm(scores)])  # noqa: E731
+    np.random.seed(0)  # rliable resamples from NumPy's global generator
+    _, intervals = library.get_interval_estimates({"a": x[:, None]}, aggregate, reps=BOOTSTRAP_REPS)
+    assert (summary["iqm_ci_low"], summary["iqm_ci_high"]) == (intervals["a"][0, 0], intervals["a"][1, 0])
+    assert summary["iqm_ci_low"] <= summary["iqm"] <= summary["iqm_ci_high"]
+
+
+def test_iqm_ci_is_reproducible_and_leaves_numpys_global_generator_as_it_was():
+    x = np.random.default_rng(1).normal(size=9)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    assert iqm_ci(x) == iqm_ci(x)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_iqm_ci_narrows_with_more_runs_and_is_a_point_without_spread():
     rng = np.random.default_rng(0)
     small, large = rng.normal(size=16), rng.normal(size=256)
-    low_s, high_s = bootstrap_ci(small)
-    low_l, high_l = bootstrap_ci(large)
-    assert low_s <= iqm(small) <= high_s and low_l <= iqm(large) <= high_l
+    (low_s, high_s), (low_l, high_l) = iqm_ci(small), iqm_ci(large)
     assert (high_l - low_l) < (high_s - low_s)
-    assert bootstrap_ci(np.full(10, 3.0)) == (3.0, 3.0)
+    assert iqm_ci(np.full(10, 3.0)) == (3.0, 3.0)
 
 
 def test_bootstrap_mean_curve_ignores_nan_and_brackets_the_mean():

@@ -21,7 +21,7 @@ from purerl.io.checkpoints import RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import config_from_dict, load_config_values, save_config
 from purerl.io.run import ALGORITHMS, run_seeds, write_outputs
 from purerl.io.stopping import DEFAULT_STOP_GRACE
-from purerl.io.sweep import expand_grid, require_rliable, sweep_base_config, write_sweep_outputs
+from purerl.io.sweep import expand_grid, sweep_base_config, write_sweep_outputs
 
 RUN_FILE = "run.json"
 DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
@@ -84,7 +84,6 @@ def run_in_dir(
     uninterrupted. ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
     if settings.grid:
-        require_rliable()  # before anything compiles
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
     if resume:
         checkpoints = RunCheckpoints(out / "checkpoints")

@@ -19,7 +19,6 @@ import dataclasses
 import itertools
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,13 @@ import numpy as np
 
 from purerl.core.sharding import is_main_process
 from purerl.core.spread import has_spread
-from purerl.core.stats import learning_curve_auc
+from purerl.core.stats import BOOTSTRAP_REPS, interval_estimates, iqm, learning_curve_auc, numpy_global_seed
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import RunResult, environment_info, write_metrics_csv
 
 # Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
 # Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
 SCORE_RANGES = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0), "MountainCar-v0": (-200.0, 0.0)}
-BOOTSTRAP_REPS = 5000
 
 
 def parse_grid(config: Any, specs: list[str]) -> dict[str, list[float]]:
@@ -92,19 +90,9 @@ def normalized_scores(env: str, per_seed_returns: np.ndarray) -> tuple[np.ndarra
     return (per_seed_returns - low) / (high - low), note
 
 
-def bootstrap_intervals(scores: dict[str, np.ndarray], aggregate) -> tuple[dict, dict]:
-    """rliable's point estimates and 95% stratified-bootstrap CIs, reproducible (fixed resampling seed)."""
-    from rliable import library as rly
-
-    with warnings.catch_warnings():  # arch deprecates the random_state argument that rliable passes
-        warnings.simplefilter("ignore", FutureWarning)
-        return rly.get_interval_estimates(scores, aggregate, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(0))
-
-
 def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int) -> dict[str, Any]:
     """Per point: IQM and 95% stratified-bootstrap CIs (rliable) of the final evaluation return and of the
     normalised area under the training curve; across points: normalised aggregates and performance profiles."""
-    from rliable import metrics as rly_metrics
 
     labels = point_labels(points)
     num_points = len(labels)
@@ -117,11 +105,13 @@ def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResu
         return {label: scores[p][:, None] for p, label in enumerate(labels)}  # [seeds, 1 task]
 
     def interval(scores: np.ndarray, aggregate) -> tuple[dict, dict]:
-        return bootstrap_intervals(by_label(scores), aggregate)
+        return interval_estimates(by_label(scores), aggregate)
 
-    iqm = lambda x: np.array([rly_metrics.aggregate_iqm(x)])  # noqa: E731
-    eval_iqm, eval_ci = interval(eval_returns, iqm)
-    auc_iqm, auc_ci = interval(auc, iqm)
+    def aggregate(x: np.ndarray) -> np.ndarray:
+        return np.array([iqm(x)])
+
+    eval_iqm, eval_ci = interval(eval_returns, aggregate)
+    auc_iqm, auc_ci = interval(auc, aggregate)
     rows = []
     for p, label in enumerate(labels):
         rows.append(
@@ -164,7 +154,7 @@ def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> 
             [rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x), rly_metrics.aggregate_optimality_gap(x)]
         )
 
-    estimates, intervals = bootstrap_intervals(normalized, aggregates)
+    estimates, intervals = interval_estimates(normalized, aggregates)
     fig, _ = plot_utils.plot_interval_estimates(
         estimates,
         intervals,
@@ -177,7 +167,8 @@ def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> 
     plt.close(fig)
 
     taus = np.linspace(0.0, 1.0, 51)
-    profiles, profile_cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
+    with numpy_global_seed(0):
+        profiles, profile_cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax)
     ax.legend(ax.get_lines(), list(normalized), fontsize=7, loc="lower left")  # lines only, not the CI bands
@@ -232,10 +223,3 @@ def write_sweep_outputs(
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "sweep.md").write_text(sweep_table(summary) + "\n")
     return summary
-
-
-def require_rliable() -> None:
-    try:
-        import rliable  # noqa: F401
-    except ImportError:
-        raise ValueError("purerl sweep needs rliable for its statistics: pip install 'purerl[stats]'") from None
