@@ -19,11 +19,12 @@
 #   cache     100 s  compile seconds of a first and a second run of `purerl train ppo` and `purerl lm sft`
 #   chunking  150 s  memory 180 s  alignment 240 s   (older figures; not in the default run)
 #
-# On the team's lent GPU (its image has no gymnax or distrax and cannot download), prepare on the CPU machine:
-#     pip download --no-deps -d .wheels gymnax==1.0.1 distrax==0.1.9 tfp-nightly==0.26.0.dev20261027
+# On the team's lent GPU (its image has no gymnax, distrax or rliable and cannot download), prepare on the CPU
+# machine:
+#     bash benchmarks/gpu_wheels.sh
 #     bash ../shared/tools/gpu-aot/prepare_purejaxrl.sh <git dir of luchris429/purejaxrl> .peers/purejaxrl
 #     (both folders in .git/info/exclude; the device tool's run carries them: carry [".wheels", ".peers"])
-# The script installs .wheels (--no-deps) if the folder is there, runs each benchmark under its own time limit
+# The script installs .wheels if the folder is there, runs each benchmark under its own time limit
 # (a slow one cannot starve the rest), writes benchmarks/results/<name>_gpu.{json,md} row by row, and packs
 # the results and the log into $OUT when it is set (the device tool's output folder).
 set -u
@@ -64,7 +65,11 @@ for part in "${parts[@]}"; do  # every name checked before anything runs
             ;;
     esac
 done
-if [ -d .wheels ]; then "$python" -m pip install -q --no-deps .wheels/*.whl 2>&1 | tee -a "$log"; fi
+if [ -d .wheels ]; then
+    "$python" -m pip install -q --no-deps .wheels/gymnax-*.whl .wheels/distrax-*.whl .wheels/tfp_nightly-*.whl 2>&1 |
+        tee -a "$log"
+    "$python" -m pip install -q --no-index --find-links .wheels rliable "pandas<3" 2>&1 | tee -a "$log"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$log"
 "$python" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$log"
 peers=()
