@@ -1,12 +1,16 @@
 """Env wrappers: running statistics, episode bookkeeping, reward scaling and action clipping."""
 
+import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.environments import spaces
 
+from purerl.control import grpo, ppo
 from purerl.control.envs import (
     SUPPORTED_ENVS,
+    UNSUPPORTED_ENVS,
     ClipAction,
     EpisodeStatistics,
     NormalizeObservation,
@@ -134,17 +138,72 @@ def test_minatar_observations_are_flattened():
     assert obs.shape == (2, env_spec("Breakout-MinAtar").obs_dim) == (2, 400)
 
 
+def test_every_gymnax_env_is_supported_or_refused_with_its_reason():
+    assert set(SUPPORTED_ENVS) | set(UNSUPPORTED_ENVS) == set(gymnax.registered_envs)
+    assert not set(SUPPORTED_ENVS) & set(UNSUPPORTED_ENVS)
+    assert len(SUPPORTED_ENVS) == len(set(SUPPORTED_ENVS))
+    with pytest.raises(ValueError, match="^env 'MNISTBandit-bsuite' cannot run in purerl: gymnax downloads MNIST") as e:
+        ppo.PPOConfig(env="MNISTBandit-bsuite")
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("name", SUPPORTED_ENVS)
-def test_every_supported_env_resets_and_steps_with_flat_float_observations(name):
+def test_every_supported_env_steps_in_its_spaces_and_trains_one_update(name):
+    """Reset and step with the spaces checked (gymnax's own observations inside its observation space, actions
+    drawn from its action space, flat float32 observations of the spec's size), then one PPO update and, every
+    env having a finite horizon, one GRPO update, with finite losses."""
     spec = env_spec(name)
     env = EpisodeStatistics(VecEnv(name, 2))
-    obs, state = env.reset(jax.random.key(0))
+    gym_env, params = env.env.env, env.env.params
+    obs_space, action_space = gym_env.observation_space(params), gym_env.action_space(params)
+
+    @jax.jit
+    def gymnax_steps(key):  # gymnax's own env, as it declares its spaces
+        reset_key, action_key, step_key = jax.random.split(key, 3)
+        raw_obs, raw_state = gym_env.reset(reset_key, params)
+        raw_action = action_space.sample(action_key)
+        raw_next = gym_env.step(step_key, raw_state, raw_action, params)[0]
+        return raw_obs, raw_action, raw_next
+
+    @jax.jit
+    def vec_steps(key, actions):  # what the agents see
+        obs, state = env.reset(key)
+        next_obs, _, reward, terminated, truncated, info = env.step(key, state, actions)
+        return obs, next_obs, info["final_observation"], reward, terminated, truncated
+
+    raw_obs, raw_action, raw_next = gymnax_steps(jax.random.key(0))
+    assert raw_obs.shape == raw_next.shape == obs_space.shape
+    # gymnax declares Box bounds (low=0) that these two envs' observations can leave (a -1 for "no context").
+    if name not in ("MemoryChain-bsuite", "GaussianBandit-misc"):
+        assert obs_space.contains(raw_obs) and obs_space.contains(raw_next)
+    assert action_space.contains(raw_action)
+    assert spec.discrete == isinstance(action_space, spaces.Discrete)
     if spec.discrete:
-        action = jnp.zeros(2, jnp.int32)
+        assert spec.action_dim == action_space.n
     else:
-        action = jnp.full((2, spec.action_dim), spec.action_low)
-    next_obs, _, reward, terminated, truncated, info = env.step(jax.random.key(1), state, action)
-    for x in (obs, next_obs, info["final_observation"]):
+        assert spec.action_dim == action_space.shape[0] and spec.action_low < spec.action_high
+    obs, next_obs, final_obs, reward, terminated, truncated = vec_steps(jax.random.key(1), jnp.stack([raw_action] * 2))
+    for x in (obs, next_obs, final_obs):
         assert x.shape == (2, spec.obs_dim) and x.dtype == jnp.float32
     assert reward.shape == terminated.shape == truncated.shape == (2,)
-    assert spec.max_steps_in_episode > 0 and spec.action_dim > 0
+    assert spec.max_steps_in_episode > 0
+
+    small = {"hidden_sizes": (8,), "eval_episodes": 2}
+    ppo_config = ppo.PPOConfig(env=name, total_timesteps=32, num_envs=2, num_steps=16, update_epochs=1, **small)
+    grpo_config = grpo.GRPOConfig(env=name, num_updates=1, num_groups=2, group_size=2, num_minibatches=1, **small)
+    for algorithm, config in ((ppo, ppo_config), (grpo, grpo_config)):
+        _, metrics = jax.jit(algorithm.make_train(config))(jax.random.key(0))
+        assert metrics["loss"].shape == (1,) and np.isfinite(metrics["loss"]).all(), (algorithm.__name__, metrics)
+
+
+def test_a_discrete_observation_is_one_hot():
+    """FrozenLake-misc observes its state index: the agent sees it one-hot over the 16 cells."""
+    env = VecEnv("FrozenLake-misc", 3)
+    assert env_spec("FrozenLake-misc").obs_dim == 16
+    obs, state = env.reset(jax.random.key(0))
+    positions = []
+    for t in range(6):
+        np.testing.assert_array_equal(obs, np.eye(16)[np.asarray(state.position)])
+        positions.append(np.asarray(state.position))
+        obs, state, *_ = env.step(jax.random.key(t), state, jnp.array([1, 2, 2]))
+    assert len(np.unique(positions)) > 1  # the agents moved, so the check saw more than the start cell

@@ -24,10 +24,36 @@ from gymnax.environments import spaces
 
 from purerl.core.spread import has_spread
 
-CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
-MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar")
-OTHER = ("Catch-bsuite", "DeepSea-bsuite", "FourRooms-misc")
-SUPPORTED_ENVS: tuple[str, ...] = CLASSIC_CONTROL + MINATAR + OTHER
+# Every environment gymnax 1.0 registers, by suite (tests check this against ``gymnax.registered_envs``).
+SUITES: dict[str, tuple[str, ...]] = {
+    "classic": ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0"),
+    "minatar": ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar"),
+    "bsuite": (
+        "Catch-bsuite",
+        "DeepSea-bsuite",
+        "MemoryChain-bsuite",
+        "UmbrellaChain-bsuite",
+        "DiscountingChain-bsuite",
+        "SimpleBandit-bsuite",
+    ),
+    "misc": (
+        "FourRooms-misc",
+        "MetaMaze-misc",
+        "PointRobot-misc",
+        "BernoulliBandit-misc",
+        "GaussianBandit-misc",
+        "Reacher-misc",
+        "Swimmer-misc",
+        "Pong-misc",
+        "FrozenLake-misc",
+    ),
+}
+SUPPORTED_ENVS: tuple[str, ...] = tuple(name for names in SUITES.values() for name in names)
+# Registered by gymnax but unable to run here, with the reason a user is told.
+UNSUPPORTED_ENVS = {
+    "MNISTBandit-bsuite": "gymnax downloads MNIST from the internet when it makes this env, and purerl makes no "
+    "network calls at run time",
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,8 @@ class EnvSpec:
 
 
 def check_env_name(name: str) -> None:
+    if name in UNSUPPORTED_ENVS:
+        raise ValueError(f"env {name!r} cannot run in purerl: {UNSUPPORTED_ENVS[name]}")
     if name not in SUPPORTED_ENVS:
         raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}")
 
@@ -54,16 +82,20 @@ def known_env(field: str, name: str) -> None:
 
 
 def make_gymnax(name: str) -> tuple[Any, Any]:
+    """``gymnax.make(name)``, evaluated eagerly even inside a trace: some constructors (FourRooms-misc,
+    MetaMaze-misc) branch in Python on arrays they compute, which fails on tracers (envs are made inside
+    ``make_train``'s jitted function)."""
     check_env_name(name)
-    return gymnax.make(name)
+    with jax.ensure_compile_time_eval():
+        return gymnax.make(name)
 
 
 @functools.cache
 def env_spec(name: str) -> EnvSpec:
     env, params = make_gymnax(name)
     action_space = env.action_space(params)
-    obs_shape = env.observation_space(params).shape
-    obs_dim = math.prod(obs_shape)
+    obs_space = env.observation_space(params)
+    obs_dim = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else math.prod(obs_space.shape)
     max_steps = getattr(params, "max_steps_in_episode", None)
     horizon = None if max_steps is None else int(max_steps)
     if isinstance(action_space, spaces.Discrete):
@@ -80,7 +112,8 @@ def env_spec(name: str) -> EnvSpec:
 
 
 class VecEnv:
-    """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened.
+    """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened to float32
+    ``[num_envs, obs_dim]`` (a discrete observation, FrozenLake-misc's state index, one-hot over its ``n`` values).
 
     With ``group_size`` G > 1, ``reset`` gives each consecutive block of G envs the same reset key, hence the
     same initial state (GRPO's groups); steps still use one key per env.
@@ -91,8 +124,12 @@ class VecEnv:
             raise ValueError(f"num_envs={num_envs} is not divisible by group_size={group_size}")
         self.env, self.params = make_gymnax(name)
         self.num_envs, self.group_size = num_envs, group_size
+        obs_space = self.env.observation_space(self.params)
+        self.obs_values = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
 
     def _flat(self, obs: jax.Array) -> jax.Array:
+        if self.obs_values is not None:
+            return jax.nn.one_hot(obs.reshape(self.num_envs), self.obs_values, dtype=jnp.float32)
         return obs.reshape(self.num_envs, -1).astype(jnp.float32)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
