@@ -36,8 +36,8 @@ from purerl.io.run import environment_info
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET = ["--total-timesteps", "51200"]
 COMMANDS = {
-    "PPO CartPole (quick start)": ["train", "ppo", "--config", "experiments/ppo/CartPole-v1.json", "--seeds", "16"],
-    "GRPO CartPole": ["train", "grpo", "--config", "experiments/grpo/CartPole-v1.json", "--seeds", "16"]
+    "PPO CartPole (quick start)": ["train", "ppo", "--env", "CartPole-v1", "--seeds", "16"],
+    "GRPO CartPole": ["train", "grpo", "--env", "CartPole-v1", "--seeds", "16"]
     + ["--num-updates", "20"],
     "PPO sweep, 3 points x 8 seeds": ["sweep", "ppo", "--env", "CartPole-v1", "--seeds", "8", *SMALL_BUDGET]
     + ["--grid", "learning_rate=1e-4,3e-4,1e-3"],

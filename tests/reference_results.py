@@ -19,7 +19,7 @@ import numpy as np
 from purerl.io import cli
 
 RECORDED = Path(__file__).parent / "data" / "reference_results.json"
-CONTROL = ["--seeds", "2", "--chunk-updates", "2", "--eval-episodes", "4"]
+CONTROL = ["--config", "defaults", "--seeds", "2", "--chunk-updates", "2", "--eval-episodes", "4"]  # generic defaults
 RUNS = {
     "ppo": ["train", "ppo", "--env", "CartPole-v1", "--total-timesteps", "2048", "--num-envs", "4", *CONTROL],
     "grpo": ["train", "grpo", "--env", "CartPole-v1", "--num-updates", "3", "--num-groups", "2", *CONTROL],

@@ -9,9 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+from purerl.control import ppo
 from purerl.control.ppo import make_train
 from purerl.io import cli, run, run_dir
 from purerl.io.config_io import config_from_dict, load_config_values
+from purerl.io.tuned import control_config_from_args, tuned_config, tuned_config_path, tuned_envs
 
 TINY = [
     "--total-timesteps",
@@ -73,9 +75,54 @@ def test_train_grpo_writes_its_group_metrics_and_a_curve_over_per_seed_env_steps
 def test_config_file_then_flags_override(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"_source": "a note", "env": "Acrobot-v1", "num_envs": 8, "learning_rate": 1e-3}))
-    args = cli.build_parser().parse_args(["train", "ppo", "--config", str(path), "--num-envs", "2"])
-    config = cli.config_from_args(run.ALGORITHMS["ppo"].config_cls, args)
-    assert (config.env, config.num_envs, config.learning_rate) == ("Acrobot-v1", 2, 1e-3)
+    config, note = parse_control(["train", "ppo", "--config", str(path), "--num-envs", "2"])
+    assert (config.env, config.num_envs, config.learning_rate) == ("Acrobot-v1", 2, 1e-3) and note == ""
+
+
+def parse_control(argv: list[str]):
+    args = cli.build_parser().parse_args(argv)
+    return control_config_from_args(args.algorithm, run.ALGORITHMS[args.algorithm].config_cls, args)
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_an_env_alone_starts_from_its_tuned_config_and_flags_override_it(algorithm):
+    tuned = load_config_values(tuned_config_path(algorithm, "Acrobot-v1"))
+    config, note = parse_control(["train", algorithm, "--env", "Acrobot-v1", "--learning-rate", "0.5"])
+    assert config == config_from_dict(run.ALGORITHMS[algorithm].config_cls, tuned | {"learning_rate": 0.5})
+    assert config.total_timesteps == tuned["total_timesteps"]  # the tuned budget too
+    assert note.startswith(f"Acrobot-v1: starting from purerl's tuned {algorithm.upper()} config")
+    assert "--config defaults" in note and "\n" not in note
+    default_env, _ = parse_control(["train", algorithm])  # the default env (CartPole-v1) has one too
+    assert default_env == tuned_config(algorithm, "CartPole-v1")
+
+
+def test_config_defaults_gives_the_generic_defaults_and_an_untuned_env_says_so():
+    config, note = parse_control(["train", "ppo", "--config", "defaults", "--env", "Acrobot-v1"])
+    assert config == ppo.PPOConfig(env="Acrobot-v1") and note == ""
+    config, note = parse_control(["train", "ppo", "--env", "Catch-bsuite"])
+    assert config == ppo.PPOConfig(env="Catch-bsuite")
+    assert note == "Catch-bsuite: purerl ships no tuned PPO config for it; the generic defaults"
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_every_shipped_tuned_config_is_valid_for_its_env_and_says_where_it_came_from(algorithm):
+    envs = tuned_envs(algorithm)
+    assert "CartPole-v1" in envs
+    for env in envs:
+        values = load_config_values(tuned_config_path(algorithm, env))
+        assert values["env"] == env and len(values["_source"]) > 40
+        assert tuned_config(algorithm, env).env == env
+    with pytest.raises(ValueError, match="purerl ships no tuned grpo config for Pong-misc; tuned: Acrobot-v1"):
+        tuned_config("grpo", "Pong-misc")
+
+
+def test_the_tuned_config_note_is_printed_once_the_run_starts(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["--total-timesteps", "1024", "--seeds", "1", "--eval-episodes", "2", "--out", str(out)]
+    assert cli.main(["train", "ppo", "--env", "CartPole-v1", *flags]) == 0
+    assert "CartPole-v1: starting from purerl's tuned PPO config" in capsys.readouterr().err
+    saved = load_config_values(out / "config.json")
+    assert (saved["num_envs"], saved["num_steps"], saved["learning_rate"]) == (16, 32, 0.0025)
 
 
 def fail_if_compiled(*args, **kwargs):

@@ -6,7 +6,6 @@ The settings are the shipped experiment configs (PPO's CartPole one reached 500 
 Random policies score about 22 on CartPole-v1 and about -1200 on Pendulum-v1.
 """
 
-from pathlib import Path
 from types import ModuleType
 
 import jax
@@ -14,9 +13,7 @@ import numpy as np
 import pytest
 
 from purerl.control import grpo, ppo
-from purerl.io.config_io import config_from_dict, load_config_values
-
-EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+from purerl.io.tuned import tuned_config
 
 pytestmark = pytest.mark.learning
 
@@ -28,10 +25,9 @@ def train_and_evaluate(config, num_seeds: int, algorithm: ModuleType = ppo) -> t
     return np.asarray(evaluation["returns"]).mean(axis=1), metrics
 
 
-def experiment_config(env: str, config_cls=ppo.PPOConfig, folder: str = "ppo", **overrides):
-    """The shipped experiment config of ``env`` (experiments/<folder>/<env>.json) with a CI-sized budget."""
-    values = load_config_values(EXPERIMENTS / folder / f"{env}.json") | overrides
-    return config_from_dict(config_cls, values)
+def experiment_config(env: str, algorithm: str = "ppo", **overrides):
+    """The shipped tuned config of ``env`` (purerl/configs/<algorithm>/<env>.json) with a CI-sized budget."""
+    return tuned_config(algorithm, env, **overrides)
 
 
 @pytest.mark.timeout(240)
@@ -55,7 +51,7 @@ def test_ppo_improves_clearly_on_continuous_pendulum():
 @pytest.mark.timeout(240)
 def test_grpo_learns_cartpole_without_a_critic():
     # 26 updates: about 150k-210k env steps, within the config's 300k budget (eval 475 and 500 on these seeds).
-    config = experiment_config("CartPole-v1", grpo.GRPOConfig, "grpo", num_updates=26, eval_episodes=32)
+    config = experiment_config("CartPole-v1", "grpo", num_updates=26, eval_episodes=32)
     returns, metrics = train_and_evaluate(config, num_seeds=2, algorithm=grpo)
     episode_return = np.asarray(metrics["episode_return"])
     assert episode_return[:, 0].mean() < 40, episode_return[:, 0]  # a near-uniform policy at the start

@@ -4,8 +4,8 @@
     python experiments/grpo/grpo_experiments.py --part compare --envs CartPole-v1
     python experiments/grpo/grpo_experiments.py --report-only        # tables and plots from runs/experiments
 
-PPO runs the shipped experiments/ppo/<env>.json at its budget B (the env steps at which it meets the issue-2
-target); GRPO runs experiments/grpo/<env>.json with an env-step budget of 2B (each seed stops changing once
+PPO runs the shipped purerl/configs/ppo/<env>.json at its budget B (the env steps at which it meets the issue-2
+target); GRPO runs purerl/configs/grpo/<env>.json with an env-step budget of 2B (each seed stops changing once
 it has used it; its steps per update depend on episode lengths). Both are compared at equal env steps on
 their training curves (mean return of the episodes of each update, interpolated per seed, never
 extrapolated), by the env steps each seed needs until its smoothed training return reaches the threshold,
@@ -25,10 +25,10 @@ import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.core.stats import interpolate_curves, iqm, summarize_runs
-from purerl.io.config_io import config_from_dict, load_config_values
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
 EXPERIMENTS = HERE.parent
@@ -56,8 +56,7 @@ ABLATIONS = {
 
 
 def config_for(algorithm: str, env: str, **overrides):
-    values = load_config_values(EXPERIMENTS / algorithm / f"{env}.json") | overrides
-    return config_from_dict(ALGORITHMS[algorithm].config_cls, values)
+    return tuned_config(algorithm, env, **overrides)
 
 
 def steps_to_threshold_per_seed(steps: np.ndarray, returns: np.ndarray, threshold: float, window: float) -> list:

@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.io.config_io import config_from_dict, load_config_values
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/experiments")
@@ -41,7 +41,7 @@ def main() -> None:
     for env in args.envs:
         run_dir = RUNS / env
         if not args.report_only:
-            config = config_from_dict(ALGORITHMS["ppo"].config_cls, load_config_values(HERE / f"{env}.json"))
+            config = tuned_config("ppo", env)
             run_in_dir(run_dir, "ppo", config, RunSettings(num_seeds=args.seeds, base_seed=args.base_seed))
         results = HERE / "results" / env
         results.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,9 @@ Each row trains the same seeds (base seed 1, held out from tuning) in float32 an
 
 - ppo/CartPole-v1: PureJaxRL's settings (``benchmarks/ppo_throughput.py``'s config, 499,712 steps per seed,
   16 seeds), the program whose GPU throughput bfloat16 is for;
-- ppo/Pendulum-v1: its tuned config (``experiments/ppo/Pendulum-v1.json``; continuous actions, observation
+- ppo/Pendulum-v1: its tuned config (``purerl/configs/ppo/Pendulum-v1.json``; continuous actions, observation
   normalisation and reward scaling, 1M steps, 8 seeds), where precision has more room to matter;
-- grpo/CartPole-v1: its tuned config (``experiments/grpo/CartPole-v1.json``, 8 seeds).
+- grpo/CartPole-v1: its tuned config (``purerl/configs/grpo/CartPole-v1.json``, 8 seeds).
 
 Reported per run: the separate evaluation's IQM with its 95% CI, and the mean training-episode return over
 the whole run (the area under the learning curve over its length) with its standard error over seeds.
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.io.config_io import config_from_dict, load_config_values
-from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -46,8 +46,7 @@ def base_config(row: str):
         from ppo_throughput import PUREJAXRL_CARTPOLE
 
         return PUREJAXRL_CARTPOLE
-    values = load_config_values(ROOT / "experiments" / algorithm / f"{env}.json")
-    return config_from_dict(ALGORITHMS[algorithm].config_cls, values)
+    return tuned_config(algorithm, env)
 
 
 def train(row: str, dtype: str) -> dict:

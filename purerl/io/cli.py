@@ -1,7 +1,7 @@
 """``purerl`` command line.
 
     purerl train ppo --env CartPole-v1 --seeds 16 --total-timesteps 500000 --out runs/x
-    purerl train ppo --config experiments/ppo/CartPole-v1.json --seeds 16 --out runs/cartpole
+    purerl train ppo --env CartPole-v1 --seeds 16 --out runs/cartpole     # CartPole's tuned config
     purerl train grpo --env CartPole-v1 --group-size 8 --beta 0.04 --seeds 16 --out runs/grpo
     purerl train ppo --resume runs/x            # continue an interrupted run from its newest checkpoint
     purerl sweep ppo --grid learning_rate=1e-4,3e-4,1e-3 --grid ent_coef=0,0.01 --seeds 32 --out runs/sweep
@@ -29,6 +29,7 @@ from purerl.io.run import ALGORITHMS
 from purerl.io.run_dir import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHUNK_UPDATES, RunSettings, load_run_dir, run_in_dir
 from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, check_stop_grace
 from purerl.io.sweep import parse_grid, sweep_table
+from purerl.io.tuned import control_config_from_args
 from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
@@ -40,7 +41,11 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
     sub.add_argument("--seeds", type=int, help="number of seeds trained in parallel (per sweep point) [16]")
     sub.add_argument("--seed", type=int, help="base seed; seed i uses split(key(seed), n)[i] [0]")
     sub.add_argument("--out", type=Path, help=f"output directory [runs/{algorithm}]")
-    sub.add_argument("--config", type=Path, help="JSON config file; explicit flags override it")
+    sub.add_argument(
+        "--config",
+        help="JSON config file, or 'defaults' for the generic defaults; explicit flags override it "
+        "[the env's tuned config where purerl ships one (purerl/configs), else the defaults]",
+    )
     sub.add_argument(
         "--chunk-updates",
         type=int,
@@ -194,10 +199,10 @@ def control_command(args: argparse.Namespace) -> dict:
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
     flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
-    config = config_from_args(ALGORITHMS[args.algorithm].config_cls, args)
+    config, note = control_config_from_args(args.algorithm, ALGORITHMS[args.algorithm].config_cls, args)
     if args.command == "sweep":
         settings = dataclasses.replace(settings, grid=parse_grid(config, args.grid))
-    return run_in_dir(output_dir(args), args.algorithm, config, settings, stop_grace=args.stop_grace)
+    return run_in_dir(output_dir(args), args.algorithm, config, settings, stop_grace=args.stop_grace, note=note)
 
 
 def lm_command(args: argparse.Namespace) -> dict:

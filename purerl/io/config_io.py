@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 C = TypeVar("C")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -56,7 +56,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     """Builds ``cls`` from a dict; unknown keys are an error, lists become tuples where the field is a tuple."""
-    types_ = _field_types(cls)
+    types_ = field_types(cls)
     values = {k: v for k, v in values.items() if not k.startswith("_")}
     unknown = sorted(set(values) - set(types_))
     if unknown:
@@ -88,7 +88,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--field-name`` flag per config field (as text, parsed later, so defaults stay the dataclass's)."""
     group = parser.add_argument_group(f"{cls.__name__} fields (defaults in brackets)")
     for field in dataclasses.fields(cls):
-        tp = _field_types(cls)[field.name]
+        tp = field_types(cls)[field.name]
         default = field.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
@@ -103,7 +103,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     """Defaults, then ``args.config`` (if any), then every flag given explicitly."""
     values = load_config_values(args.config) if getattr(args, "config", None) else {}
-    types_ = _field_types(cls)
+    types_ = field_types(cls)
     for name, text in vars(args).items():
         if name.startswith("field_"):
             field = name.removeprefix("field_")

@@ -12,6 +12,7 @@ one, a single config and a sweep, all go through it.
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,11 @@ def run_in_dir(
     settings: RunSettings,
     resume: bool = False,
     stop_grace: float = DEFAULT_STOP_GRACE,
+    note: str = "",
 ) -> dict[str, Any]:
     """Trains ``algorithm`` with ``config`` as ``settings`` say, in ``out``, and writes the results; returns
-    the summary (``summary.json`` or ``sweep.json``).
+    the summary (``summary.json`` or ``sweep.json``). ``note`` (where the config came from) is printed once
+    the directory is accepted, before anything compiles.
 
     A new run (``resume=False``) writes ``config.json`` and ``run.json`` first, refusing a directory that
     holds another run's checkpoints; a resumed one continues from its newest checkpoint, bitwise as if
@@ -93,6 +96,8 @@ def run_in_dir(
             save_config(config, out / "config.json", algorithm)
             info = {"algorithm": algorithm, "command": settings.command} | dataclasses.asdict(settings)
             (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if note and is_main_process():
+        print(note, file=sys.stderr, flush=True)
     result = run_seeds(
         algorithm,
         config,
