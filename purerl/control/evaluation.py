@@ -46,3 +46,21 @@ def evaluate_episodes(
     carry = (obs, env_state, zeros, zeros.astype(jnp.int32), jnp.ones(num_episodes, bool))
     (_, _, returns, lengths, _), _ = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
     return {"returns": returns, "lengths": lengths}
+
+
+def random_policy_returns(env_name: str, num_episodes: int, key: jax.Array) -> dict[str, jax.Array]:
+    """``{"returns": [E], "lengths": [E]}`` of the uniformly random policy, one episode in each of E envs:
+    uniform over the actions (discrete) or over the action box (continuous). The 0 of normalised scores."""
+    from purerl.control.envs import EpisodeStatistics, VecEnv, env_spec
+
+    spec = env_spec(env_name)
+    env = EpisodeStatistics(VecEnv(env_name, num_episodes))
+
+    def policy(obs: jax.Array) -> distrax.Distribution:
+        batch = obs.shape[0]
+        if spec.discrete:
+            return distrax.Categorical(logits=jnp.zeros((batch, spec.action_dim)))
+        low = jnp.full((batch, spec.action_dim), spec.action_low)
+        return distrax.Independent(distrax.Uniform(low, jnp.full_like(low, spec.action_high)), 1)
+
+    return evaluate_episodes(policy, env, key, spec.max_steps_in_episode)

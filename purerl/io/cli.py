@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from purerl.core.sharding import is_main_process
+from purerl.io.benchmark import run_benchmark
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
 from purerl.io.config_io import add_config_flags, config_from_args
@@ -111,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"values of one field (repeat for a product grid); sweepable: {sweepable}",
                 )
             add_run_flags(sub, name, algo.config_cls)
+    bench = commands.add_parser("benchmark", help="one algorithm over a suite of envs, resumable, with a report")
+    bench.add_argument("--suite", default="classic", help="classic, minatar, bsuite, misc or all [classic]")
+    bench.add_argument("--algo", default="ppo", choices=list(ALGORITHMS), help="[ppo]")
+    bench.add_argument("--seeds", type=int, default=16, help="seeds per env [16]")
+    bench.add_argument(
+        "--out", type=Path, help="benchmark directory; the same command again continues it [runs/benchmark]"
+    )
+    bench.add_argument("--budget", default="full", help="full: each env's own budget; short: a tenth of it [full]")
+    bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
+    add_stop_grace_flag(bench)
+    add_compile_cache_flag(bench)
     lm = commands.add_parser("lm", help="train the toy-text language model")
     lm_algorithms = lm.add_subparsers(dest="algorithm", required=True)
     for name, (config_cls, help_text) in LM_COMMANDS.items():
@@ -240,7 +252,9 @@ def print_lm_summary(summary: dict, out: Path) -> None:
 def output_dir(args: argparse.Namespace) -> Path:
     if getattr(args, "resume", None) is not None:
         return args.resume
-    return Path("runs") / args.algorithm if args.out is None else args.out
+    if args.out is not None:
+        return args.out
+    return Path("runs") / ("benchmark" if args.command == "benchmark" else args.algorithm)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,12 +266,20 @@ def main(argv: list[str] | None = None) -> int:
         configure_compile_cache(args.compile_cache)
         if args.command == "lm":
             summary = lm_command(args)
+        elif args.command == "benchmark":
+            if args.seeds <= 0:
+                raise ValueError(f"--seeds must be > 0, got {args.seeds}")
+            summary = run_benchmark(args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace)
         else:
             summary = control_command(args)
     except (ValueError, CheckpointError) as error:
         parser.exit(2, f"purerl: error: {error}\n")
     except Interrupted as stop:
-        resume_command = f"purerl {args.command} {args.algorithm} --resume {out}"
+        resume_command = (
+            "the same command"
+            if args.command == "benchmark"
+            else f"purerl {args.command} {args.algorithm} --resume {out}"
+        )
         parser.exit(128 + stop.signum, f"purerl: {stop}\ncontinue with: {resume_command}\n")
     except NonFiniteError as error:
         parser.exit(1, f"purerl: stopped: {error}\n")
@@ -267,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "lm":
         print_lm_summary(summary, out)
+    elif args.command == "benchmark":
+        print(
+            f"wrote {out}/report.md, report.json, curves.png"
+            + (", aggregate.png, profiles.png" if summary["aggregates"] else "")
+        )
     elif args.command == "sweep":
         print_sweep_summary(summary, out)
     else:

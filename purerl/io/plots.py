@@ -11,17 +11,15 @@ import numpy as np  # noqa: E402
 from purerl.core.stats import bootstrap_mean_ci_curve, common_step_grid, interpolate_curves  # noqa: E402
 
 
-def plot_learning_curve(
-    path: Path,
+def draw_learning_curves(
+    ax,
     runs: dict[str, dict[str, np.ndarray]],
-    title: str,
     metric: str = "episode_return",
     reference: dict[str, float] | None = None,
 ) -> None:
-    """One line per entry of ``runs`` (label -> metrics of shape ``[seeds, updates]``); optional horizontal
-    reference lines (label -> value). Seeds whose env steps differ (GRPO) are interpolated onto the steps
-    that all of them reached."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    """On ``ax``: one mean line with its 95% bootstrap CI band per entry of ``runs`` (label -> metrics of shape
+    ``[seeds, updates]``), and optional horizontal reference lines (label -> value). Seeds whose env steps
+    differ (GRPO) are interpolated onto the steps that all of them reached."""
     for label, metrics in runs.items():
         steps = common_step_grid(metrics["env_steps"])
         curves = metrics[metric]
@@ -32,15 +30,49 @@ def plot_learning_curve(
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
         ax.axhline(value, linestyle=style, color="grey", linewidth=1.0, label=label)
+    ax.grid(alpha=0.3)
+
+
+def plot_learning_curve(
+    path: Path,
+    runs: dict[str, dict[str, np.ndarray]],
+    title: str,
+    metric: str = "episode_return",
+    reference: dict[str, float] | None = None,
+) -> None:
+    """One figure of ``draw_learning_curves``."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    draw_learning_curves(ax, runs, metric, reference)
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel(metric.replace("_", " ") + " (mean, 95% CI)")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
     if len(runs) > 4:  # many lines: the legend goes beside the plot instead of over the curves
         fig.set_size_inches(10.0, 4.0)
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     else:
         ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_learning_curve_grid(
+    path: Path, panels: dict[str, tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]], metric: str
+) -> None:
+    """One ``draw_learning_curves`` panel per entry of ``panels`` (title -> (runs, reference lines)), four
+    to a row."""
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), dpi=100, squeeze=False)
+    for ax, (title, (runs, reference)) in zip(axes.flat, panels.items(), strict=False):
+        draw_learning_curves(ax, runs, metric, reference)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best")
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    fig.supxlabel("env steps per seed")
+    fig.supylabel(metric.replace("_", " ") + " (mean, 95% CI)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

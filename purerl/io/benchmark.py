@@ -1,0 +1,275 @@
+"""``purerl benchmark``: one algorithm over a suite of gymnax envs, each a resumable run, and the report a paper
+needs.
+
+    purerl benchmark --suite classic --algo ppo --seeds 16 --out runs/bench [--budget full|short] [--envs ...]
+
+Each env trains in its own run directory ``DIR/<env>`` (``purerl.io.run_dir``) from its tuned config where
+purerl ships one (``purerl/configs``), else the generic defaults: a finished env is read back, an interrupted one
+resumed from its newest checkpoint, a new one started, so the same command after a crash, Ctrl-C or SIGTERM
+continues where it stopped. ``--budget short`` divides every env's budget (``total_timesteps``, and GRPO's
+``num_updates``) by ``SHORT_DIVISOR``; ``full`` is the config's own (the published budget for tuned envs).
+
+``DIR/report.md`` (+ ``report.json``, ``curves.png``, ``aggregate.png``, ``profiles.png``): per env the final
+evaluation return (IQM with its 95% stratified-bootstrap CI, and the mean), the area under the learning curve
+(IQM and CI), env steps/s and wall time, beside the best published number and its budget; across envs the
+aggregate figures of Agarwal et al. (2021) through rliable (IQM, mean and optimality gap of normalised scores,
+and performance profiles), where 0 is the uniformly random policy measured here and 1 the best published number.
+Envs without a published number are left out of the aggregates, and the report says which.
+"""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from purerl.control.envs import SUITES
+from purerl.control.evaluation import random_policy_returns
+from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
+from purerl.io.config_io import config_from_dict, load_config_values
+from purerl.io.plots import plot_learning_curve_grid
+from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
+from purerl.io.stopping import DEFAULT_STOP_GRACE
+from purerl.io.sweep import plot_aggregates
+from purerl.io.tuned import tuned_config_path
+
+SHORT_DIVISOR = 10
+BUDGETS = ("full", "short")
+RANDOM_EPISODES = 1024  # episodes of the random policy per env (the 0 of normalised scores)
+SETTINGS_FILE = "benchmark.json"
+
+
+class Published(NamedTuple):
+    value: float  # final return
+    budget: int  # env steps per run
+    source: str
+
+
+# The best published final return per env, from ../shared/reference/rl-anchors.md §c (gymnax-blines' stored
+# training logs, its README's ES column, CleanRL's docs, PureJaxRL's plots). 1 on the normalised scale.
+PUBLISHED = {
+    "CartPole-v1": Published(500.0, 150_000, "gymnax-blines PPO (1 seed)"),
+    "Acrobot-v1": Published(-78.9, 500_000, "gymnax-blines PPO, lr 5e-4 (1 seed)"),
+    "MountainCar-v0": Published(-118.3, 250_000, "gymnax-blines PPO (1 seed)"),
+    "Pendulum-v1": Published(-130.2, 1_000_000, "gymnax-blines ES (1 seed; its PPO: -195.1)"),
+    "MountainCarContinuous-v0": Published(95.3, 1_000_000, "gymnax-blines ES (1 seed; its PPO: -0.1)"),
+    "Breakout-MinAtar": Published(43.4, 10_000_000, "gymnax-blines PPO, lr 1e-3 (1 seed)"),
+    "Asterix-MinAtar": Published(17.8, 10_000_000, "gymnax-blines PPO, lr 1e-3 (1 seed)"),
+    "SpaceInvaders-MinAtar": Published(136.5, 10_000_000, "gymnax-blines PPO, lr 5e-4, best eval (1 seed)"),
+    "Freeway-MinAtar": Published(58.8, 10_000_000, "gymnax-blines PPO, lr 5e-4 (1 seed)"),
+    "Catch-bsuite": Published(1.0, 100_000, "gymnax-blines PPO (1 seed)"),
+    "FourRooms-misc": Published(1.0, 200_000, "gymnax-blines PPO (1 seed)"),
+}
+
+
+def suite_envs(suite: str) -> tuple[str, ...]:
+    """The envs of ``suite`` (``SUITES``' keys, or ``all``)."""
+    if suite == "all":
+        return tuple(env for envs in SUITES.values() for env in envs)
+    if suite not in SUITES:
+        raise ValueError(f"--suite {suite!r}; choose one of {', '.join((*SUITES, 'all'))}")
+    return SUITES[suite]
+
+
+def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
+    """``env``'s tuned config (else the generic defaults) at the ``budget`` (``full`` or ``short``)."""
+    if budget not in BUDGETS:
+        raise ValueError(f"--budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    config_cls = ALGORITHMS[algorithm].config_cls
+    path = tuned_config_path(algorithm, env)
+    values = load_config_values(path) if path is not None else {}
+    config = config_from_dict(config_cls, values | {"env": env})
+    if budget == "short":
+        changes = {}
+        if config.total_timesteps is not None:
+            minimum = getattr(config, "batch_size", 1)  # PPO: at least one update
+            changes["total_timesteps"] = max(config.total_timesteps // SHORT_DIVISOR, minimum)
+        if algorithm == "grpo":
+            changes["num_updates"] = max(config.num_updates // SHORT_DIVISOR, 1)
+        config = dataclasses.replace(config, **changes)
+    return config
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """A benchmark directory keeps its settings: the same command continues it, another is refused."""
+    path = out / SETTINGS_FILE
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
+        if changed:
+            text = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise ValueError(f"--out {str(out)!r} holds a benchmark with other settings ({text}); use another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def run_benchmark(
+    algorithm: str,
+    suite: str,
+    num_seeds: int,
+    out: Path,
+    budget: str = "full",
+    envs: list[str] | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
+) -> dict[str, Any]:
+    """Trains (or resumes, or reads back) every env of the benchmark, then writes and returns the report."""
+    names = list(suite_envs(suite)) if not envs else envs
+    unknown = [env for env in names if env not in suite_envs(suite)]
+    if unknown:
+        raise ValueError(f"--envs {', '.join(unknown)} not in suite {suite!r}: {', '.join(suite_envs(suite))}")
+    configs = {env: benchmark_config(algorithm, env, budget) for env in names}  # every config checked first
+    settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "budget": budget}
+    check_settings(out, settings)
+    for position, env in enumerate(names, 1):
+        run_dir = out / env
+        state = "done" if (run_dir / "summary.json").exists() else "resuming" if (run_dir / RUN_FILE).exists() else ""
+        print(f"benchmark {algorithm} {suite}: env {position}/{len(names)} {env} {state}".rstrip(), file=sys.stderr)
+        if state != "done":
+            run_in_dir(
+                run_dir,
+                algorithm,
+                configs[env],
+                RunSettings(num_seeds=num_seeds),
+                resume=state == "resuming",
+                stop_grace=stop_grace,
+            )
+    return write_report(out)
+
+
+def random_baselines(out: Path, envs: list[str]) -> dict[str, float]:
+    """Mean return of the uniformly random policy per env (``RANDOM_EPISODES`` episodes, key 0), measured once
+    and kept in ``DIR/random_policy.json``."""
+    path = out / "random_policy.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    for env in envs:
+        if env not in saved:
+            returns = jax.jit(lambda key, env=env: random_policy_returns(env, RANDOM_EPISODES, key))(jax.random.key(0))
+            saved[env] = float(np.mean(returns["returns"]))
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+    return saved
+
+
+def env_result(run_dir: Path) -> dict[str, Any]:
+    """One env's row of the report, from its run directory."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = read_metrics_csv(run_dir / "metrics.csv")
+    auc = learning_curve_auc(metrics["env_steps"], metrics["episode_return"])
+    return {
+        "env": summary["env"],
+        "env_steps_per_seed": summary["env_steps_per_seed"],
+        "eval": summary["eval"],
+        "auc": {"protocol": "mean training-episode return over env steps (trapezoid area / steps)"}
+        | {"per_seed": auc.tolist()}
+        | summarize_runs(auc),
+        "env_steps_per_second": summary["env_steps_per_second"],
+        "wall_seconds": summary["compile_seconds"] + summary["train_seconds"] + summary["eval_seconds"],
+        "device": summary["device"]["kind"],
+    }
+
+
+def write_report(out: Path) -> dict[str, Any]:
+    """``report.md``, ``report.json`` and the figures of the benchmark in ``out`` (every env finished)."""
+    from rliable import metrics
+
+    settings = json.loads((out / SETTINGS_FILE).read_text())
+    envs = settings["envs"]
+    rows = [env_result(out / env) for env in envs]
+    random = random_baselines(out, envs)
+    scored = [env for env in envs if env in PUBLISHED and PUBLISHED[env].value != random[env]]
+    normalized = (
+        np.stack(
+            [
+                (np.asarray(row["eval"]["return_per_seed"]) - random[row["env"]])
+                / (PUBLISHED[row["env"]].value - random[row["env"]])
+                for row in rows
+                if row["env"] in scored
+            ],
+            axis=1,
+        )
+        if scored
+        else np.zeros((settings["num_seeds"], 0))
+    )  # [seeds, envs]
+    name = settings["algorithm"].upper()
+    aggregates = {}
+    if scored:
+
+        def aggregate(x: np.ndarray) -> np.ndarray:
+            return np.array([iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
+
+        estimates, intervals = interval_estimates({name: normalized}, aggregate)
+        for i, metric in enumerate(("iqm", "mean", "optimality_gap")):
+            aggregates[metric] = {
+                "estimate": float(estimates[name][i]),
+                "ci": [float(intervals[name][0, i]), float(intervals[name][1, i])],
+            }
+        plot_aggregates(out, {name: normalized}, "(random policy, best published): 0 and 1 per env")
+    report = {
+        "settings": settings,
+        "envs": rows,
+        "random_policy_return": random,
+        "published": {env: PUBLISHED[env]._asdict() for env in envs if env in PUBLISHED},
+        "normalisation": "per env, (return - random policy's mean return) / (best published - random)",
+        "aggregated_envs": scored,
+        "not_aggregated": [env for env in envs if env not in scored],
+        "aggregates": aggregates,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    panels = {
+        row["env"]: (
+            {name: read_metrics_csv(out / row["env"] / "metrics.csv")},
+            {"published": PUBLISHED[row["env"]].value} if row["env"] in PUBLISHED else {},
+        )
+        for row in rows
+    }
+    plot_learning_curve_grid(out / "curves.png", panels, "episode_return")
+    (out / "report.md").write_text(report_markdown(report) + "\n")
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    settings = report["settings"]
+    lines = [
+        f"# {settings['algorithm'].upper()} on {settings['suite']} ({settings['num_seeds']} seeds, "
+        f"{settings['budget']} budget)",
+        "",
+        "Eval: a separate evaluation of each seed's final policy; AUC: mean training return over the run. IQM and "
+        "95% stratified-bootstrap CIs over seeds (rliable). Published: the best published final return and its "
+        "budget (one seed each). Random: the uniformly random policy's mean return here.",
+        "",
+        "| env | env steps | eval IQM [95% CI] | eval mean | AUC IQM [95% CI] | published (budget, source) | random "
+        "| env steps/s | wall |",
+        "| --- " * 9 + "|",
+    ]
+    for row in report["envs"]:
+        ev, auc, env = row["eval"], row["auc"], row["env"]
+        published = report["published"].get(env)
+        cell = (
+            "-" if published is None else (f"{published['value']:g} ({published['budget']:,}, {published['source']})")
+        )
+        lines.append(
+            f"| {env} | {row['env_steps_per_seed']:,} | {ev['iqm']:.2f} [{ev['iqm_ci_low']:.2f}, "
+            f"{ev['iqm_ci_high']:.2f}] | {ev['mean']:.2f} | {auc['iqm']:.2f} [{auc['iqm_ci_low']:.2f}, "
+            f"{auc['iqm_ci_high']:.2f}] | {cell} | {report['random_policy_return'][env]:.2f} "
+            f"| {row['env_steps_per_second']:,.0f} | {row['wall_seconds']:.0f} s ({row['device']}) |"
+        )
+    lines += ["", "![learning curves](curves.png)", ""]
+    if report["aggregates"]:
+        lines += [
+            f"Aggregates over {len(report['aggregated_envs'])} envs of normalised eval scores "
+            f"({report['normalisation']}):",
+            "",
+            "| metric | estimate | 95% CI |",
+            "| --- | --- | --- |",
+        ]
+        for metric, value in report["aggregates"].items():
+            low, high = value["ci"]
+            lines.append(f"| {metric.replace('_', ' ')} | {value['estimate']:.3f} | [{low:.3f}, {high:.3f}] |")
+        lines += ["", "![aggregates](aggregate.png) ![performance profile](profiles.png)"]
+    if report["not_aggregated"]:
+        lines += ["", f"Not in the aggregates (no published number): {', '.join(report['not_aggregated'])}."]
+    return "\n".join(lines)

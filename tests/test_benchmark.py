@@ -1,0 +1,100 @@
+"""``purerl benchmark``: budgets, a tiny suite end to end through the CLI, continuing a stopped benchmark, the
+report's statistics against rliable and a plain normalisation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from purerl.control import grpo, ppo
+from purerl.io import cli
+from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs
+from purerl.io.tuned import tuned_config
+
+
+def test_budgets_are_the_configs_own_or_a_tenth_of_them():
+    assert benchmark_config("ppo", "CartPole-v1", "full") == tuned_config("ppo", "CartPole-v1")
+    assert benchmark_config("ppo", "CartPole-v1", "short").total_timesteps == 15_000
+    assert benchmark_config("ppo", "Catch-bsuite", "full") == ppo.PPOConfig(env="Catch-bsuite")  # none tuned
+    short = benchmark_config("grpo", "Acrobot-v1", "short")
+    full = tuned_config("grpo", "Acrobot-v1")
+    assert (short.num_updates, short.total_timesteps) == (full.num_updates // 10, full.total_timesteps // 10)
+    assert benchmark_config("grpo", "DeepSea-bsuite", "short") == grpo.GRPOConfig(env="DeepSea-bsuite", num_updates=5)
+    with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
+        benchmark_config("ppo", "CartPole-v1", "long")
+    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, all"):
+        suite_envs("atari")
+    assert len(suite_envs("all")) == 25
+
+
+TINY = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "DeepSea-bsuite", "--seeds", "3", "--budget",
+        "short"]  # fmt: skip
+
+
+@pytest.mark.xdist_group("benchmark")
+def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "env 1/2 Catch-bsuite" in err and "env 2/2 DeepSea-bsuite" in err
+    report = json.loads((out / "report.json").read_text())
+    for name in ("report.md", "curves.png", "aggregate.png", "profiles.png", "random_policy.json"):
+        assert (out / name).exists(), name
+    assert [row["env"] for row in report["envs"]] == ["Catch-bsuite", "DeepSea-bsuite"]
+    assert report["aggregated_envs"] == ["Catch-bsuite"] and report["not_aggregated"] == ["DeepSea-bsuite"]
+
+    # The aggregate IQM: rliable's of (return - random) / (published - random), by hand.
+    summary = json.loads((out / "Catch-bsuite" / "summary.json").read_text())
+    random = report["random_policy_return"]["Catch-bsuite"]
+    assert -1.0 < random < 0.0  # a random catcher mostly misses: -1, sometimes catches: +1
+    scores = (np.asarray(summary["eval"]["return_per_seed"]) - random) / (PUBLISHED["Catch-bsuite"].value - random)
+    assert report["aggregates"]["iqm"]["estimate"] == pytest.approx(np.mean(np.sort(scores)))  # 3 seeds: none trimmed
+    low, high = report["aggregates"]["iqm"]["ci"]
+    assert low <= report["aggregates"]["iqm"]["estimate"] <= high
+    markdown = (out / "report.md").read_text()
+    assert "| Catch-bsuite | " in markdown and "Not in the aggregates (no published number): DeepSea-bsuite" in markdown
+
+    # Again: every env is read back, nothing trains; the report is the same.
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "env 1/2 Catch-bsuite done" in err and "env 2/2 DeepSea-bsuite done" in err and "compiling" not in err
+    assert json.loads((out / "report.json").read_text()) == report
+
+    # An env stopped after its last checkpoint but before its results: the same command resumes it.
+    (out / "DeepSea-bsuite" / "summary.json").unlink()
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    assert "env 2/2 DeepSea-bsuite resuming" in capsys.readouterr().err
+    assert (out / "DeepSea-bsuite" / "summary.json").exists()
+
+
+def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(tmp_path, capsys):
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "benchmark.json").write_text(json.dumps({"algorithm": "ppo", "suite": "bsuite", "envs": ["Catch-bsuite"],
+                                                    "num_seeds": 3, "budget": "short"}))  # fmt: skip
+    cases = [
+        (
+            [
+                "benchmark",
+                "--suite",
+                "bsuite",
+                "--envs",
+                "Catch-bsuite",
+                "--seeds",
+                "4",
+                "--budget",
+                "short",
+                "--out",
+                str(out),
+            ],
+            "holds a benchmark with other settings (num_seeds 3 -> 4)",
+        ),
+        (["benchmark", "--suite", "atari", "--out", str(tmp_path / "a")], "--suite 'atari'; choose one of"),
+        (["benchmark", "--envs", "Catch-bsuite", "--out", str(tmp_path / "b")], "--envs Catch-bsuite not in suite"),
+        (["benchmark", "--seeds", "0", "--out", str(tmp_path / "c")], "--seeds must be > 0, got 0"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
