@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from purerl.control import grpo, ppo
+from purerl.core.stats import iqm
 from purerl.io import cli
 from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs
 from purerl.io.tuned import tuned_config
@@ -98,3 +99,48 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
             cli.main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def fake_benchmark(directory, algorithm: str, returns: dict[str, list[float]], random: dict[str, float]) -> None:
+    """A finished benchmark's report.json with the given per-seed eval returns (compare reads nothing else)."""
+    directory.mkdir()
+    envs = [{"env": env, "eval": {"return_per_seed": values, "iqm": iqm(np.asarray(values))}}
+            for env, values in returns.items()]  # fmt: skip
+    report = {"settings": {"algorithm": algorithm}, "envs": envs, "random_policy_return": random}
+    (directory / "report.json").write_text(json.dumps(report))
+
+
+def test_compare_gives_iqm_differences_and_probabilities_of_improvement_as_a_loop_does(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a = {"CartPole-v1": list(rng.normal(450, 30, 7)), "DeepSea-bsuite": list(rng.normal(0.5, 0.1, 7))}
+    b = {"CartPole-v1": list(rng.normal(420, 30, 9)), "DeepSea-bsuite": list(rng.normal(0.5, 0.1, 9))}
+    random = {"CartPole-v1": 22.0, "DeepSea-bsuite": 0.0}
+    fake_benchmark(tmp_path / "a", "ppo", a, random)
+    fake_benchmark(tmp_path / "b", "grpo", b, random)
+    assert (
+        cli.main(["benchmark", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    )
+    result = json.loads((tmp_path / "c" / "compare.json").read_text())
+    for row in result["envs"]:
+        x, y = a[row["env"]], b[row["env"]]
+        pairs = [1.0 if xi > yi else 0.5 if xi == yi else 0.0 for xi in x for yi in y]
+        assert row["probability_of_improvement"] == pytest.approx(np.mean(pairs))
+        assert row["iqm_difference"] == pytest.approx(iqm(np.asarray(x)) - iqm(np.asarray(y)))
+        low, high = row["iqm_difference_ci"]
+        assert low <= row["iqm_difference"] <= high
+    assert result["aggregated_envs"] == ["CartPole-v1"]  # DeepSea has no published number
+    normalised = (np.asarray(a["CartPole-v1"]) - 22.0) / (500.0 - 22.0)
+    assert result["aggregate"]["normalised_iqm_a"]["estimate"] == pytest.approx(iqm(normalised))
+    assert result["labels"] == ["PPO (a)", "GRPO (b)"]
+    assert (tmp_path / "c" / "compare.png").exists() and "| CartPole-v1 |" in (
+        tmp_path / "c" / "compare.md"
+    ).read_text()
+    capsys.readouterr()
+    for argv, message in [
+        (["benchmark", "compare", str(tmp_path / "a"), str(tmp_path / "x")], "DIR_B '" + str(tmp_path / "x")),
+        (["benchmark", "compar", str(tmp_path / "a"), str(tmp_path / "b")], "to compare: compare DIR_A DIR_B"),
+    ]:
+        with pytest.raises(SystemExit):
+            cli.main([*argv, "--out", str(tmp_path / "d")])
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

@@ -273,3 +273,135 @@ def report_markdown(report: dict[str, Any]) -> str:
     if report["not_aggregated"]:
         lines += ["", f"Not in the aggregates (no published number): {', '.join(report['not_aggregated'])}."]
     return "\n".join(lines)
+
+
+def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
+    """An ablation between two finished benchmarks (two algorithms, or a variant against its base), on the envs
+    both ran: per env the difference of eval IQMs (A - B) and the probability of improvement P(A > B) (the
+    Mann-Whitney statistic over seed pairs, rliable), each with a 95% bootstrap CI resampling each side's seeds
+    independently; over the envs with a published number, each side's IQM of normalised scores and the average
+    probability of improvement, with CIs. Writes ``compare.md``, ``compare.json`` and ``compare.png`` to ``out``."""
+    from rliable import metrics
+
+    reports = {}
+    for flag, directory in (("DIR_A", dir_a), ("DIR_B", dir_b)):
+        path = directory / "report.json"
+        if not path.exists():
+            raise ValueError(f"{flag} {str(directory)!r} has no report.json: run its benchmark to the end first")
+        reports[flag] = json.loads(path.read_text())
+    rows_a = {row["env"]: row for row in reports["DIR_A"]["envs"]}
+    rows_b = {row["env"]: row for row in reports["DIR_B"]["envs"]}
+    envs = [env for env in rows_a if env in rows_b]
+    if not envs:
+        raise ValueError(f"{str(dir_a)!r} and {str(dir_b)!r} share no env")
+    labels = [
+        f"{report['settings']['algorithm'].upper()} ({directory.name})"
+        for report, directory in ((reports["DIR_A"], dir_a), (reports["DIR_B"], dir_b))
+    ]
+    if labels[0] == labels[1]:
+        labels = [f"A: {labels[0]}", f"B: {labels[1]}"]
+
+    def returns(rows: dict, env: str) -> np.ndarray:
+        return np.asarray(rows[env]["eval"]["return_per_seed"], dtype=np.float64)[:, None]  # [seeds, 1]
+
+    def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array([iqm(a) - iqm(b), metrics.probability_of_improvement(a, b)])
+
+    per_env = []
+    for env in envs:
+        estimates, intervals = interval_estimates({env: [returns(rows_a, env), returns(rows_b, env)]}, difference)
+        per_env.append(
+            {
+                "env": env,
+                "eval_iqm": [rows_a[env]["eval"]["iqm"], rows_b[env]["eval"]["iqm"]],
+                "iqm_difference": float(estimates[env][0]),
+                "iqm_difference_ci": [float(intervals[env][0, 0]), float(intervals[env][1, 0])],
+                "probability_of_improvement": float(estimates[env][1]),
+                "probability_of_improvement_ci": [float(intervals[env][0, 1]), float(intervals[env][1, 1])],
+            }
+        )
+    random = reports["DIR_A"]["random_policy_return"]
+    scored = [env for env in envs if env in PUBLISHED and PUBLISHED[env].value != random[env]]
+    aggregate = {}
+    if scored:
+
+        def normalised(rows: dict) -> np.ndarray:
+            return np.concatenate(
+                [(returns(rows, env) - random[env]) / (PUBLISHED[env].value - random[env]) for env in scored], axis=1
+            )
+
+        def both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.array([iqm(a), iqm(b), metrics.probability_of_improvement(a, b)])
+
+        estimates, intervals = interval_estimates({"aggregate": [normalised(rows_a), normalised(rows_b)]}, both)
+        names = ("normalised_iqm_a", "normalised_iqm_b", "probability_of_improvement")
+        aggregate = {
+            name: {"estimate": float(estimates["aggregate"][i]), "ci": [float(x) for x in intervals["aggregate"][:, i]]}
+            for i, name in enumerate(names)
+        }
+    result = {"a": str(dir_a), "b": str(dir_b), "labels": labels, "envs": per_env, "aggregated_envs": scored,
+              "aggregate": aggregate}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_comparison(out / "compare.png", result)
+    (out / "compare.md").write_text(compare_markdown(result) + "\n")
+    return result
+
+
+def plot_comparison(path: Path, result: dict[str, Any]) -> None:
+    """Per env, P(A > B) with its 95% CI (0.5: no difference), and the aggregate over scored envs."""
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (row["env"], row["probability_of_improvement"], row["probability_of_improvement_ci"]) for row in result["envs"]
+    ]
+    if result["aggregate"]:
+        value = result["aggregate"]["probability_of_improvement"]
+        rows.append(("aggregate", value["estimate"], value["ci"]))
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.2), dpi=120)
+    for y, (name, estimate, (low, high)) in enumerate(rows):
+        ax.errorbar(estimate, y, xerr=[[estimate - low], [high - estimate]], fmt="o", capsize=3,
+                    color="black" if name == "aggregate" else "tab:blue")  # fmt: skip
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), [name for name, *_ in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"P({result['labels'][0]} > {result['labels'][1]}), 95% CI")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def compare_markdown(result: dict[str, Any]) -> str:
+    a, b = result["labels"]
+    lines = [
+        f"# {a} against {b}",
+        "",
+        f"A: `{result['a']}`, B: `{result['b']}`. Eval IQMs per env; the difference A - B and the probability of "
+        "improvement P(A > B) with 95% bootstrap CIs (rliable; each side's seeds resampled independently).",
+        "",
+        "| env | IQM A | IQM B | A - B [95% CI] | P(A > B) [95% CI] |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in result["envs"]:
+        (low, high), (p_low, p_high) = row["iqm_difference_ci"], row["probability_of_improvement_ci"]
+        lines.append(
+            f"| {row['env']} | {row['eval_iqm'][0]:.2f} | {row['eval_iqm'][1]:.2f} | {row['iqm_difference']:.2f} "
+            f"[{low:.2f}, {high:.2f}] | {row['probability_of_improvement']:.2f} [{p_low:.2f}, {p_high:.2f}] |"
+        )
+    if result["aggregate"]:
+        agg = result["aggregate"]
+        lines += [
+            "",
+            f"Over {len(result['aggregated_envs'])} envs with a published number (normalised scores: 0 random, 1 best "
+            "published):",
+            "",
+            "| IQM A [95% CI] | IQM B [95% CI] | P(A > B) [95% CI] |",
+            "| --- | --- | --- |",
+            " | ".join(
+                f"{agg[name]['estimate']:.3f} [{agg[name]['ci'][0]:.3f}, {agg[name]['ci'][1]:.3f}]"
+                for name in ("normalised_iqm_a", "normalised_iqm_b", "probability_of_improvement")
+            ).join(["| ", " |"]),
+        ]
+    lines += ["", "![probability of improvement](compare.png)"]
+    return "\n".join(lines)

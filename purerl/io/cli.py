@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from purerl.core.sharding import is_main_process
-from purerl.io.benchmark import run_benchmark
+from purerl.io.benchmark import compare_benchmarks, run_benchmark
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
 from purerl.io.config_io import add_config_flags, config_from_args
@@ -112,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"values of one field (repeat for a product grid); sweepable: {sweepable}",
                 )
             add_run_flags(sub, name, algo.config_cls)
-    bench = commands.add_parser("benchmark", help="one algorithm over a suite of envs, resumable, with a report")
+    bench = commands.add_parser(
+        "benchmark",
+        help="one algorithm over a suite of envs, resumable, with a report; or compare two",
+        description="purerl benchmark --suite S --algo A --seeds N --out DIR: run (or continue) a benchmark. "
+        "purerl benchmark compare DIR_A DIR_B --out DIR_C: compare two finished ones.",
+    )
+    bench.add_argument("compare", nargs="*", metavar="compare DIR_A DIR_B", help="compare two finished benchmarks")
     bench.add_argument("--suite", default="classic", help="classic, minatar, bsuite, misc or all [classic]")
     bench.add_argument("--algo", default="ppo", choices=list(ALGORITHMS), help="[ppo]")
     bench.add_argument("--seeds", type=int, default=16, help="seeds per env [16]")
@@ -254,7 +260,9 @@ def output_dir(args: argparse.Namespace) -> Path:
         return args.resume
     if args.out is not None:
         return args.out
-    return Path("runs") / ("benchmark" if args.command == "benchmark" else args.algorithm)
+    if args.command == "benchmark":
+        return Path("runs") / ("compare" if args.compare else "benchmark")
+    return Path("runs") / args.algorithm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_compile_cache(args.compile_cache)
         if args.command == "lm":
             summary = lm_command(args)
+        elif args.command == "benchmark" and args.compare:
+            if args.compare[0] != "compare" or len(args.compare) != 3:
+                raise ValueError(f"unexpected {' '.join(args.compare)!r}; to compare: compare DIR_A DIR_B --out DIR_C")
+            summary = compare_benchmarks(Path(args.compare[1]), Path(args.compare[2]), out)
         elif args.command == "benchmark":
             if args.seeds <= 0:
                 raise ValueError(f"--seeds must be > 0, got {args.seeds}")
@@ -289,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "lm":
         print_lm_summary(summary, out)
+    elif args.command == "benchmark" and args.compare:
+        print(f"wrote {out}/compare.md, compare.json, compare.png")
     elif args.command == "benchmark":
         print(
             f"wrote {out}/report.md, report.json, curves.png"
