@@ -72,7 +72,7 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
     out = tmp_path / "bench"
     out.mkdir()
     (out / "benchmark.json").write_text(json.dumps({"algorithm": "ppo", "suite": "bsuite", "envs": ["Catch-bsuite"],
-                                                    "num_seeds": 3, "budget": "short"}))  # fmt: skip
+                                                    "num_seeds": 3, "base_seed": 1, "budget": "short"}))  # fmt: skip
     cases = [
         (
             [
