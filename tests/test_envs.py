@@ -196,6 +196,16 @@ def test_every_supported_env_steps_in_its_spaces_and_trains_one_update(name):
         assert metrics["loss"].shape == (1,) and np.isfinite(metrics["loss"]).all(), (algorithm.__name__, metrics)
 
 
+@pytest.mark.parametrize("name", [name for name in SUPPORTED_ENVS if not env_spec(name).discrete])
+def test_a_spec_first_asked_for_inside_a_trace_is_concrete(name):
+    """A traced config computes its spec inside jit (PointRobot-misc's action bounds are jnp ops on params)."""
+    expected = env_spec(name)
+    env_spec.cache_clear()
+    seen = []
+    jax.jit(lambda x: seen.append(env_spec(name)) or x)(1.0)
+    assert seen == [expected]
+
+
 def test_a_discrete_observation_is_one_hot():
     """FrozenLake-misc observes its state index: the agent sees it one-hot over the 16 cells."""
     env = VecEnv("FrozenLake-misc", 3)

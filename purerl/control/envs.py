@@ -92,6 +92,14 @@ def make_gymnax(name: str) -> tuple[Any, Any]:
 
 @functools.cache
 def env_spec(name: str) -> EnvSpec:
+    """The spec of env ``name``, computed eagerly even when first asked for inside a trace (a traced config's
+    ``spec``): gymnax builds some spaces with jnp ops on its params (PointRobot-misc's action bounds), which
+    a trace would turn into tracers."""
+    with jax.ensure_compile_time_eval():
+        return _env_spec(name)
+
+
+def _env_spec(name: str) -> EnvSpec:
     env, params = make_gymnax(name)
     action_space = env.action_space(params)
     obs_space = env.observation_space(params)
@@ -105,7 +113,7 @@ def env_spec(name: str) -> EnvSpec:
         obs_dim,
         False,
         int(action_space.shape[0]),
-        float(np.min(action_space.low)),  # numpy: a spec may first be asked for inside a trace
+        float(np.min(action_space.low)),
         float(np.max(action_space.high)),
         horizon,
     )
