@@ -42,7 +42,10 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     for name in ("report.md", "curves.png", "aggregate.png", "profiles.png", "random_policy.json"):
         assert (out / name).exists(), name
     assert [row["env"] for row in report["envs"]] == ["Catch-bsuite", "DeepSea-bsuite"]
-    assert report["aggregated_envs"] == ["Catch-bsuite"] and report["not_aggregated"] == ["DeepSea-bsuite"]
+    assert report["aggregated_envs"] == ["Catch-bsuite"]
+    assert list(report["not_aggregated"]) == ["DeepSea-bsuite"]  # published 0.0 = the random policy's return
+    assert report["not_aggregated"]["DeepSea-bsuite"].startswith("the published return (0) is not above the random")
+    assert [row["config"] for row in report["envs"]] == ["defaults", "defaults"]
 
     # The aggregate IQM: rliable's of (return - random) / (published - random), by hand.
     summary = json.loads((out / "Catch-bsuite" / "summary.json").read_text())
@@ -53,7 +56,10 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     low, high = report["aggregates"]["iqm"]["ci"]
     assert low <= report["aggregates"]["iqm"]["estimate"] <= high
     markdown = (out / "report.md").read_text()
-    assert "| Catch-bsuite | " in markdown and "Not in the aggregates (no published number): DeepSea-bsuite" in markdown
+    assert (
+        "| Catch-bsuite | defaults | " in markdown
+        and "Not in the aggregates: DeepSea-bsuite: the published" in markdown
+    )
 
     # Again: every env is read back, nothing trains; the report is the same.
     assert cli.main([*TINY, "--out", str(out)]) == 0
@@ -66,6 +72,7 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert cli.main([*TINY, "--out", str(out)]) == 0
     assert "env 2/2 DeepSea-bsuite resuming" in capsys.readouterr().err
     assert (out / "DeepSea-bsuite" / "summary.json").exists()
+    assert "(resumed at update " in (out / "report.md").read_text()  # its timings are the last session's only
 
 
 def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(tmp_path, capsys):
@@ -93,6 +100,8 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
         (["benchmark", "--suite", "atari", "--out", str(tmp_path / "a")], "--suite 'atari'; choose one of"),
         (["benchmark", "--envs", "Catch-bsuite", "--out", str(tmp_path / "b")], "--envs Catch-bsuite not in suite"),
         (["benchmark", "--seeds", "0", "--out", str(tmp_path / "c")], "--seeds must be > 0, got 0"),
+        (["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "Catch-bsuite"], "--envs names an env twice"),
+        (["benchmark", "--suite", "bsuite", "--envs", "MNISTBandit-bsuite"], "gymnax downloads MNIST"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as stop:
@@ -132,6 +141,7 @@ def test_compare_gives_iqm_differences_and_probabilities_of_improvement_as_a_loo
     normalised = (np.asarray(a["CartPole-v1"]) - 22.0) / (500.0 - 22.0)
     assert result["aggregate"]["normalised_iqm_a"]["estimate"] == pytest.approx(iqm(normalised))
     assert result["labels"] == ["PPO (a)", "GRPO (b)"]
+    assert [row["seeds"] for row in result["envs"]] == [[7, 9], [7, 9]]
     assert (tmp_path / "c" / "compare.png").exists() and "| CartPole-v1 |" in (
         tmp_path / "c" / "compare.md"
     ).read_text()

@@ -92,6 +92,8 @@ def test_an_env_alone_starts_from_its_tuned_config_and_flags_override_it(algorit
     assert config.total_timesteps == tuned["total_timesteps"]  # the tuned budget too
     assert note.startswith(f"Acrobot-v1: starting from purerl's tuned {algorithm.upper()} config")
     assert "--config defaults" in note and "\n" not in note
+    _, note = parse_control(["train", algorithm, "--env", "Acrobot-v1", "--total-timesteps", "4096"])
+    assert "--total-timesteps replaces its budget" in note and "500,000" not in note
     default_env, _ = parse_control(["train", algorithm])  # the default env (CartPole-v1) has one too
     assert default_env == tuned_config(algorithm, "CartPole-v1")
 
@@ -143,6 +145,7 @@ def fail_if_compiled(*args, **kwargs):
         (["--log-std-init", "0.5"], "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
         (["--learning-rate", "fast"], "--learning-rate: cannot read 'fast' as float"),
         (["--config", "missing.json"], "config file 'missing.json' does not exist"),
+        (["--config", "default"], "config file 'default' does not exist (--config defaults: the generic defaults)"),
     ],
 )
 def test_bad_input_one_line_error_before_compile(monkeypatch, capsys, tmp_path, flags, message):

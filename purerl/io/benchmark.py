@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from purerl.control.envs import SUITES
+from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
 from purerl.io.config_io import config_from_dict, load_config_values
@@ -44,24 +44,25 @@ SETTINGS_FILE = "benchmark.json"
 
 
 class Published(NamedTuple):
-    value: float  # final return
-    budget: int  # env steps per run
+    value: float  # return (final unless the source says otherwise)
+    budget: int | None  # env steps per run; None where the source does not state it
     source: str
 
 
-# The best published final return per env, from ../shared/reference/rl-anchors.md §c (gymnax-blines' stored
-# training logs, its README's ES column, CleanRL's docs, PureJaxRL's plots). 1 on the normalised scale.
+# The best published return per env, from ../shared/reference/rl-anchors.md §c (gymnax-blines' stored training
+# logs and its README's ES column). 1 on the normalised scale.
 PUBLISHED = {
     "CartPole-v1": Published(500.0, 150_000, "gymnax-blines PPO (1 seed)"),
     "Acrobot-v1": Published(-78.9, 500_000, "gymnax-blines PPO, lr 5e-4 (1 seed)"),
     "MountainCar-v0": Published(-118.3, 250_000, "gymnax-blines PPO (1 seed)"),
-    "Pendulum-v1": Published(-130.2, 1_000_000, "gymnax-blines ES (1 seed; its PPO: -195.1)"),
-    "MountainCarContinuous-v0": Published(95.3, 1_000_000, "gymnax-blines ES (1 seed; its PPO: -0.1)"),
+    "Pendulum-v1": Published(-130.2, None, "gymnax-blines ES (1 seed; its PPO at 1M steps: -195.1)"),
+    "MountainCarContinuous-v0": Published(95.3, None, "gymnax-blines ES (1 seed; its PPO at 1M steps: -0.1)"),
     "Breakout-MinAtar": Published(43.4, 10_000_000, "gymnax-blines PPO, lr 1e-3 (1 seed)"),
     "Asterix-MinAtar": Published(17.8, 10_000_000, "gymnax-blines PPO, lr 1e-3 (1 seed)"),
-    "SpaceInvaders-MinAtar": Published(136.5, 10_000_000, "gymnax-blines PPO, lr 5e-4, best eval (1 seed)"),
+    "SpaceInvaders-MinAtar": Published(136.5, 10_000_000, "gymnax-blines PPO, lr 5e-4, best eval (final 131.6)"),
     "Freeway-MinAtar": Published(58.8, 10_000_000, "gymnax-blines PPO, lr 5e-4 (1 seed)"),
     "Catch-bsuite": Published(1.0, 100_000, "gymnax-blines PPO (1 seed)"),
+    "DeepSea-bsuite": Published(0.0, 150_000, "gymnax-blines PPO (1 seed)"),
     "FourRooms-misc": Published(1.0, 200_000, "gymnax-blines PPO (1 seed)"),
 }
 
@@ -121,6 +122,10 @@ def run_benchmark(
     """Trains (or resumes, or reads back) every env of the benchmark, then writes and returns the report.
     ``base_seed`` defaults to 1: purerl's configs were tuned on base seed 0, so reported seeds are held out."""
     names = list(suite_envs(suite)) if not envs else envs
+    for env in names:
+        check_env_name(env)  # an unknown env, or one purerl cannot run, with its reason
+    if len(set(names)) < len(names):
+        raise ValueError(f"--envs names an env twice: {' '.join(names)}")
     unknown = [env for env in names if env not in suite_envs(suite)]
     if unknown:
         raise ValueError(f"--envs {', '.join(unknown)} not in suite {suite!r}: {', '.join(suite_envs(suite))}")
@@ -157,7 +162,18 @@ def random_baselines(out: Path, envs: list[str]) -> dict[str, float]:
     return saved
 
 
-def env_result(run_dir: Path) -> dict[str, Any]:
+def unnormalisable(env: str, random: float) -> str | None:
+    """Why ``env`` cannot be on the normalised scale, or None."""
+    if env not in PUBLISHED:
+        return "no published number"
+    published = PUBLISHED[env].value
+    # A published return no better than chance (DeepSea-bsuite: 0.0, random about -0.005) makes no scale.
+    if published - random <= 0.05 * max(abs(published), abs(random), 1.0):
+        return f"the published return ({published:g}) is not above the random policy's ({random:.2f})"
+    return None
+
+
+def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
     """One env's row of the report, from its run directory."""
     summary = json.loads((run_dir / "summary.json").read_text())
     metrics = read_metrics_csv(run_dir / "metrics.csv")
@@ -169,6 +185,9 @@ def env_result(run_dir: Path) -> dict[str, Any]:
         "auc": {"protocol": "mean training-episode return over env steps (trapezoid area / steps)"}
         | {"per_seed": auc.tolist()}
         | summarize_runs(auc),
+        "config": "tuned" if tuned_config_path(algorithm, summary["env"]) is not None else "defaults",
+        # A resumed run's timings cover its last session only: reported as such, not as the run's.
+        "resumed_from_update": summary["resumed_from_update"],
         "env_steps_per_second": summary["env_steps_per_second"],
         "wall_seconds": summary["compile_seconds"] + summary["train_seconds"] + summary["eval_seconds"],
         "device": summary["device"]["kind"],
@@ -181,9 +200,10 @@ def write_report(out: Path) -> dict[str, Any]:
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
     envs = settings["envs"]
-    rows = [env_result(out / env) for env in envs]
+    rows = [env_result(out / env, settings["algorithm"]) for env in envs]
     random = random_baselines(out, envs)
-    scored = [env for env in envs if env in PUBLISHED and PUBLISHED[env].value != random[env]]
+    reasons = {env: unnormalisable(env, random[env]) for env in envs}
+    scored = [env for env in envs if reasons[env] is None]
     normalized = (
         np.stack(
             [
@@ -218,7 +238,7 @@ def write_report(out: Path) -> dict[str, Any]:
         "published": {env: PUBLISHED[env]._asdict() for env in envs if env in PUBLISHED},
         "normalisation": "per env, (return - random policy's mean return) / (best published - random)",
         "aggregated_envs": scored,
-        "not_aggregated": [env for env in envs if env not in scored],
+        "not_aggregated": {env: reason for env, reason in reasons.items() if reason is not None},
         "aggregates": aggregates,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -240,25 +260,30 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# {settings['algorithm'].upper()} on {settings['suite']} ({settings['num_seeds']} seeds from base seed "
         f"{settings['base_seed']}, {settings['budget']} budget)",
         "",
-        "Eval: a separate evaluation of each seed's final policy; AUC: mean training return over the run. IQM and "
-        "95% stratified-bootstrap CIs over seeds (rliable). Published: the best published final return and its "
-        "budget (one seed each). Random: the uniformly random policy's mean return here.",
+        "Eval: a separate evaluation of each seed's final policy; AUC: mean training return over the run. IQM "
+        "(25%-trimmed mean: with fewer than 4 seeds the plain mean) and 95% stratified-bootstrap CIs over seeds "
+        "(rliable). Config: the env's tuned config or the generic defaults. Published: the best published return "
+        "(final unless noted), its budget and source (one seed each). Random: the uniformly random policy's mean "
+        "return here. Env steps/s and wall: of the run's last session (a resumed run's are marked).",
         "",
-        "| env | env steps | eval IQM [95% CI] | eval mean | AUC IQM [95% CI] | published (budget, source) | random "
-        "| env steps/s | wall |",
-        "| --- " * 9 + "|",
+        "| env | config | env steps | eval IQM [95% CI] | eval mean | AUC IQM [95% CI] | published (budget, source) "
+        "| random | env steps/s | wall |",
+        "| --- " * 10 + "|",
     ]
     for row in report["envs"]:
         ev, auc, env = row["eval"], row["auc"], row["env"]
         published = report["published"].get(env)
-        cell = (
-            "-" if published is None else (f"{published['value']:g} ({published['budget']:,}, {published['source']})")
-        )
+        if published is None:
+            cell = "-"
+        else:
+            budget = "budget not stated" if published["budget"] is None else f"{published['budget']:,}"
+            cell = f"{published['value']:g} ({budget}, {published['source']})"
+        resumed = f" (resumed at update {row['resumed_from_update']})" if row["resumed_from_update"] else ""
         lines.append(
-            f"| {env} | {row['env_steps_per_seed']:,} | {ev['iqm']:.2f} [{ev['iqm_ci_low']:.2f}, "
+            f"| {env} | {row['config']} | {row['env_steps_per_seed']:,} | {ev['iqm']:.2f} [{ev['iqm_ci_low']:.2f}, "
             f"{ev['iqm_ci_high']:.2f}] | {ev['mean']:.2f} | {auc['iqm']:.2f} [{auc['iqm_ci_low']:.2f}, "
             f"{auc['iqm_ci_high']:.2f}] | {cell} | {report['random_policy_return'][env]:.2f} "
-            f"| {row['env_steps_per_second']:,.0f} | {row['wall_seconds']:.0f} s ({row['device']}) |"
+            f"| {row['env_steps_per_second']:,.0f} | {row['wall_seconds']:.0f} s ({row['device']}){resumed} |"
         )
     lines += ["", "![learning curves](curves.png)", ""]
     if report["aggregates"]:
@@ -274,7 +299,8 @@ def report_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {metric.replace('_', ' ')} | {value['estimate']:.3f} | [{low:.3f}, {high:.3f}] |")
         lines += ["", "![aggregates](aggregate.png) ![performance profile](profiles.png)"]
     if report["not_aggregated"]:
-        lines += ["", f"Not in the aggregates (no published number): {', '.join(report['not_aggregated'])}."]
+        reasons = "; ".join(f"{env}: {reason}" for env, reason in report["not_aggregated"].items())
+        lines += ["", f"Not in the aggregates: {reasons}."]
     return "\n".join(lines)
 
 
@@ -297,6 +323,7 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
     envs = [env for env in rows_a if env in rows_b]
     if not envs:
         raise ValueError(f"{str(dir_a)!r} and {str(dir_b)!r} share no env")
+    only = {"a": [env for env in rows_a if env not in rows_b], "b": [env for env in rows_b if env not in rows_a]}
     labels = [
         f"{report['settings']['algorithm'].upper()} ({directory.name})"
         for report, directory in ((reports["DIR_A"], dir_a), (reports["DIR_B"], dir_b))
@@ -317,6 +344,8 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
             {
                 "env": env,
                 "eval_iqm": [rows_a[env]["eval"]["iqm"], rows_b[env]["eval"]["iqm"]],
+                "env_steps_per_seed": [rows_a[env].get("env_steps_per_seed"), rows_b[env].get("env_steps_per_seed")],
+                "seeds": [len(rows_a[env]["eval"]["return_per_seed"]), len(rows_b[env]["eval"]["return_per_seed"])],
                 "iqm_difference": float(estimates[env][0]),
                 "iqm_difference_ci": [float(intervals[env][0, 0]), float(intervals[env][1, 0])],
                 "probability_of_improvement": float(estimates[env][1]),
@@ -343,7 +372,8 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
             for i, name in enumerate(names)
         }
     result = {"a": str(dir_a), "b": str(dir_b), "labels": labels, "envs": per_env, "aggregated_envs": scored,
-              "aggregate": aggregate}  # fmt: skip
+              "aggregate": aggregate, "only_in": only,
+              "settings": [reports["DIR_A"]["settings"], reports["DIR_B"]["settings"]]}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_comparison(out / "compare.png", result)
@@ -367,7 +397,7 @@ def plot_comparison(path: Path, result: dict[str, Any]) -> None:
                     color="black" if name == "aggregate" else "tab:blue")  # fmt: skip
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), [name for name, *_ in rows], fontsize=8)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.05, 1.05)
     ax.set_xlabel(f"P({result['labels'][0]} > {result['labels'][1]}), 95% CI")
     ax.invert_yaxis()
     fig.tight_layout()
@@ -383,13 +413,25 @@ def compare_markdown(result: dict[str, Any]) -> str:
         f"A: `{result['a']}`, B: `{result['b']}`. Eval IQMs per env; the difference A - B and the probability of "
         "improvement P(A > B) with 95% bootstrap CIs (rliable; each side's seeds resampled independently).",
         "",
-        "| env | IQM A | IQM B | A - B [95% CI] | P(A > B) [95% CI] |",
-        "| --- | --- | --- | --- | --- |",
+    ]
+    settings = result["settings"]
+    differ = [key for key in ("budget", "num_seeds", "base_seed") if settings[0].get(key) != settings[1].get(key)]
+    if differ:
+        text = ", ".join(f"{key} {settings[0].get(key)!r} vs {settings[1].get(key)!r}" for key in differ)
+        lines += [f"**The two benchmarks differ in {text}**: read the differences with that in mind.", ""]
+    for side, label in (("a", "A"), ("b", "B")):
+        if result["only_in"][side]:
+            lines += [f"Only in {label}, left out: {', '.join(result['only_in'][side])}.", ""]
+    lines += [
+        "| env | env steps A / B | seeds A / B | IQM A | IQM B | A - B [95% CI] | P(A > B) [95% CI] |",
+        "| --- " * 7 + "|",
     ]
     for row in result["envs"]:
         (low, high), (p_low, p_high) = row["iqm_difference_ci"], row["probability_of_improvement_ci"]
         lines.append(
-            f"| {row['env']} | {row['eval_iqm'][0]:.2f} | {row['eval_iqm'][1]:.2f} | {row['iqm_difference']:.2f} "
+            f"| {row['env']} | {' / '.join(f'{n:,}' if n else '?' for n in row['env_steps_per_seed'])} "
+            f"| {row['seeds'][0]} / {row['seeds'][1]} | {row['eval_iqm'][0]:.2f} | {row['eval_iqm'][1]:.2f} "
+            f"| {row['iqm_difference']:.2f} "
             f"[{low:.2f}, {high:.2f}] | {row['probability_of_improvement']:.2f} [{p_low:.2f}, {p_high:.2f}] |"
         )
     if result["aggregate"]:

@@ -145,6 +145,7 @@ def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> 
     """``aggregate.png`` (IQM, mean, optimality gap of normalised final scores, with 95% CIs) and
     ``profiles.png`` (fraction of seeds above each normalised score), drawn by rliable."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from rliable import library as rly
     from rliable import metrics as rly_metrics
     from rliable import plot_utils
@@ -160,9 +161,13 @@ def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> 
         intervals,
         metric_names=["IQM", "Mean", "Optimality gap"],
         algorithms=list(normalized),
-        xlabel=f"normalised eval return, range {note.split(':')[0]}",
-        xlabel_y_coordinate=-0.8 / max(1, len(normalized)) ** 0.5,
+        xlabel="",
+        row_height=0.6,
     )
+    for ax in fig.axes:  # rliable's default ticks run together on narrow intervals
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.tick_params(axis="x", labelsize=10)
+    fig.supxlabel(f"normalised eval return, range {note.split(':')[0]}", y=-0.5, fontsize=11)
     fig.savefig(out / "aggregate.png", bbox_inches="tight", dpi=120)
     plt.close(fig)
 

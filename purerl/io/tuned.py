@@ -43,19 +43,27 @@ def tuned_envs(algorithm: str) -> list[str]:
     return sorted(entry.name.removesuffix(".json") for entry in folder.iterdir() if entry.name.endswith(".json"))
 
 
-def base_values(algorithm: str, config_cls: type, config: str | None, env: str | None) -> tuple[dict[str, Any], str]:
+def base_values(
+    algorithm: str, config_cls: type, config: str | None, env: str | None, budget_flag: bool = False
+) -> tuple[dict[str, Any], str]:
     """``(values, note)``: the config values a command starts from (before its explicit flags), and a one-line
-    note saying where they came from (empty when from a file or the defaults asked for)."""
+    note saying where they came from (empty when from a file or the defaults asked for). ``budget_flag``: the
+    command sets ``total_timesteps`` itself, so the note does not announce the tuned budget."""
     if config == DEFAULTS:
         return {}, ""
     if config is not None:
+        if not Path(config).is_file():
+            raise ValueError(f"config file {config!r} does not exist (--config {DEFAULTS}: the generic defaults)")
         return load_config_values(config), ""
     env = env if env is not None else config_cls.__dataclass_fields__["env"].default
     path = tuned_config_path(algorithm, env)
     if path is None:
         return {}, f"{env}: purerl ships no tuned {algorithm.upper()} config for it; the generic defaults"
     values = load_config_values(path)
-    budget = f", {values['total_timesteps']:,} env steps per seed" if "total_timesteps" in values else ""
+    budget = ""
+    if "total_timesteps" in values:
+        budget = "; --total-timesteps replaces its budget" if budget_flag else f", {values['total_timesteps']:,} env "
+        budget = budget if budget_flag else budget + "steps per seed"
     note = (
         f"{env}: starting from purerl's tuned {algorithm.upper()} config (purerl/configs/{algorithm}/{path.name}"
         f"{budget}); flags override it, --config {DEFAULTS} gives the generic defaults"
@@ -70,7 +78,8 @@ def control_config_from_args(algorithm: str, config_cls: type, args: argparse.Na
     env_flag = getattr(args, "field_env", None)
     env = None if env_flag is None else parse_value("env", types_["env"], env_flag)
     config = None if args.config is None else str(args.config)
-    values, note = base_values(algorithm, config_cls, config, env)
+    budget_flag = getattr(args, "field_total_timesteps", None) is not None
+    values, note = base_values(algorithm, config_cls, config, env, budget_flag)
     for name, text in vars(args).items():
         if name.startswith("field_"):
             field = name.removeprefix("field_")
