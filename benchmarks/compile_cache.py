@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL_BUDGET = ["--total-timesteps", "51200"]
 COMMANDS = {
     "PPO CartPole (quick start)": ["train", "ppo", "--env", "CartPole-v1", "--seeds", "16"],
-    "GRPO CartPole": ["train", "grpo", "--env", "CartPole-v1", "--seeds", "16"]
-    + ["--num-updates", "20"],
+    "GRPO CartPole": ["train", "grpo", "--env", "CartPole-v1", "--seeds", "16"] + ["--num-updates", "20"],
     "PPO sweep, 3 points x 8 seeds": ["sweep", "ppo", "--env", "CartPole-v1", "--seeds", "8", *SMALL_BUDGET]
     + ["--grid", "learning_rate=1e-4,3e-4,1e-3"],
     "LM SFT": ["lm", "sft", "--task", "sentiment", "--steps", "60", "--eval-every", "60", "--warmup-steps", "10"],
