@@ -29,13 +29,13 @@ import numpy as np
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
-from purerl.io.config_io import config_from_dict, load_config_values
+from purerl.io.config_io import config_from_dict
 from purerl.io.plots import plot_learning_curve_grid
 from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import plot_aggregates
-from purerl.io.tuned import tuned_config_path
+from purerl.io.tuned import base_values, tuned_config_path
 
 SHORT_DIVISOR = 10
 BUDGETS = ("full", "short")
@@ -81,8 +81,7 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     if budget not in BUDGETS:
         raise ValueError(f"--budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     config_cls = ALGORITHMS[algorithm].config_cls
-    path = tuned_config_path(algorithm, env)
-    values = load_config_values(path) if path is not None else {}
+    values, _ = base_values(algorithm, config_cls, None, env)
     config = config_from_dict(config_cls, values | {"env": env})
     if budget == "short":
         changes = {}
@@ -130,6 +129,7 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"--envs {', '.join(unknown)} not in suite {suite!r}: {', '.join(suite_envs(suite))}")
     configs = {env: benchmark_config(algorithm, env, budget) for env in names}  # every config checked first
+    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed)  # and the seeds
     settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "base_seed": base_seed,
                 "budget": budget}  # fmt: skip
     check_settings(out, settings)
@@ -142,7 +142,7 @@ def run_benchmark(
                 run_dir,
                 algorithm,
                 configs[env],
-                RunSettings(num_seeds=num_seeds, base_seed=base_seed),
+                run_settings,
                 resume=state == "resuming",
                 stop_grace=stop_grace,
             )

@@ -282,8 +282,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unexpected {' '.join(args.compare)!r}; to compare: compare DIR_A DIR_B --out DIR_C")
             summary = compare_benchmarks(Path(args.compare[1]), Path(args.compare[2]), out)
         elif args.command == "benchmark":
-            if args.seeds <= 0:
-                raise ValueError(f"--seeds must be > 0, got {args.seeds}")
             summary = run_benchmark(
                 args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed
             )
