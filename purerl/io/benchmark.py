@@ -173,6 +173,14 @@ def unnormalisable(env: str, random: float) -> str | None:
     return None
 
 
+def normalised_scores(rows: list[dict[str, Any]], random: dict[str, float], envs: list[str]) -> np.ndarray:
+    """``[seeds, envs]`` eval returns of report ``rows`` on the normalised scale of each of ``envs``:
+    ``(return - random policy's) / (best published - random policy's)``."""
+    by_env = {row["env"]: np.asarray(row["eval"]["return_per_seed"], dtype=np.float64) for row in rows}
+    columns = [(by_env[env] - random[env]) / (PUBLISHED[env].value - random[env]) for env in envs]
+    return np.stack(columns, axis=1)
+
+
 def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
     """One env's row of the report, from its run directory."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -204,22 +212,10 @@ def write_report(out: Path) -> dict[str, Any]:
     random = random_baselines(out, envs)
     reasons = {env: unnormalisable(env, random[env]) for env in envs}
     scored = [env for env in envs if reasons[env] is None]
-    normalized = (
-        np.stack(
-            [
-                (np.asarray(row["eval"]["return_per_seed"]) - random[row["env"]])
-                / (PUBLISHED[row["env"]].value - random[row["env"]])
-                for row in rows
-                if row["env"] in scored
-            ],
-            axis=1,
-        )
-        if scored
-        else np.zeros((settings["num_seeds"], 0))
-    )  # [seeds, envs]
     name = settings["algorithm"].upper()
     aggregates = {}
     if scored:
+        normalized = normalised_scores(rows, random, scored)
 
         def aggregate(x: np.ndarray) -> np.ndarray:
             return np.array([iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
@@ -353,14 +349,12 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
             }
         )
     random = reports["DIR_A"]["random_policy_return"]
-    scored = [env for env in envs if env in PUBLISHED and PUBLISHED[env].value != random[env]]
+    scored = [env for env in envs if unnormalisable(env, random[env]) is None]  # the report's rule
     aggregate = {}
     if scored:
 
         def normalised(rows: dict) -> np.ndarray:
-            return np.concatenate(
-                [(returns(rows, env) - random[env]) / (PUBLISHED[env].value - random[env]) for env in scored], axis=1
-            )
+            return normalised_scores(list(rows.values()), random, scored)
 
         def both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.array([iqm(a), iqm(b), metrics.probability_of_improvement(a, b)])
