@@ -17,7 +17,9 @@ import numpy as np
 
 from purerl.core.spread import range_has_spread
 
-BOOTSTRAP_REPS = 5000  # resamples per interval (rliable's default is 50,000; 5,000 moves a bound by < 1%)
+# Resamples per interval. rliable's default is 50,000; on the 14 committed PPO benchmark envs, 5,000 moved a
+# bound by at most 3.9% of the interval's width (Pendulum-v1), for a tenth of the time.
+BOOTSTRAP_REPS = 5000
 
 
 def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
