@@ -35,9 +35,11 @@ TINY = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "DeepSea-bsu
 @pytest.mark.xdist_group("benchmark")
 def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert cli.main([*TINY, "--out", str(out)]) == 0
+    assert cli.main([*TINY, "--tensorboard", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "env 1/2 Catch-bsuite" in err and "env 2/2 DeepSea-bsuite" in err
+    for env in ("Catch-bsuite", "DeepSea-bsuite"):  # every env's run, one TensorBoard run per seed
+        assert sorted(p.name for p in (out / env / "tensorboard").iterdir()) == ["seed_0", "seed_1", "seed_2"]
     report = json.loads((out / "report.json").read_text())
     for name in ("report.md", "curves.png", "aggregate.png", "profiles.png", "random_policy.json"):
         assert (out / name).exists(), name

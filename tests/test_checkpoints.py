@@ -32,9 +32,9 @@ RUN = [
 NUM_UPDATES = 400
 
 
-def launch(out: Path) -> subprocess.Popen:
+def launch(out: Path, *flags: str) -> subprocess.Popen:
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "purerl.io.cli", *RUN, "--out", str(out)]
+    command = [sys.executable, "-m", "purerl.io.cli", *RUN, *flags, "--out", str(out)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

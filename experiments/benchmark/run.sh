@@ -5,17 +5,23 @@
 #
 #     bash experiments/benchmark/run.sh                      # PPO on classic, bsuite, misc; GRPO on classic
 #     bash experiments/benchmark/run.sh ppo:minatar          # any algo:suite pairs
+#     SEEDS=4 bash experiments/benchmark/run.sh ppo:minatar  # fewer seeds (MinAtar's 10M steps on a CPU)
+#     ENVS="Breakout-MinAtar Asterix-MinAtar" bash ...       # these envs of the suite, in this order
 set -eu
 cd "$(dirname "$0")/../.."
 purerl=${PURERL:-.venv/bin/purerl}
+seeds=${SEEDS:-16}
+envs=(${ENVS:-})
 pairs=("$@")
 if [ ${#pairs[@]} -eq 0 ]; then pairs=(ppo:classic ppo:bsuite ppo:misc grpo:classic); fi
 for pair in "${pairs[@]}"; do
     algo=${pair%%:*} suite=${pair#*:}
     out=runs/benchmarks/$algo-$suite
-    "$purerl" benchmark --algo "$algo" --suite "$suite" --seeds 16 --out "$out"
+    args=(--algo "$algo" --suite "$suite" --seeds "$seeds" --out "$out")
+    if [ ${#envs[@]} -gt 0 ]; then args+=(--envs "${envs[@]}"); fi
+    "$purerl" benchmark "${args[@]}"
     results=experiments/benchmark/results/$algo-$suite
     mkdir -p "$results"
     cp "$out"/report.md "$out"/report.json "$out"/random_policy.json "$out"/*.png "$results"/
-    echo "$purerl benchmark --algo $algo --suite $suite --seeds 16 --out $out" > "$results"/command.txt
+    echo "$purerl benchmark ${args[*]}" > "$results"/command.txt
 done

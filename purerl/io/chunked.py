@@ -105,6 +105,7 @@ def train_in_chunks(
     meta: dict[str, Any] | None = None,
     progress: Callable[[int, np.ndarray], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     run_name: Callable[[int], str] = "run {}".format,
     stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> TrainOutput:
@@ -118,7 +119,9 @@ def train_in_chunks(
     (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
     ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(done,
     returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
-    ``on_start(first_update)`` is called once compilation is done; ``run_name(r)`` names run ``r`` in errors.
+    ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
+    each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint; ``run_name(r)`` names run
+    ``r`` in errors.
     """
     num_runs = keys.shape[0]
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
@@ -170,6 +173,8 @@ def train_in_chunks(
                 raise NonFiniteError(problem + where)
             if progress is not None:
                 progress(high, metrics["episode_return"][:, -1])
+            if on_chunk is not None:
+                on_chunk(low, metrics)
             history = {
                 name: np.concatenate([history[name], values], axis=1) if name in history else values
                 for name, values in metrics.items()

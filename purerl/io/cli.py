@@ -59,9 +59,25 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         f"[{DEFAULT_CHECKPOINT_EVERY}]",
     )
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_tracker_flags(sub)
     add_stop_grace_flag(sub)
     add_compile_cache_flag(sub)
     add_config_flags(sub, config_cls)
+
+
+def add_tracker_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files, one run per seed, after every chunk, to OUT/tensorboard "
+        "(CleanRL's metric names; needs purerl[tensorboard])",
+    )
+    sub.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also write Weights & Biases runs in offline mode, one per seed, when the run ends, to OUT/wandb "
+        "(upload later with wandb sync; needs purerl[wandb])",
+    )
 
 
 def add_compile_cache_flag(sub: argparse.ArgumentParser) -> None:
@@ -130,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--budget", default="full", help="full: each env's own budget; short: a tenth of it [full]")
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
+    add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)
     lm = commands.add_parser("lm", help="train the toy-text language model")
@@ -216,9 +233,14 @@ def control_command(args: argparse.Namespace) -> dict:
         if (algorithm, settings.command) != (args.algorithm, args.command):
             right = f"purerl {settings.command} {algorithm} --resume {args.resume}"
             raise ValueError(f"--resume {args.resume} is a {settings.command} {algorithm} run; use: {right}")
+        # Trackers change no result: a resume keeps the saved ones and may add more.
+        settings = dataclasses.replace(
+            settings, tensorboard=settings.tensorboard or args.tensorboard, wandb=settings.wandb or args.wandb
+        )
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
     flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
+    flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
     config, note = control_config_from_args(args.algorithm, ALGORITHMS[args.algorithm].config_cls, args)
     if args.command == "sweep":
@@ -282,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unexpected {' '.join(args.compare)!r}; to compare: compare DIR_A DIR_B --out DIR_C")
             summary = compare_benchmarks(Path(args.compare[1]), Path(args.compare[2]), out)
         elif args.command == "benchmark":
+            trackers = {"tensorboard": args.tensorboard, "wandb": args.wandb}
             summary = run_benchmark(
-                args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed
+                args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed, trackers
             )
         else:
             summary = control_command(args)

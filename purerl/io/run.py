@@ -90,6 +90,7 @@ def run_seeds(
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
     stop_grace: float = DEFAULT_STOP_GRACE,
+    on_chunk: Any = None,
 ) -> RunResult:
     """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
 
@@ -97,7 +98,8 @@ def run_seeds(
     point trains the same ``num_seeds`` seed keys, so points are compared on common random numbers. The runs
     are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
     the same as on one device up to float rounding (README, "Many devices, many hosts"). ``chunk_updates``,
-    ``checkpoints``, ``checkpoint_every`` and ``stop_grace`` are those of ``purerl.io.chunked.train_in_chunks``.
+    ``checkpoints``, ``checkpoint_every``, ``stop_grace`` and ``on_chunk`` are those of
+    ``purerl.io.chunked.train_in_chunks``.
     """
     algo = ALGORITHMS[algorithm]
     mesh = seed_mesh() if mesh is None else mesh
@@ -131,6 +133,7 @@ def run_seeds(
             meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
             progress=bar,
             on_start=None if bar is None else bar.start,
+            on_chunk=on_chunk,
             run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
             stop_grace=stop_grace,
         )

@@ -22,7 +22,8 @@ from purerl.io.checkpoints import RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import config_from_dict, load_config_values, save_config
 from purerl.io.run import ALGORITHMS, run_seeds, write_outputs
 from purerl.io.stopping import DEFAULT_STOP_GRACE
-from purerl.io.sweep import expand_grid, sweep_base_config, write_sweep_outputs
+from purerl.io.sweep import expand_grid, point_labels, sweep_base_config, write_sweep_outputs
+from purerl.io.trackers import TRACKERS, Trackers
 
 RUN_FILE = "run.json"
 DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
@@ -39,6 +40,8 @@ class RunSettings:
     chunk_updates: int = DEFAULT_CHUNK_UPDATES  # updates per jitted chunk; a run can stop between chunks
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # 0: only at the end and on a stop signal
     grid: dict[str, list[float]] | None = None  # a sweep: field -> values, one point per element of the product
+    tensorboard: bool = False  # --tensorboard: event files per seed (purerl.io.trackers)
+    wandb: bool = False  # --wandb: W&B offline runs per seed
 
     def __post_init__(self) -> None:
         for flag, value in (("seeds", self.num_seeds), ("chunk-updates", self.chunk_updates)):
@@ -50,6 +53,10 @@ class RunSettings:
     @property
     def command(self) -> str:
         return "sweep" if self.grid else "train"
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        return tuple(name for name in TRACKERS if getattr(self, name))
 
 
 def load_run_dir(out: Path) -> tuple[str, Any, RunSettings]:
@@ -88,6 +95,9 @@ def run_in_dir(
     points = None
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
+    trackers = None
+    if settings.trackers and is_main_process():
+        trackers = run_trackers(out, algorithm, config, settings, points)  # refuses a missing extra first
     if resume:
         checkpoints = RunCheckpoints(out / "checkpoints")
     else:
@@ -98,17 +108,44 @@ def run_in_dir(
             (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if note and is_main_process():
         print(note, file=sys.stderr, flush=True)
-    result = run_seeds(
-        algorithm,
-        config,
-        settings.num_seeds,
-        settings.base_seed,
-        sweep=points,
-        chunk_updates=settings.chunk_updates,
-        checkpoints=checkpoints,
-        checkpoint_every=settings.checkpoint_every,
-        stop_grace=stop_grace,
-    )
+    try:
+        result = run_seeds(
+            algorithm,
+            config,
+            settings.num_seeds,
+            settings.base_seed,
+            sweep=points,
+            chunk_updates=settings.chunk_updates,
+            checkpoints=checkpoints,
+            checkpoint_every=settings.checkpoint_every,
+            stop_grace=stop_grace,
+            on_chunk=None if trackers is None else trackers.log_chunk,
+        )
+        if trackers is not None:
+            trackers.finish(result.metrics, result.eval_returns)
+    finally:
+        if trackers is not None:
+            trackers.close()
     if points is not None:
         return write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
     return write_outputs(out, algorithm, config, result, settings.base_seed)
+
+
+def run_trackers(
+    out: Path, algorithm: str, config: Any, settings: RunSettings, points: dict[str, list[float]] | None
+) -> Trackers:
+    """The trackers of a run directory, one tracker run per seed (per sweep point): ``seed_<s>``, or
+    ``<field>=<value>,.../seed_<s>`` in a sweep."""
+    seeds = range(settings.num_seeds)
+    seed_info = [{"seed": s, "base_seed": settings.base_seed, "num_seeds": settings.num_seeds} for s in seeds]
+    if points is None:
+        names, run_config = [f"seed_{s}" for s in seeds], seed_info
+    else:
+        labels = [label.replace(", ", ",") for label in point_labels(points)]
+        names = [f"{label}/seed_{s}" for label in labels for s in seeds]
+        run_config = [
+            seed_info[s] | {name: values[p] for name, values in points.items()}
+            for p in range(len(labels))
+            for s in seeds
+        ]
+    return Trackers(settings.trackers, out, algorithm, config, names, run_config)

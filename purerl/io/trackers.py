@@ -1,0 +1,167 @@
+"""Experiment trackers, each through its own library (optional extras), one tracker run per seed, with
+CleanRL's metric names (``charts/episodic_return``, ``losses/value_loss``, ...) against ``global_step``, the
+env steps of that seed:
+
+- ``--tensorboard`` (``pip install 'purerl[tensorboard]'``, tensorboardX): event files under
+  ``DIR/tensorboard/<run>/``, written after every chunk, so ``tensorboard --logdir DIR/tensorboard`` shows a run
+  while it trains. A resumed run starts new event files that tell TensorBoard to drop the steps the stopped
+  session wrote after its last checkpoint (they are trained again).
+- ``--wandb`` (``pip install 'purerl[wandb]'``): Weights & Biases runs in offline mode (no network; upload later
+  with ``wandb sync DIR/wandb/offline-run-*``; ``WANDB_MODE`` and ``WANDB_PROJECT`` are honoured) under
+  ``DIR/wandb/``, written when the run finishes, from its whole history, so a run stopped and resumed still
+  gives one W&B run per seed. Grouped by the run directory, with the config and the seed.
+
+Both add the final evaluation's mean return per seed as ``eval/episodic_return``.
+"""
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from purerl.io.config_io import config_to_dict
+
+TRACKERS = {"tensorboard": "tensorboardX", "wandb": "wandb"}  # flag -> the library that writes it (its extra)
+
+# purerl's metric names -> CleanRL's (ppo.py); the others go under charts/ with their own names.
+CLEANRL_NAMES = {
+    "episode_return": "charts/episodic_return",
+    "episode_length": "charts/episodic_length",
+    "learning_rate": "charts/learning_rate",
+    "loss": "losses/loss",
+    "policy_loss": "losses/policy_loss",
+    "value_loss": "losses/value_loss",
+    "entropy": "losses/entropy",
+    "approx_kl": "losses/approx_kl",  # both k3, (r - 1) - log r (Schulman 2020)
+    "approx_kl_k1": "losses/old_approx_kl",  # both k1, -log r
+    "clip_fraction": "losses/clipfrac",
+    "explained_variance": "losses/explained_variance",
+}
+STEP_METRIC = "env_steps"  # the x axis (CleanRL's global_step), not logged as a scalar of its own
+EVAL_NAME = "eval/episodic_return"
+FILE_MARGIN = 64  # open files left for everything else when TensorBoard holds one per run
+
+
+def tracker_name(metric: str) -> str:
+    return CLEANRL_NAMES.get(metric, f"charts/{metric}")
+
+
+def check_trackers(names: tuple[str, ...], num_runs: int) -> None:
+    """One-line ``ValueError`` for a tracker whose extra is not installed, or for TensorBoard with more runs
+    than open files (it keeps one event file open per run; the soft limit is raised to the hard one first)."""
+    for name in names:
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise ValueError(f"--{name} needs {TRACKERS[name]}: pip install 'purerl[{name}]'")
+    if "tensorboard" in names:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = num_runs + FILE_MARGIN
+        if needed > soft:
+            limit = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            if limit < needed:
+                raise ValueError(
+                    f"--tensorboard keeps one event file open per run: {num_runs} runs exceed the open-file limit "
+                    f"{hard} (ulimit -Hn); use fewer seeds or read metrics.csv"
+                )
+
+
+class Trackers:
+    """The trackers of one run directory: ``log_chunk`` after every chunk (TensorBoard), ``finish`` with the
+    finished run's results (W&B; TensorBoard's eval scalars), ``close`` always.
+
+    ``run_names[r]`` names run ``r`` (``seed_3``, or ``<point>/seed_3`` in a sweep); ``run_config[r]`` is what
+    W&B records as run ``r``'s config besides the algorithm's (its seed, its sweep point's values)."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        out: Path,
+        algorithm: str,
+        config: Any,
+        run_names: list[str],
+        run_config: list[dict[str, Any]],
+    ):
+        check_trackers(names, len(run_names))
+        self.names, self.out, self.algorithm, self.config = names, out, algorithm, config
+        self.run_names, self.run_config = run_names, run_config
+        self.writers: list[Any] | None = None  # TensorBoard's, opened by the first chunk
+
+    def log_chunk(self, first_update: int, metrics: dict[str, np.ndarray]) -> None:
+        """``metrics``: name -> ``[runs, updates]`` of updates ``first_update, first_update + 1, ...``."""
+        if "tensorboard" not in self.names:
+            return
+        if self.writers is None:
+            from tensorboardX import SummaryWriter
+
+            # A resumed run's first chunk starts at a step the stopped session may already have written:
+            # purge_step makes TensorBoard drop that session's events from there on.
+            self.writers = [
+                SummaryWriter(
+                    str(self.out / "tensorboard" / name),
+                    purge_step=int(metrics[STEP_METRIC][r, 0]) if first_update else None,
+                    filename_suffix=f".from_update_{first_update}",  # same-second files would overwrite
+                )
+                for r, name in enumerate(self.run_names)
+            ]
+        for r, writer in enumerate(self.writers):
+            for step, row in update_rows(metrics, r):
+                for name, value in row.items():
+                    writer.add_scalar(name, value, global_step=step)
+            writer.flush()
+
+    def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray) -> None:
+        """The finished run: ``metrics`` its whole history (name -> ``[runs, updates]``), ``eval_returns``
+        ``[runs, episodes]`` of the final evaluation."""
+        eval_means = eval_returns.mean(axis=1)
+        final_steps = metrics[STEP_METRIC][:, -1]
+        for r, writer in enumerate(self.writers or []):
+            writer.add_scalar(EVAL_NAME, float(eval_means[r]), global_step=int(final_steps[r]))
+        if "wandb" in self.names:
+            self.write_wandb(metrics, eval_means)
+
+    def write_wandb(self, metrics: dict[str, np.ndarray], eval_means: np.ndarray) -> None:
+        import wandb
+
+        group = str(self.out)
+        base = {"algorithm": self.algorithm} | config_to_dict(self.config)
+        print(f"writing {len(self.run_names)} W&B runs to {self.out / 'wandb'} ...", file=sys.stderr, flush=True)
+        for r, name in enumerate(self.run_names):
+            run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "purerl"),
+                mode=os.environ.get("WANDB_MODE", "offline"),
+                dir=str(self.out),
+                group=group,
+                name=f"{group}/{name}",
+                job_type=self.algorithm,
+                config=base | self.run_config[r],
+                tags=[self.algorithm, self.config.env],
+                reinit="create_new",
+                settings=wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True),
+            )
+            try:
+                for step, row in update_rows(metrics, r):
+                    run.log(row, step=step)
+                run.summary[EVAL_NAME] = float(eval_means[r])
+            finally:
+                run.finish()
+
+    def close(self) -> None:
+        for writer in self.writers or []:
+            writer.close()
+        self.writers = None
+
+
+def update_rows(metrics: dict[str, np.ndarray], run: int) -> Iterator[tuple[int, dict[str, float]]]:
+    """``(global step, {tracker name: value})`` of run ``run``, one per update; NaNs (no episode finished in
+    that update) are left out, as CleanRL logs returns only when an episode ends."""
+    names = [name for name in sorted(metrics) if name != STEP_METRIC]
+    values = np.stack([metrics[name][run] for name in names], axis=1).astype(np.float64)  # [updates, names]
+    for step, row in zip(metrics[STEP_METRIC][run].tolist(), values.tolist(), strict=True):
+        finite = {tracker_name(name): value for name, value in zip(names, row, strict=True) if np.isfinite(value)}
+        yield int(step), finite

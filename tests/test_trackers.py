@@ -1,0 +1,195 @@
+"""``--tensorboard`` and ``--wandb``: tiny runs through the CLI, their files read back with TensorBoard's own
+reader and a plain reader of W&B's record log, against metrics.csv and summary.json; a killed and resumed run
+shows every update once; missing extras and too many runs are one-line errors."""
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from purerl.io import cli, trackers
+from purerl.io.checkpoints import RunCheckpoints
+from purerl.io.run import read_metrics_csv
+from tests.test_checkpoints import NUM_UPDATES, launch, wait_for_checkpoint
+
+TINY = ["train", "ppo", "--env", "CartPole-v1", "--config", "defaults", "--seeds", "2", "--total-timesteps", "4096",
+        "--num-envs", "4", "--num-steps", "32", "--hidden-sizes", "8", "--eval-episodes", "3",
+        "--chunk-updates", "8"]  # fmt: skip
+
+
+def tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> ``[(step, value)]`` as TensorBoard shows it (its loader applies purges)."""
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0})  # 0: keep every event
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a ``.wandb`` file: a 7-byte header (``:W&B``, magic, version), then LevelDB's log format
+    (32 KiB blocks of records with a 7-byte header: CRC, length, type FULL/FIRST/MIDDLE/LAST), each payload
+    a serialised ``wandb_internal_pb2.Record``."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, position = [], b"", 7
+    while position + 7 <= len(data):
+        block_left = 32768 - position % 32768
+        if block_left < 7:  # a block's tail too short for a header is padding
+            position += block_left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        payload = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind == 0:  # zero padding
+            continue
+        pending += payload
+        if kind in (1, 4):  # FULL or LAST
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def item_key(item) -> str:
+    return item.key or "/".join(item.nested_key)  # W&B stores keys with "/" as nested keys
+
+
+def wandb_runs(out: Path) -> dict[str, dict]:
+    """Run name -> ``{"config": {...}, "history": {step: {key: value}}, "summary": {...}}`` of every offline run."""
+    runs = {}
+    for path in sorted((out / "wandb").glob("offline-run-*/run-*.wandb")):
+        run = {"config": {}, "history": {}, "summary": {}}
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                name = record.run.display_name
+                run["group"] = record.run.run_group
+                run["config"] |= {item.key: json.loads(item.value_json) for item in record.run.config.update}
+            elif kind == "config":
+                run["config"] |= {item.key: json.loads(item.value_json) for item in record.config.update}
+            elif kind == "history":
+                values = {item_key(item): json.loads(item.value_json) for item in record.history.item}
+                run["history"][record.history.step.num] = values
+            elif kind == "summary":
+                run["summary"] |= {item_key(item): json.loads(item.value_json) for item in record.summary.update}
+        runs[name] = run
+    return runs
+
+
+def test_update_rows_name_metrics_as_cleanrl_does_and_leave_out_nans():
+    metrics = {
+        "env_steps": np.array([[128, 256]]),
+        "episode_return": np.array([[np.nan, 21.0]]),
+        "value_loss": np.array([[0.5, 0.25]]),
+        "zero_spread_fraction": np.array([[0.0, 1.0]]),
+    }
+    assert list(trackers.update_rows(metrics, 0)) == [
+        (128, {"losses/value_loss": 0.5, "charts/zero_spread_fraction": 0.0}),
+        (256, {"charts/episodic_return": 21.0, "losses/value_loss": 0.25, "charts/zero_spread_fraction": 1.0}),
+    ]
+
+
+@pytest.mark.xdist_group("trackers")
+def test_tensorboard_and_wandb_runs_per_seed_hold_the_metrics_and_the_evaluation(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--tensorboard", "--wandb", "--out", str(out)]) == 0
+    metrics = read_metrics_csv(out / "metrics.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    runs = wandb_runs(out)
+    assert sorted(runs) == [f"{out}/seed_0", f"{out}/seed_1"]
+    for seed in range(2):
+        steps = metrics["env_steps"][seed].astype(int).tolist()
+        finished = ~np.isnan(metrics["episode_return"][seed])
+        returns = metrics["episode_return"][seed][finished]
+        expected = {
+            "charts/episodic_return": list(zip(np.array(steps)[finished].tolist(), returns, strict=True)),
+            "losses/value_loss": list(zip(steps, metrics["value_loss"][seed], strict=True)),
+            "losses/approx_kl": list(zip(steps, metrics["approx_kl"][seed], strict=True)),
+        }
+        eval_return = summary["eval"]["return_per_seed"][seed]
+
+        scalars = tensorboard_scalars(out / "tensorboard" / f"seed_{seed}")
+        assert "env_steps" not in " ".join(scalars)  # the x axis, not a curve
+        for tag, points in expected.items():
+            assert [step for step, _ in scalars[tag]] == [step for step, _ in points], tag
+            np.testing.assert_allclose([v for _, v in scalars[tag]], [v for _, v in points], rtol=1e-6, err_msg=tag)
+        assert scalars[trackers.EVAL_NAME] == [(steps[-1], pytest.approx(eval_return, rel=1e-6))]
+
+        run = runs[f"{out}/seed_{seed}"]
+        assert run["group"] == str(out)
+        assert run["config"]["seed"] == seed and run["config"]["env"] == "CartPole-v1"
+        assert run["config"]["num_envs"] == 4 and run["config"]["algorithm"] == "ppo"
+        assert sorted(run["history"]) == steps
+        for tag, points in expected.items():
+            np.testing.assert_allclose([run["history"][step][tag] for step, _ in points], [v for _, v in points],
+                                       rtol=1e-6, err_msg=tag)  # fmt: skip
+        assert run["summary"][trackers.EVAL_NAME] == pytest.approx(eval_return)
+
+
+@pytest.mark.xdist_group("trackers")
+def test_a_sweep_names_each_tensorboard_run_by_its_point_and_seed(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *TINY[1:], "--grid", "learning_rate=1e-3,3e-4", "--tensorboard", "--out", str(out)]
+    assert cli.main(argv) == 0
+    names = sorted(str(p.relative_to(out / "tensorboard")) for p in (out / "tensorboard").glob("*/seed_*"))
+    assert names == ["learning_rate=0.0003/seed_0", "learning_rate=0.0003/seed_1", "learning_rate=0.001/seed_0",
+                     "learning_rate=0.001/seed_1"]  # fmt: skip
+    for point, lr in (("learning_rate=0.001", 1e-3), ("learning_rate=0.0003", 3e-4)):
+        curve = tensorboard_scalars(out / "tensorboard" / point / "seed_1")["charts/learning_rate"]
+        assert len(curve) == 4096 // (4 * 32)  # every update
+        assert curve[0][1] == pytest.approx(lr, rel=1e-6)  # the point's own value (annealed from there)
+
+
+def test_a_resumed_run_s_event_files_replace_the_steps_after_its_checkpoint(tmp_path):
+    names = ["seed_0"]
+    metrics = {"env_steps": np.array([[10, 20, 30, 40]]), "value_loss": np.array([[1.0, 2.0, 3.0, 4.0]])}
+    first = trackers.Trackers(("tensorboard",), tmp_path, "ppo", None, names, [{}])
+    first.log_chunk(0, metrics)  # updates 0-3 written; say the newest checkpoint is update 2 when it is killed
+    first.close()
+    second = trackers.Trackers(("tensorboard",), tmp_path, "ppo", None, names, [{}])
+    second.log_chunk(2, {"env_steps": np.array([[30, 40, 50]]), "value_loss": np.array([[-3.0, -4.0, -5.0]])})
+    second.close()
+    scalars = tensorboard_scalars(tmp_path / "tensorboard" / "seed_0")
+    assert scalars["losses/value_loss"] == [(10, 1.0), (20, 2.0), (30, -3.0), (40, -4.0), (50, -5.0)]
+
+
+def test_a_killed_run_resumed_shows_every_update_once_in_tensorboard(tmp_path):
+    out = tmp_path / "killed"
+    process = launch(out, "--tensorboard")
+    wait_for_checkpoint(process, out)
+    process.kill()
+    process.wait()
+    saved = RunCheckpoints(out / "checkpoints").latest_step()
+    assert 0 < saved < NUM_UPDATES
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0  # run.json keeps --tensorboard
+    assert len(list((out / "tensorboard" / "seed_0").glob("events.out.tfevents.*"))) == 2
+    metrics = read_metrics_csv(out / "metrics.csv")
+    for seed in range(2):
+        scalars = tensorboard_scalars(out / "tensorboard" / f"seed_{seed}")
+        steps = metrics["env_steps"][seed].astype(int).tolist()
+        assert [step for step, _ in scalars["losses/value_loss"]] == steps  # each once, in order
+        np.testing.assert_allclose([v for _, v in scalars["losses/value_loss"]], metrics["value_loss"][seed], rtol=1e-6)
+
+
+def test_a_missing_extra_or_too_many_runs_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    find_spec = trackers.importlib.util.find_spec
+    monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else find_spec(name))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*TINY, "--wandb", "--out", str(out)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "purerl: error: --wandb needs wandb: pip install 'purerl[wandb]'\n"
+    assert not out.exists()
+
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (256, 300))
+    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: None)
+    with pytest.raises(ValueError, match=r"^--tensorboard keeps one event file open per run: 1000 runs exceed the "):
+        trackers.check_trackers(("tensorboard",), 1000)
+    trackers.check_trackers(("tensorboard",), 200)  # raised to the hard limit: enough
