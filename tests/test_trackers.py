@@ -1,6 +1,6 @@
 """``--tensorboard`` and ``--wandb``: tiny runs through the CLI, their files read back with TensorBoard's own
 reader and a plain reader of W&B's record log, against metrics.csv and summary.json; a killed and resumed run
-shows every update once; missing extras and too many runs are one-line errors."""
+shows every update once; a missing extra is a one-line error."""
 
 import json
 import struct
@@ -150,10 +150,11 @@ def test_a_resumed_run_s_event_files_replace_the_steps_after_its_checkpoint(tmp_
     metrics = {"env_steps": np.array([[10, 20, 30, 40]]), "value_loss": np.array([[1.0, 2.0, 3.0, 4.0]])}
     first = trackers.Trackers(("tensorboard",), tmp_path, "ppo", None, names, [{}])
     first.log_chunk(0, metrics)  # updates 0-3 written; say the newest checkpoint is update 2 when it is killed
-    first.close()
+    # On disk when log_chunk returns, before the chunk's checkpoint (tensorboardX's flush does not ensure it).
+    assert tensorboard_scalars(tmp_path / "tensorboard" / "seed_0")["losses/value_loss"] == [
+        (10, 1.0), (20, 2.0), (30, 3.0), (40, 4.0)]  # fmt: skip
     second = trackers.Trackers(("tensorboard",), tmp_path, "ppo", None, names, [{}])
     second.log_chunk(2, {"env_steps": np.array([[30, 40, 50]]), "value_loss": np.array([[-3.0, -4.0, -5.0]])})
-    second.close()
     scalars = tensorboard_scalars(tmp_path / "tensorboard" / "seed_0")
     assert scalars["losses/value_loss"] == [(10, 1.0), (20, 2.0), (30, -3.0), (40, -4.0), (50, -5.0)]
 
@@ -167,7 +168,6 @@ def test_a_killed_run_resumed_shows_every_update_once_in_tensorboard(tmp_path):
     saved = RunCheckpoints(out / "checkpoints").latest_step()
     assert 0 < saved < NUM_UPDATES
     assert cli.main(["train", "ppo", "--resume", str(out)]) == 0  # run.json keeps --tensorboard
-    assert len(list((out / "tensorboard" / "seed_0").glob("events.out.tfevents.*"))) == 2
     metrics = read_metrics_csv(out / "metrics.csv")
     for seed in range(2):
         scalars = tensorboard_scalars(out / "tensorboard" / f"seed_{seed}")
@@ -176,7 +176,7 @@ def test_a_killed_run_resumed_shows_every_update_once_in_tensorboard(tmp_path):
         np.testing.assert_allclose([v for _, v in scalars["losses/value_loss"]], metrics["value_loss"][seed], rtol=1e-6)
 
 
-def test_a_missing_extra_or_too_many_runs_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
     find_spec = trackers.importlib.util.find_spec
     monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else find_spec(name))
     out = tmp_path / "run"
@@ -185,11 +185,3 @@ def test_a_missing_extra_or_too_many_runs_is_one_line_before_anything_is_written
     assert stop.value.code == 2
     assert capsys.readouterr().err == "purerl: error: --wandb needs wandb: pip install 'purerl[wandb]'\n"
     assert not out.exists()
-
-    import resource
-
-    monkeypatch.setattr(resource, "getrlimit", lambda kind: (256, 300))
-    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: None)
-    with pytest.raises(ValueError, match=r"^--tensorboard keeps one event file open per run: 1000 runs exceed the "):
-        trackers.check_trackers(("tensorboard",), 1000)
-    trackers.check_trackers(("tensorboard",), 200)  # raised to the hard limit: enough

@@ -108,24 +108,20 @@ def run_in_dir(
             (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if note and is_main_process():
         print(note, file=sys.stderr, flush=True)
-    try:
-        result = run_seeds(
-            algorithm,
-            config,
-            settings.num_seeds,
-            settings.base_seed,
-            sweep=points,
-            chunk_updates=settings.chunk_updates,
-            checkpoints=checkpoints,
-            checkpoint_every=settings.checkpoint_every,
-            stop_grace=stop_grace,
-            on_chunk=None if trackers is None else trackers.log_chunk,
-        )
-        if trackers is not None:
-            trackers.finish(result.metrics, result.eval_returns)
-    finally:
-        if trackers is not None:
-            trackers.close()
+    result = run_seeds(
+        algorithm,
+        config,
+        settings.num_seeds,
+        settings.base_seed,
+        sweep=points,
+        chunk_updates=settings.chunk_updates,
+        checkpoints=checkpoints,
+        checkpoint_every=settings.checkpoint_every,
+        stop_grace=stop_grace,
+        on_chunk=None if trackers is None else trackers.log_chunk,
+    )
+    if trackers is not None:
+        trackers.finish(result.metrics, result.eval_returns)
     if points is not None:
         return write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
     return write_outputs(out, algorithm, config, result, settings.base_seed)

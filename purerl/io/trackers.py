@@ -17,7 +17,7 @@ Both add the final evaluation's mean return per seed as ``eval/episodic_return``
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,37 +43,22 @@ CLEANRL_NAMES = {
 }
 STEP_METRIC = "env_steps"  # the x axis (CleanRL's global_step), not logged as a scalar of its own
 EVAL_NAME = "eval/episodic_return"
-FILE_MARGIN = 64  # open files left for everything else when TensorBoard holds one per run
 
 
 def tracker_name(metric: str) -> str:
     return CLEANRL_NAMES.get(metric, f"charts/{metric}")
 
 
-def check_trackers(names: tuple[str, ...], num_runs: int) -> None:
-    """One-line ``ValueError`` for a tracker whose extra is not installed, or for TensorBoard with more runs
-    than open files (it keeps one event file open per run; the soft limit is raised to the hard one first)."""
+def check_trackers(names: tuple[str, ...]) -> None:
+    """One-line ``ValueError`` for a tracker whose extra is not installed."""
     for name in names:
         if importlib.util.find_spec(TRACKERS[name]) is None:
             raise ValueError(f"--{name} needs {TRACKERS[name]}: pip install 'purerl[{name}]'")
-    if "tensorboard" in names:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        needed = num_runs + FILE_MARGIN
-        if needed > soft:
-            limit = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-            if limit < needed:
-                raise ValueError(
-                    f"--tensorboard keeps one event file open per run: {num_runs} runs exceed the open-file limit "
-                    f"{hard} (ulimit -Hn); use fewer seeds or read metrics.csv"
-                )
 
 
 class Trackers:
     """The trackers of one run directory: ``log_chunk`` after every chunk (TensorBoard), ``finish`` with the
-    finished run's results (W&B; TensorBoard's eval scalars), ``close`` always.
+    finished run's results (W&B; TensorBoard's eval scalars).
 
     ``run_names[r]`` names run ``r`` (``seed_3``, or ``<point>/seed_3`` in a sweep); ``run_config[r]`` is what
     W&B records as run ``r``'s config besides the algorithm's (its seed, its sweep point's values)."""
@@ -87,41 +72,45 @@ class Trackers:
         run_names: list[str],
         run_config: list[dict[str, Any]],
     ):
-        check_trackers(names, len(run_names))
+        check_trackers(names)
         self.names, self.out, self.algorithm, self.config = names, out, algorithm, config
         self.run_names, self.run_config = run_names, run_config
-        self.writers: list[Any] | None = None  # TensorBoard's, opened by the first chunk
 
     def log_chunk(self, first_update: int, metrics: dict[str, np.ndarray]) -> None:
-        """``metrics``: name -> ``[runs, updates]`` of updates ``first_update, first_update + 1, ...``."""
-        if "tensorboard" not in self.names:
-            return
-        if self.writers is None:
-            from tensorboardX import SummaryWriter
+        """``metrics``: name -> ``[runs, updates]`` of updates ``first_update, first_update + 1, ...``.
 
-            # A resumed run's first chunk starts at a step the stopped session may already have written:
-            # purge_step makes TensorBoard drop that session's events from there on.
-            self.writers = [
-                SummaryWriter(
-                    str(self.out / "tensorboard" / name),
-                    purge_step=int(metrics[STEP_METRIC][r, 0]) if first_update else None,
-                    filename_suffix=f".from_update_{first_update}",  # same-second files would overwrite
-                )
-                for r, name in enumerate(self.run_names)
-            ]
-        for r, writer in enumerate(self.writers):
-            for step, row in update_rows(metrics, r):
+        Each chunk goes to event files of its own, closed before this returns: tensorboardX writes from a
+        thread and its ``flush`` does not wait for it, so only ``close`` makes the chunk safe on disk before
+        the chunk's checkpoint. Each file starts with a purge at its first step: TensorBoard drops what a
+        stopped session wrote from there on (the chunks after its last checkpoint, trained again)."""
+        if "tensorboard" in self.names:
+            steps = metrics[STEP_METRIC][:, 0]
+            for r, name in enumerate(self.run_names):
+                self.write_tensorboard(name, int(steps[r]), f"update_{first_update:09d}", update_rows(metrics, r))
+
+    def write_tensorboard(
+        self, run: str, purge_step: int | None, suffix: str, rows: Iterable[tuple[int, dict[str, float]]]
+    ) -> None:
+        from tensorboardX import SummaryWriter
+
+        # The zero-padded suffix orders files written within the same second (names start with the time).
+        writer = SummaryWriter(str(self.out / "tensorboard" / run), purge_step=purge_step, filename_suffix=f".{suffix}")
+        try:
+            for step, row in rows:
                 for name, value in row.items():
                     writer.add_scalar(name, value, global_step=step)
-            writer.flush()
+        finally:
+            writer.close()
 
     def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray) -> None:
         """The finished run: ``metrics`` its whole history (name -> ``[runs, updates]``), ``eval_returns``
         ``[runs, episodes]`` of the final evaluation."""
         eval_means = eval_returns.mean(axis=1)
-        final_steps = metrics[STEP_METRIC][:, -1]
-        for r, writer in enumerate(self.writers or []):
-            writer.add_scalar(EVAL_NAME, float(eval_means[r]), global_step=int(final_steps[r]))
+        if "tensorboard" in self.names:
+            final_steps = metrics[STEP_METRIC][:, -1]
+            for r, name in enumerate(self.run_names):
+                row = [(int(final_steps[r]), {EVAL_NAME: float(eval_means[r])})]
+                self.write_tensorboard(name, None, "eval", row)
         if "wandb" in self.names:
             self.write_wandb(metrics, eval_means)
 
@@ -150,11 +139,6 @@ class Trackers:
                 run.summary[EVAL_NAME] = float(eval_means[r])
             finally:
                 run.finish()
-
-    def close(self) -> None:
-        for writer in self.writers or []:
-            writer.close()
-        self.writers = None
 
 
 def update_rows(metrics: dict[str, np.ndarray], run: int) -> Iterator[tuple[int, dict[str, float]]]:
