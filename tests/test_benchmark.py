@@ -1,6 +1,7 @@
 """``purerl benchmark``: budgets, a tiny suite end to end through the CLI, continuing a stopped benchmark, the
 report's statistics against rliable and a plain normalisation."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from purerl.control import grpo, ppo
 from purerl.core.stats import iqm
 from purerl.io import cli
-from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs
+from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs, write_report
 from purerl.io.tuned import tuned_config
 
 
@@ -17,10 +18,17 @@ def test_budgets_are_the_configs_own_or_a_tenth_of_them():
     assert benchmark_config("ppo", "CartPole-v1", "full") == tuned_config("ppo", "CartPole-v1")
     assert benchmark_config("ppo", "CartPole-v1", "short").total_timesteps == 15_000
     assert benchmark_config("ppo", "Catch-bsuite", "full") == ppo.PPOConfig(env="Catch-bsuite")  # none tuned
+    # GRPO: its own config at PPO's env-step budget, with enough updates for it at full-length episodes.
+    full = benchmark_config("grpo", "Acrobot-v1", "full")
+    assert full == dataclasses.replace(tuned_config("grpo", "Acrobot-v1"), total_timesteps=500_000)  # 400 enough
     short = benchmark_config("grpo", "Acrobot-v1", "short")
-    full = tuned_config("grpo", "Acrobot-v1")
-    assert (short.num_updates, short.total_timesteps) == (full.num_updates // 10, full.total_timesteps // 10)
-    assert benchmark_config("grpo", "DeepSea-bsuite", "short") == grpo.GRPOConfig(env="DeepSea-bsuite", num_updates=5)
+    assert (short.num_updates, short.total_timesteps) == (400 // 10, 500_000 // 10)
+    pendulum = benchmark_config("grpo", "Pendulum-v1", "full")  # defaults: 8 groups x 4 episodes x 200 steps
+    assert (pendulum.num_updates, pendulum.total_timesteps) == (-(-1_000_000 // (8 * 4 * 200)), 1_000_000)
+    deepsea = benchmark_config("grpo", "DeepSea-bsuite", "full")  # none tuned: the defaults, PPO's defaults' budget
+    steps = ppo.PPOConfig().total_timesteps
+    assert deepsea == grpo.GRPOConfig(env="DeepSea-bsuite", num_updates=-(-steps // (32 * deepsea.horizon)),
+                                      total_timesteps=steps)  # fmt: skip
     with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
         benchmark_config("ppo", "CartPole-v1", "long")
     with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, all"):
@@ -69,12 +77,18 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert "env 1/2 Catch-bsuite done" in err and "env 2/2 DeepSea-bsuite done" in err and "compiling" not in err
     assert json.loads((out / "report.json").read_text()) == report
 
-    # An env stopped after its last checkpoint but before its results: the same command resumes it.
+    # An env stopped after its last checkpoint but before its results: the report covers the envs finished so
+    # far (as while the rest train), and the same command resumes it.
     (out / "DeepSea-bsuite" / "summary.json").unlink()
+    partial = write_report(out)
+    assert [row["env"] for row in partial["envs"]] == ["Catch-bsuite"] and partial["pending"] == ["DeepSea-bsuite"]
+    assert partial["aggregates"] == report["aggregates"]  # DeepSea is not in them anyway
+    assert "**Partial: still to run: DeepSea-bsuite.**" in (out / "report.md").read_text()
     assert cli.main([*TINY, "--out", str(out)]) == 0
     assert "env 2/2 DeepSea-bsuite resuming" in capsys.readouterr().err
     assert (out / "DeepSea-bsuite" / "summary.json").exists()
     assert "(resumed at update " in (out / "report.md").read_text()  # its timings are the last session's only
+    assert "Partial" not in (out / "report.md").read_text()
 
 
 def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(tmp_path, capsys):

@@ -6,8 +6,10 @@ needs.
 Each env trains in its own run directory ``DIR/<env>`` (``purerl.io.run_dir``) from its tuned config where
 purerl ships one (``purerl/configs``), else the generic defaults: a finished env is read back, an interrupted one
 resumed from its newest checkpoint, a new one started, so the same command after a crash, Ctrl-C or SIGTERM
-continues where it stopped. ``--budget short`` divides every env's budget (``total_timesteps``, and GRPO's
-``num_updates``) by ``SHORT_DIVISOR``; ``full`` is the config's own (the published budget for tuned envs).
+continues where it stopped. ``full`` is the budget of the env's PPO config (the published budget for tuned
+envs), for GRPO too: its ``total_timesteps`` is PPO's, with at least enough updates to use it when every episode
+runs to the time limit. ``--budget short`` divides every env's budget (``total_timesteps``, and GRPO's
+``num_updates``) by ``SHORT_DIVISOR``.
 
 ``DIR/report.md`` (+ ``report.json``, ``curves.png``, ``aggregate.png``, ``profiles.png``): per env the final
 evaluation return (IQM with its 95% stratified-bootstrap CI, and the mean), the area under the learning curve
@@ -83,6 +85,11 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     config_cls = ALGORITHMS[algorithm].config_cls
     values, _ = base_values(algorithm, config_cls, None, env)
     config = config_from_dict(config_cls, values | {"env": env})
+    if algorithm == "grpo":  # PPO's env-step budget, so that `compare` sets the two side by side at one budget
+        steps = benchmark_config("ppo", env, "full").total_timesteps
+        at_full_length = config.num_groups * config.group_size * config.horizon  # an update's env steps at most
+        num_updates = max(config.num_updates, -(-steps // at_full_length))  # enough to use the budget
+        config = dataclasses.replace(config, total_timesteps=steps, num_updates=num_updates)
     if budget == "short":
         changes = {}
         if config.total_timesteps is not None:
@@ -148,6 +155,8 @@ def run_benchmark(
                 resume=state == "resuming",
                 stop_grace=stop_grace,
             )
+            if position < len(names):
+                write_report(out)  # the envs finished so far, while the rest train (days, for MinAtar on a CPU)
     return write_report(out)
 
 
@@ -205,11 +214,13 @@ def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
 
 
 def write_report(out: Path) -> dict[str, Any]:
-    """``report.md``, ``report.json`` and the figures of the benchmark in ``out`` (every env finished)."""
+    """``report.md``, ``report.json`` and the figures of the benchmark in ``out``, over the envs finished so far
+    (the others are listed as pending)."""
     from rliable import metrics
 
     settings = json.loads((out / SETTINGS_FILE).read_text())
-    envs = settings["envs"]
+    envs = [env for env in settings["envs"] if (out / env / "summary.json").exists()]
+    pending = [env for env in settings["envs"] if env not in envs]
     rows = [env_result(out / env, settings["algorithm"]) for env in envs]
     random = random_baselines(out, envs)
     reasons = {env: unnormalisable(env, random[env]) for env in envs}
@@ -232,6 +243,7 @@ def write_report(out: Path) -> dict[str, Any]:
     report = {
         "settings": settings,
         "envs": rows,
+        "pending": pending,
         "random_policy_return": random,
         "published": {env: PUBLISHED[env]._asdict() for env in envs if env in PUBLISHED},
         "normalisation": "per env, (return - random policy's mean return) / (best published - random)",
@@ -258,6 +270,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# {settings['algorithm'].upper()} on {settings['suite']} ({settings['num_seeds']} seeds from base seed "
         f"{settings['base_seed']}, {settings['budget']} budget)",
         "",
+        *([f"**Partial: still to run: {', '.join(report['pending'])}.**", ""] if report.get("pending") else []),
         "Eval: a separate evaluation of each seed's final policy; AUC: mean training return over the run. IQM "
         "(25%-trimmed mean: with fewer than 4 seeds the plain mean) and 95% stratified-bootstrap CIs over seeds "
         "(rliable). Config: the env's tuned config or the generic defaults. Published: the best published return "
@@ -322,6 +335,7 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
     if not envs:
         raise ValueError(f"{str(dir_a)!r} and {str(dir_b)!r} share no env")
     only = {"a": [env for env in rows_a if env not in rows_b], "b": [env for env in rows_b if env not in rows_a]}
+    pending = {"a": reports["DIR_A"].get("pending", []), "b": reports["DIR_B"].get("pending", [])}
     labels = [
         f"{report['settings']['algorithm'].upper()} ({directory.name})"
         for report, directory in ((reports["DIR_A"], dir_a), (reports["DIR_B"], dir_b))
@@ -368,7 +382,7 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
             for i, name in enumerate(names)
         }
     result = {"a": str(dir_a), "b": str(dir_b), "labels": labels, "envs": per_env, "aggregated_envs": scored,
-              "aggregate": aggregate, "only_in": only,
+              "aggregate": aggregate, "only_in": only, "pending": pending,
               "settings": [reports["DIR_A"]["settings"], reports["DIR_B"]["settings"]]}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -416,6 +430,8 @@ def compare_markdown(result: dict[str, Any]) -> str:
         text = ", ".join(f"{key} {settings[0].get(key)!r} vs {settings[1].get(key)!r}" for key in differ)
         lines += [f"**The two benchmarks differ in {text}**: read the differences with that in mind.", ""]
     for side, label in (("a", "A"), ("b", "B")):
+        if result["pending"][side]:
+            lines += [f"**{label} is partial**, still to run: {', '.join(result['pending'][side])}.", ""]
         if result["only_in"][side]:
             lines += [f"Only in {label}, left out: {', '.join(result['only_in'][side])}.", ""]
     lines += [
