@@ -11,6 +11,7 @@ from purerl.control import grpo, ppo
 from purerl.core.stats import iqm
 from purerl.io import cli
 from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs, write_report
+from purerl.io.config_io import save_config
 from purerl.io.tuned import tuned_config
 
 
@@ -96,7 +97,16 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
     out.mkdir()
     (out / "benchmark.json").write_text(json.dumps({"algorithm": "ppo", "suite": "bsuite", "envs": ["Catch-bsuite"],
                                                     "num_seeds": 3, "base_seed": 1, "budget": "short"}))  # fmt: skip
+    # A run directory of an env from before its config changed (a new tuned config, say) is not read back.
+    old = tmp_path / "old"
+    (old / "Catch-bsuite").mkdir(parents=True)
+    (old / "benchmark.json").write_text((out / "benchmark.json").read_text())
+    (old / "Catch-bsuite" / "run.json").write_text("{}")
+    earlier = dataclasses.replace(benchmark_config("ppo", "Catch-bsuite", "short"), learning_rate=1e-3)
+    save_config(earlier, old / "Catch-bsuite" / "config.json", "ppo")
+    tiny = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "--seeds", "3", "--budget", "short"]
     cases = [
+        ([*tiny, "--out", str(old)], "was run with another config than Catch-bsuite's now (learning_rate 0.001 -> "),
         (
             [
                 "benchmark",

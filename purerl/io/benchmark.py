@@ -31,7 +31,7 @@ import numpy as np
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
-from purerl.io.config_io import config_from_dict
+from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
 from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
@@ -142,6 +142,8 @@ def run_benchmark(
     settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "base_seed": base_seed,
                 "budget": budget}  # fmt: skip
     check_settings(out, settings)
+    for env in names:  # a run of an env is continued or read back only with the config it would start with now
+        check_run_config(out / env, algorithm, configs[env])
     for position, env in enumerate(names, 1):
         run_dir = out / env
         state = "done" if (run_dir / "summary.json").exists() else "resuming" if (run_dir / RUN_FILE).exists() else ""
@@ -158,6 +160,25 @@ def run_benchmark(
             if position < len(names):
                 write_report(out)  # the envs finished so far, while the rest train (days, for MinAtar on a CPU)
     return write_report(out)
+
+
+def check_run_config(run_dir: Path, algorithm: str, config: Any) -> None:
+    """One-line ``ValueError`` when ``run_dir`` holds a run of another config than ``config`` (purerl's tuned
+    config for the env changed since, say): reading it back would report the old config's results as the
+    current one's."""
+    if not (run_dir / RUN_FILE).exists():
+        return
+    saved = config_from_dict(ALGORITHMS[algorithm].config_cls, load_config_values(run_dir / "config.json"))
+    changed = [
+        f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}"
+        for name in config_to_dict(config)
+        if getattr(saved, name) != getattr(config, name)
+    ]
+    if changed:
+        raise ValueError(
+            f"{str(run_dir)!r} was run with another config than {config.env}'s now ({', '.join(changed)}); "
+            "use another --out"
+        )
 
 
 def random_baselines(out: Path, envs: list[str]) -> dict[str, float]:
