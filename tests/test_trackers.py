@@ -95,9 +95,13 @@ def test_update_rows_name_metrics_as_cleanrl_does_and_leave_out_nans():
 
 
 @pytest.mark.xdist_group("trackers")
-def test_tensorboard_and_wandb_runs_per_seed_hold_the_metrics_and_the_evaluation(tmp_path):
+def test_tensorboard_and_wandb_runs_per_seed_hold_the_metrics_and_the_evaluation(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     out = tmp_path / "run"
     assert cli.main([*TINY, "--tensorboard", "--wandb", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"TensorBoard: 2 runs in {out}/tensorboard (tensorboard --logdir {out}/tensorboard)" in err
+    assert f"W&B: 2 offline runs in {out}/wandb (upload: wandb sync {out}/wandb/offline-run-*)" in err
     metrics = read_metrics_csv(out / "metrics.csv")
     summary = json.loads((out / "summary.json").read_text())
     runs = wandb_runs(out)

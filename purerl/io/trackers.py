@@ -111,15 +111,20 @@ class Trackers:
             for r, name in enumerate(self.run_names):
                 row = [(int(final_steps[r]), {EVAL_NAME: float(eval_means[r])})]
                 self.write_tensorboard(name, None, "eval", row)
+            where = self.out / "tensorboard"
+            print(f"TensorBoard: {len(self.run_names)} runs in {where} (tensorboard --logdir {where})", file=sys.stderr)
         if "wandb" in self.names:
             self.write_wandb(metrics, eval_means)
+            mode = os.environ.get("WANDB_MODE", "offline")
+            upload = f" (upload: wandb sync {self.out / 'wandb'}/offline-run-*)" if mode == "offline" else ""
+            print(f"W&B: {len(self.run_names)} {mode} runs in {self.out / 'wandb'}{upload}", file=sys.stderr)
 
     def write_wandb(self, metrics: dict[str, np.ndarray], eval_means: np.ndarray) -> None:
         import wandb
 
         group = str(self.out)
         base = {"algorithm": self.algorithm} | config_to_dict(self.config)
-        print(f"writing {len(self.run_names)} W&B runs to {self.out / 'wandb'} ...", file=sys.stderr, flush=True)
+        print(f"writing {len(self.run_names)} W&B runs ...", file=sys.stderr, flush=True)
         for r, name in enumerate(self.run_names):
             run = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "purerl"),
