@@ -81,6 +81,12 @@ def wandb_runs(out: Path) -> dict[str, dict]:
     return runs
 
 
+def test_update_rows_leave_out_grpo_updates_past_the_budget():
+    metrics = {"env_steps": np.array([[100, 200, 200]]), "loss": np.array([[1.0, 2.0, 3.0]]),
+               "training": np.array([[1.0, 1.0, 0.0]])}  # fmt: skip
+    assert list(trackers.update_rows(metrics, 0)) == [(100, {"losses/loss": 1.0}), (200, {"losses/loss": 2.0})]
+
+
 def test_update_rows_name_metrics_as_cleanrl_does_and_leave_out_nans():
     metrics = {
         "env_steps": np.array([[128, 256]]),
@@ -133,6 +139,14 @@ def test_tensorboard_and_wandb_runs_per_seed_hold_the_metrics_and_the_evaluation
             np.testing.assert_allclose([run["history"][step][tag] for step, _ in points], [v for _, v in points],
                                        rtol=1e-6, err_msg=tag)  # fmt: skip
         assert run["summary"][trackers.EVAL_NAME] == pytest.approx(eval_return)
+        assert all(row["global_step"] == step for step, row in run["history"].items())  # W&B's x axis
+        assert run["history"][steps[-1]][trackers.EVAL_NAME] == pytest.approx(eval_return)  # a point, too
+
+    # Resuming the finished run reads its results back: no second evaluation, no second W&B run.
+    before = (out / "summary.json").read_text()
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert f"{out}: already finished; its results are read back" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == before and len(wandb_runs(out)) == 2
 
 
 @pytest.mark.xdist_group("trackers")
@@ -163,21 +177,67 @@ def test_a_resumed_run_s_event_files_replace_the_steps_after_its_checkpoint(tmp_
     assert scalars["losses/value_loss"] == [(10, 1.0), (20, 2.0), (30, -3.0), (40, -4.0), (50, -5.0)]
 
 
-def test_a_killed_run_resumed_shows_every_update_once_in_tensorboard(tmp_path):
+@pytest.mark.parametrize("added_at_resume", [False, True])
+def test_a_killed_run_resumed_shows_every_update_once_in_tensorboard(tmp_path, added_at_resume):
     out = tmp_path / "killed"
-    process = launch(out, "--tensorboard")
+    process = launch(out, *([] if added_at_resume else ["--tensorboard"]))
     wait_for_checkpoint(process, out)
     process.kill()
     process.wait()
     saved = RunCheckpoints(out / "checkpoints").latest_step()
     assert 0 < saved < NUM_UPDATES
-    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0  # run.json keeps --tensorboard
+    # Saved in run.json, so a plain resume keeps it; or added here, then kept for the next resume.
+    assert cli.main(["train", "ppo", "--resume", str(out), *(["--tensorboard"] if added_at_resume else [])]) == 0
+    assert json.loads((out / "run.json").read_text())["tensorboard"] is True
     metrics = read_metrics_csv(out / "metrics.csv")
     for seed in range(2):
         scalars = tensorboard_scalars(out / "tensorboard" / f"seed_{seed}")
         steps = metrics["env_steps"][seed].astype(int).tolist()
-        assert [step for step, _ in scalars["losses/value_loss"]] == steps  # each once, in order
+        assert [step for step, _ in scalars["losses/value_loss"]] == steps  # each once, in order, from the start
         np.testing.assert_allclose([v for _, v in scalars["losses/value_loss"]], metrics["value_loss"][seed], rtol=1e-6)
+
+
+def test_the_evaluation_written_in_the_second_of_the_last_chunk_is_kept(tmp_path):
+    tracker = trackers.Trackers(("tensorboard",), tmp_path, "ppo", None, ["seed_0"], [{}])
+    metrics = {"env_steps": np.array([[10, 20]]), "value_loss": np.array([[1.0, 2.0]])}
+    tracker.log_chunk(0, metrics)  # its file purges from step 10: one that sorted before it would lose the eval
+    tracker.finish(metrics, np.array([[5.0, 7.0]]))
+    assert tensorboard_scalars(tmp_path / "tensorboard" / "seed_0")[trackers.EVAL_NAME] == [(20, 6.0)]
+
+
+@pytest.mark.xdist_group("trackers")
+def test_grpo_updates_past_the_budget_are_left_out_and_each_trained_update_kept(tmp_path):
+    out = tmp_path / "grpo"
+    argv = ["train", "grpo", "--env", "CartPole-v1", "--config", "defaults", "--seeds", "2", "--num-updates", "12",
+            "--total-timesteps", "400", "--num-groups", "2", "--group-size", "2", "--hidden-sizes", "8",
+            "--eval-episodes", "2", "--chunk-updates", "4", "--tensorboard", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    metrics = read_metrics_csv(out / "metrics.csv")
+    for seed in range(2):
+        trained = metrics["training"][seed] == 1
+        assert 0 < trained.sum() < 12  # the budget ends the seed's training before its last update
+        curve = tensorboard_scalars(out / "tensorboard" / f"seed_{seed}")["losses/loss"]
+        assert [step for step, _ in curve] == metrics["env_steps"][seed][trained].astype(int).tolist()
+        np.testing.assert_allclose([v for _, v in curve], metrics["loss"][seed][trained], rtol=1e-6)
+
+
+def test_a_w_and_b_failure_costs_one_line_after_the_results_are_saved(tmp_path, capsys, monkeypatch):
+    def fail(*args):
+        raise RuntimeError("No API key configured\nrun wandb login")
+
+    monkeypatch.setattr(trackers.Trackers, "write_wandb", fail)
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--wandb", "--out", str(out)]) == 0
+    assert (out / "summary.json").exists() and (out / "metrics.csv").exists()
+    err = capsys.readouterr().err
+    assert "W&B: could not write the runs (No API key configured); metrics.csv has every metric\n" in err
+
+    monkeypatch.setenv("WANDB_MODE", "cloud")
+    with pytest.raises(SystemExit):
+        cli.main([*TINY, "--wandb", "--out", str(tmp_path / "other")])
+    err = capsys.readouterr().err
+    assert err == "purerl: error: --wandb: WANDB_MODE='cloud'; choose one of offline, online, disabled\n"
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):

@@ -347,6 +347,8 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
     reports = {}
     for flag, directory in (("DIR_A", dir_a), ("DIR_B", dir_b)):
         path = directory / "report.json"
+        if not directory.is_dir():
+            raise ValueError(f"{flag} {str(directory)!r} does not exist")
         if not path.exists():
             raise ValueError(f"{flag} {str(directory)!r} has no report.json: run its benchmark to the end first")
         reports[flag] = json.loads(path.read_text())

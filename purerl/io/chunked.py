@@ -120,8 +120,8 @@ def train_in_chunks(
     ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(done,
     returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
     ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
-    each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint; ``run_name(r)`` names run
-    ``r`` in errors.
+    each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint, and once with the restored
+    metrics of a resumed run; ``run_name(r)`` names run ``r`` in errors.
     """
     num_runs = keys.shape[0]
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
@@ -141,6 +141,8 @@ def train_in_chunks(
                     f"{name} is {stored_meta.get(name)!r} there and {value!r} here"
                 )
         state, start = shard_seeds(restored, mesh), step
+        if on_chunk is not None:
+            on_chunk(0, history)  # the restored updates, for a tracker added at this resume (the others rewrite)
 
     # Compile every chunk length this run needs before the clock starts.
     compile_start = time.perf_counter()

@@ -233,10 +233,8 @@ def control_command(args: argparse.Namespace) -> dict:
         if (algorithm, settings.command) != (args.algorithm, args.command):
             right = f"purerl {settings.command} {algorithm} --resume {args.resume}"
             raise ValueError(f"--resume {args.resume} is a {settings.command} {algorithm} run; use: {right}")
-        # Trackers change no result: a resume keeps the saved ones and may add more.
-        settings = dataclasses.replace(
-            settings, tensorboard=settings.tensorboard or args.tensorboard, wandb=settings.wandb or args.wandb
-        )
+        # Trackers change no result: a resume may add some to those it was saved with (run_in_dir keeps those).
+        settings = dataclasses.replace(settings, tensorboard=args.tensorboard, wandb=args.wandb)
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
     flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}

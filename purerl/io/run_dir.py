@@ -91,21 +91,31 @@ def run_in_dir(
 
     A new run (``resume=False``) writes ``config.json`` and ``run.json`` first, refusing a directory that
     holds another run's checkpoints; a resumed one continues from its newest checkpoint, bitwise as if
-    uninterrupted. ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
+    uninterrupted, with the trackers it was saved with and those ``settings`` add (kept in ``run.json``; a
+    tracker added at a resume first receives the restored metrics). A finished run's results are read back.
+    ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
+    results_file = out / ("sweep.json" if points is not None else "summary.json")
+    if resume:
+        checkpoints = RunCheckpoints(out / "checkpoints")
+        if results_file.exists() and checkpoints.latest_step() == config.num_updates:
+            print(f"{out}: already finished; its results are read back", file=sys.stderr)
+            return json.loads(results_file.read_text())
+        saved = json.loads((out / RUN_FILE).read_text())
+        settings = dataclasses.replace(settings, **{name: getattr(settings, name) or saved.get(name, False)
+                                                    for name in TRACKERS})  # fmt: skip
     trackers = None
     if settings.trackers and is_main_process():
         trackers = run_trackers(out, algorithm, config, settings, points)  # refuses a missing extra first
-    if resume:
-        checkpoints = RunCheckpoints(out / "checkpoints")
-    else:
+    if not resume:
         checkpoints = new_run_checkpoints(out, f"--resume {out}")
         if is_main_process():
             save_config(config, out / "config.json", algorithm)
-            info = {"algorithm": algorithm, "command": settings.command} | dataclasses.asdict(settings)
-            (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if is_main_process():
+        info = {"algorithm": algorithm, "command": settings.command} | dataclasses.asdict(settings)
+        (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if note and is_main_process():
         print(note, file=sys.stderr, flush=True)
     result = run_seeds(
@@ -120,11 +130,13 @@ def run_in_dir(
         stop_grace=stop_grace,
         on_chunk=None if trackers is None else trackers.log_chunk,
     )
-    if trackers is not None:
-        trackers.finish(result.metrics, result.eval_returns)
     if points is not None:
-        return write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
-    return write_outputs(out, algorithm, config, result, settings.base_seed)
+        summary = write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
+    else:
+        summary = write_outputs(out, algorithm, config, result, settings.base_seed)
+    if trackers is not None:  # after the results are safe
+        trackers.finish(result.metrics, result.eval_returns)
+    return summary
 
 
 def run_trackers(

@@ -42,6 +42,10 @@ CLEANRL_NAMES = {
     "explained_variance": "losses/explained_variance",
 }
 STEP_METRIC = "env_steps"  # the x axis (CleanRL's global_step), not logged as a scalar of its own
+# GRPO's 1/0 per update: 0 when a seed is past its env-step budget and the update changed nothing (its
+# env steps do not advance either); such updates are left out, the flag itself too.
+TRAINED_METRIC = "training"
+WANDB_MODES = ("offline", "online", "disabled")
 EVAL_NAME = "eval/episodic_return"
 
 
@@ -49,11 +53,17 @@ def tracker_name(metric: str) -> str:
     return CLEANRL_NAMES.get(metric, f"charts/{metric}")
 
 
+def wandb_mode() -> str:
+    return os.environ.get("WANDB_MODE", "offline")
+
+
 def check_trackers(names: tuple[str, ...]) -> None:
-    """One-line ``ValueError`` for a tracker whose extra is not installed."""
+    """One-line ``ValueError`` for a tracker whose extra is not installed, or a ``WANDB_MODE`` W&B has not."""
     for name in names:
         if importlib.util.find_spec(TRACKERS[name]) is None:
             raise ValueError(f"--{name} needs {TRACKERS[name]}: pip install 'purerl[{name}]'")
+    if "wandb" in names and wandb_mode() not in WANDB_MODES:
+        raise ValueError(f"--wandb: WANDB_MODE={wandb_mode()!r}; choose one of {', '.join(WANDB_MODES)}")
 
 
 class Trackers:
@@ -84,16 +94,18 @@ class Trackers:
         the chunk's checkpoint. Each file starts with a purge at its first step: TensorBoard drops what a
         stopped session wrote from there on (the chunks after its last checkpoint, trained again)."""
         if "tensorboard" in self.names:
-            steps = metrics[STEP_METRIC][:, 0]
             for r, name in enumerate(self.run_names):
-                self.write_tensorboard(name, int(steps[r]), f"update_{first_update:09d}", update_rows(metrics, r))
+                rows = list(update_rows(metrics, r))
+                if rows:  # none: every update of the chunk past the seed's budget
+                    self.write_tensorboard(name, rows[0][0], f"update_{first_update:09d}", rows)
 
     def write_tensorboard(
         self, run: str, purge_step: int | None, suffix: str, rows: Iterable[tuple[int, dict[str, float]]]
     ) -> None:
         from tensorboardX import SummaryWriter
 
-        # The zero-padded suffix orders files written within the same second (names start with the time).
+        # The zero-padded suffix orders files written within the same second (names start with the time, then
+        # the host): a chunk's after the chunks before it, the evaluation's after the last chunk's.
         writer = SummaryWriter(str(self.out / "tensorboard" / run), purge_step=purge_step, filename_suffix=f".{suffix}")
         try:
             for step, row in rows:
@@ -107,17 +119,22 @@ class Trackers:
         ``[runs, episodes]`` of the final evaluation."""
         eval_means = eval_returns.mean(axis=1)
         if "tensorboard" in self.names:
-            final_steps = metrics[STEP_METRIC][:, -1]
+            final_steps, num_updates = metrics[STEP_METRIC][:, -1], metrics[STEP_METRIC].shape[1]
             for r, name in enumerate(self.run_names):
                 row = [(int(final_steps[r]), {EVAL_NAME: float(eval_means[r])})]
-                self.write_tensorboard(name, None, "eval", row)
+                self.write_tensorboard(name, None, f"update_{num_updates:09d}_eval", row)
             where = self.out / "tensorboard"
             print(f"TensorBoard: {len(self.run_names)} runs in {where} (tensorboard --logdir {where})", file=sys.stderr)
         if "wandb" in self.names:
-            self.write_wandb(metrics, eval_means)
-            mode = os.environ.get("WANDB_MODE", "offline")
-            upload = f" (upload: wandb sync {self.out / 'wandb'}/offline-run-*)" if mode == "offline" else ""
-            print(f"W&B: {len(self.run_names)} {mode} runs in {self.out / 'wandb'}{upload}", file=sys.stderr)
+            where = self.out / "wandb"
+            try:
+                self.write_wandb(metrics, eval_means)
+            except Exception as error:  # the results are saved already; W&B's failure (no login, say) ends here
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"W&B: could not write the runs ({first_line}); metrics.csv has every metric", file=sys.stderr)
+                return
+            upload = f" (upload: wandb sync {where}/offline-run-*)" if wandb_mode() == "offline" else ""
+            print(f"W&B: {len(self.run_names)} {wandb_mode()} runs in {where}{upload}", file=sys.stderr)
 
     def write_wandb(self, metrics: dict[str, np.ndarray], eval_means: np.ndarray) -> None:
         import wandb
@@ -128,7 +145,7 @@ class Trackers:
         for r, name in enumerate(self.run_names):
             run = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "purerl"),
-                mode=os.environ.get("WANDB_MODE", "offline"),
+                mode=wandb_mode(),
                 dir=str(self.out),
                 group=group,
                 name=f"{group}/{name}",
@@ -139,18 +156,23 @@ class Trackers:
                 settings=wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True),
             )
             try:
-                for step, row in update_rows(metrics, r):
-                    run.log(row, step=step)
-                run.summary[EVAL_NAME] = float(eval_means[r])
+                run.define_metric("*", step_metric="global_step")  # W&B's x axis: env steps, as TensorBoard's
+                rows = list(update_rows(metrics, r))
+                for step, row in rows:
+                    run.log(row | {"global_step": step}, step=step)
+                final = rows[-1][0] if rows else 0
+                run.log({EVAL_NAME: float(eval_means[r]), "global_step": final}, step=final)  # into the last row
             finally:
                 run.finish()
 
 
 def update_rows(metrics: dict[str, np.ndarray], run: int) -> Iterator[tuple[int, dict[str, float]]]:
-    """``(global step, {tracker name: value})`` of run ``run``, one per update; NaNs (no episode finished in
-    that update) are left out, as CleanRL logs returns only when an episode ends."""
-    names = [name for name in sorted(metrics) if name != STEP_METRIC]
+    """``(global step, {tracker name: value})`` of run ``run``, one per update that trained (``TRAINED_METRIC``);
+    NaNs (no episode finished in that update) are left out, as CleanRL logs returns only when an episode ends."""
+    names = [name for name in sorted(metrics) if name not in (STEP_METRIC, TRAINED_METRIC)]
     values = np.stack([metrics[name][run] for name in names], axis=1).astype(np.float64)  # [updates, names]
-    for step, row in zip(metrics[STEP_METRIC][run].tolist(), values.tolist(), strict=True):
-        finite = {tracker_name(name): value for name, value in zip(names, row, strict=True) if np.isfinite(value)}
-        yield int(step), finite
+    trained = metrics[TRAINED_METRIC][run] if TRAINED_METRIC in metrics else np.ones(values.shape[0])
+    for step, row, update_trained in zip(metrics[STEP_METRIC][run].tolist(), values.tolist(), trained, strict=True):
+        if update_trained:
+            finite = {tracker_name(n): value for n, value in zip(names, row, strict=True) if np.isfinite(value)}
+            yield int(step), finite
