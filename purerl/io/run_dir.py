@@ -92,17 +92,14 @@ def run_in_dir(
     A new run (``resume=False``) writes ``config.json`` and ``run.json`` first, refusing a directory that
     holds another run's checkpoints; a resumed one continues from its newest checkpoint, bitwise as if
     uninterrupted, with the trackers it was saved with and those ``settings`` add (kept in ``run.json``; a
-    tracker added at a resume first receives the restored metrics). A finished run's results are read back.
+    tracker added at a resume first receives the restored metrics); a finished one is evaluated again.
     ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
-    results_file = out / ("sweep.json" if points is not None else "summary.json")
+    saved = {}
     if resume:
         checkpoints = RunCheckpoints(out / "checkpoints")
-        if results_file.exists() and checkpoints.latest_step() == config.num_updates:
-            print(f"{out}: already finished; its results are read back", file=sys.stderr)
-            return json.loads(results_file.read_text())
         saved = json.loads((out / RUN_FILE).read_text())
         settings = dataclasses.replace(settings, **{name: getattr(settings, name) or saved.get(name, False)
                                                     for name in TRACKERS})  # fmt: skip
@@ -135,7 +132,9 @@ def run_in_dir(
     else:
         summary = write_outputs(out, algorithm, config, result, settings.base_seed)
     if trackers is not None:  # after the results are safe
-        trackers.finish(result.metrics, result.eval_returns)
+        # A finished run resumed (to evaluate it again) has its W&B runs already, unless W&B is new here.
+        wandb_written = saved.get("wandb", False) and result.resumed_from == config.num_updates
+        trackers.finish(result.metrics, result.eval_returns, skip=("wandb",) if wandb_written else ())
     return summary
 
 

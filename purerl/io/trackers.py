@@ -114,9 +114,9 @@ class Trackers:
         finally:
             writer.close()
 
-    def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray) -> None:
+    def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray, skip: tuple[str, ...] = ()) -> None:
         """The finished run: ``metrics`` its whole history (name -> ``[runs, updates]``), ``eval_returns``
-        ``[runs, episodes]`` of the final evaluation."""
+        ``[runs, episodes]`` of the final evaluation; the trackers in ``skip`` write nothing."""
         eval_means = eval_returns.mean(axis=1)
         if "tensorboard" in self.names:
             final_steps, num_updates = metrics[STEP_METRIC][:, -1], metrics[STEP_METRIC].shape[1]
@@ -125,7 +125,7 @@ class Trackers:
                 self.write_tensorboard(name, None, f"update_{num_updates:09d}_eval", row)
             where = self.out / "tensorboard"
             print(f"TensorBoard: {len(self.run_names)} runs in {where} (tensorboard --logdir {where})", file=sys.stderr)
-        if "wandb" in self.names:
+        if "wandb" in self.names and "wandb" not in skip:
             where = self.out / "wandb"
             try:
                 self.write_wandb(metrics, eval_means)
