@@ -6,19 +6,21 @@ import json
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from purerl.control import grpo, ppo
+from purerl.control import grpo
 from purerl.core.stats import iqm
 from purerl.io import cli
 from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs, write_report
 from purerl.io.config_io import save_config
+from purerl.io.run import read_metrics_csv
 from purerl.io.tuned import tuned_config
 
 
 def test_budgets_are_the_configs_own_or_a_tenth_of_them():
     assert benchmark_config("ppo", "CartPole-v1", "full") == tuned_config("ppo", "CartPole-v1")
     assert benchmark_config("ppo", "CartPole-v1", "short").total_timesteps == 15_000
-    assert benchmark_config("ppo", "Catch-bsuite", "full") == ppo.PPOConfig(env="Catch-bsuite")  # none tuned
+    assert benchmark_config("ppo", "Catch-bsuite", "full") == tuned_config("ppo", "Catch-bsuite")
     # GRPO: its own config at PPO's env-step budget, with enough updates for it at full-length episodes.
     full = benchmark_config("grpo", "Acrobot-v1", "full")
     assert full == dataclasses.replace(tuned_config("grpo", "Acrobot-v1"), total_timesteps=500_000)  # 400 enough
@@ -26,8 +28,8 @@ def test_budgets_are_the_configs_own_or_a_tenth_of_them():
     assert (short.num_updates, short.total_timesteps) == (400 // 10, 500_000 // 10)
     pendulum = benchmark_config("grpo", "Pendulum-v1", "full")  # defaults: 8 groups x 4 episodes x 200 steps
     assert (pendulum.num_updates, pendulum.total_timesteps) == (-(-1_000_000 // (8 * 4 * 200)), 1_000_000)
-    deepsea = benchmark_config("grpo", "DeepSea-bsuite", "full")  # none tuned: the defaults, PPO's defaults' budget
-    steps = ppo.PPOConfig().total_timesteps
+    deepsea = benchmark_config("grpo", "DeepSea-bsuite", "full")  # no GRPO config: the defaults at PPO's budget
+    steps = tuned_config("ppo", "DeepSea-bsuite").total_timesteps
     assert deepsea == grpo.GRPOConfig(env="DeepSea-bsuite", num_updates=-(-steps // (32 * deepsea.horizon)),
                                       total_timesteps=steps)  # fmt: skip
     with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
@@ -56,7 +58,7 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert report["aggregated_envs"] == ["Catch-bsuite"]
     assert list(report["not_aggregated"]) == ["DeepSea-bsuite"]  # published 0.0 = the random policy's return
     assert report["not_aggregated"]["DeepSea-bsuite"].startswith("the published return (0) is not above the random")
-    assert [row["config"] for row in report["envs"]] == ["defaults", "defaults"]
+    assert [row["config"] for row in report["envs"]] == ["tuned", "tuned"]  # purerl/configs/ppo
 
     # The aggregate IQM: rliable's of (return - random) / (published - random), by hand.
     summary = json.loads((out / "Catch-bsuite" / "summary.json").read_text())
@@ -68,8 +70,7 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert low <= report["aggregates"]["iqm"]["estimate"] <= high
     markdown = (out / "report.md").read_text()
     assert (
-        "| Catch-bsuite | defaults | " in markdown
-        and "Not in the aggregates: DeepSea-bsuite: the published" in markdown
+        "| Catch-bsuite | tuned | " in markdown and "Not in the aggregates: DeepSea-bsuite: the published" in markdown
     )
 
     # Again: every env is read back, nothing trains; the report is the same.
@@ -90,6 +91,16 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert (out / "DeepSea-bsuite" / "summary.json").exists()
     assert "(resumed at update " in (out / "report.md").read_text()  # its timings are the last session's only
     assert "Partial" not in (out / "report.md").read_text()
+    # The first command's --tensorboard is kept by the resume: every update and the new evaluation, once each.
+    summary = json.loads((out / "DeepSea-bsuite" / "summary.json").read_text())
+    events = EventAccumulator(str(out / "DeepSea-bsuite" / "tensorboard" / "seed_0"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [event.value for event in events.Scalars("eval/episodic_return")] == [
+        pytest.approx(summary["eval"]["return_per_seed"][0], rel=1e-6)
+    ]
+    assert len(events.Scalars("losses/loss")) == len(
+        read_metrics_csv(out / "DeepSea-bsuite" / "metrics.csv")["loss"][0]
+    )
 
 
 def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(tmp_path, capsys):
@@ -102,11 +113,11 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
     (old / "Catch-bsuite").mkdir(parents=True)
     (old / "benchmark.json").write_text((out / "benchmark.json").read_text())
     (old / "Catch-bsuite" / "run.json").write_text("{}")
-    earlier = dataclasses.replace(benchmark_config("ppo", "Catch-bsuite", "short"), learning_rate=1e-3)
+    earlier = dataclasses.replace(benchmark_config("ppo", "Catch-bsuite", "short"), learning_rate=0.123)
     save_config(earlier, old / "Catch-bsuite" / "config.json", "ppo")
     tiny = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "--seeds", "3", "--budget", "short"]
     cases = [
-        ([*tiny, "--out", str(old)], "was run with another config than Catch-bsuite's now (learning_rate 0.001 -> "),
+        ([*tiny, "--out", str(old)], "was run with another config than Catch-bsuite's now (learning_rate 0.123 -> "),
         (
             [
                 "benchmark",
