@@ -3,15 +3,17 @@ CleanRL's metric names (``charts/episodic_return``, ``losses/value_loss``, ...) 
 env steps of that seed:
 
 - ``--tensorboard`` (``pip install 'purerl[tensorboard]'``, tensorboardX): event files under
-  ``DIR/tensorboard/<run>/``, written after every chunk, so ``tensorboard --logdir DIR/tensorboard`` shows a run
-  while it trains. A resumed run starts new event files that tell TensorBoard to drop the steps the stopped
-  session wrote after its last checkpoint (they are trained again).
+  ``DIR/tensorboard/<run>/``, one per chunk, on disk before the chunk's checkpoint, so ``tensorboard --logdir
+  DIR/tensorboard`` shows a run while it trains. Each file tells TensorBoard to drop what earlier files hold
+  from its first step on, so the chunks a stopped session wrote after its last checkpoint (trained again by
+  the resume) are shown once; a resume first rewrites the restored updates.
 - ``--wandb`` (``pip install 'purerl[wandb]'``): Weights & Biases runs in offline mode (no network; upload later
   with ``wandb sync DIR/wandb/offline-run-*``; ``WANDB_MODE`` and ``WANDB_PROJECT`` are honoured) under
-  ``DIR/wandb/``, written when the run finishes, from its whole history, so a run stopped and resumed still
+  ``DIR/wandb/``, written after the run's results, from its whole history, so a run stopped and resumed still
   gives one W&B run per seed. Grouped by the run directory, with the config and the seed.
 
-Both add the final evaluation's mean return per seed as ``eval/episodic_return``.
+Both add the final evaluation's mean return per seed as ``eval/episodic_return`` and leave out GRPO's updates
+past a seed's env-step budget.
 """
 
 import importlib.util
