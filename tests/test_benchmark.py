@@ -73,9 +73,12 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
         "| Catch-bsuite | tuned | " in markdown and "Not in the aggregates: DeepSea-bsuite: the published" in markdown
     )
 
-    # Again: every env is read back, nothing trains; the report is the same.
-    assert cli.main([*TINY, "--out", str(out)]) == 0
+    # Again: every env is read back, nothing trains; the report is the same. A tracker asked for only now
+    # cannot reach the finished envs: a line says how to add it to each.
+    assert cli.main([*TINY, "--wandb", "--out", str(out)]) == 0
     err = capsys.readouterr().err
+    add = f"--wandb is for envs still to train; to add it to this one: purerl train ppo --resume {out}/Catch-bsuite"
+    assert f"{add} --wandb" in err
     assert "env 1/2 Catch-bsuite done" in err and "env 2/2 DeepSea-bsuite done" in err and "compiling" not in err
     assert json.loads((out / "report.json").read_text()) == report
 

@@ -224,12 +224,26 @@ def test_a_w_and_b_failure_costs_one_line_after_the_results_are_saved(tmp_path, 
     def fail(*args):
         raise RuntimeError("No API key configured\nrun wandb login")
 
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    write_wandb = trackers.Trackers.write_wandb
     monkeypatch.setattr(trackers.Trackers, "write_wandb", fail)
     out = tmp_path / "run"
     assert cli.main([*TINY, "--wandb", "--out", str(out)]) == 0
     assert (out / "summary.json").exists() and (out / "metrics.csv").exists()
     err = capsys.readouterr().err
-    assert "W&B: could not write the runs (No API key configured); metrics.csv has every metric\n" in err
+    failed = "W&B: could not write the runs (No API key configured); metrics.csv has every metric, and --resume"
+    assert f"{failed} {out} writes them\n" in err
+    # The resume writes them (the finished run is evaluated again), once.
+    monkeypatch.setattr(trackers.Trackers, "write_wandb", write_wandb)
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert len(wandb_runs(out)) == 2 and (out / trackers.WANDB_WRITTEN).exists()
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert len(wandb_runs(out)) == 2
+    assert f"W&B: the runs are in {out}/wandb already; not written again" in capsys.readouterr().err
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert cli.main([*TINY, "--wandb", "--out", str(tmp_path / "disabled")]) == 0
+    assert "W&B: disabled (WANDB_MODE=disabled); nothing written" in capsys.readouterr().err
 
     monkeypatch.setenv("WANDB_MODE", "cloud")
     with pytest.raises(SystemExit):

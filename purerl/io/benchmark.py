@@ -148,6 +148,11 @@ def run_benchmark(
         run_dir = out / env
         state = "done" if (run_dir / "summary.json").exists() else "resuming" if (run_dir / RUN_FILE).exists() else ""
         print(f"benchmark {algorithm} {suite}: env {position}/{len(names)} {env} {state}".rstrip(), file=sys.stderr)
+        if state == "done":  # a tracker asked for now was not there when the env trained: say how to add it
+            saved = json.loads((run_dir / RUN_FILE).read_text())
+            for name in (name for name in run_settings.trackers if not saved.get(name)):
+                command = f"purerl train {algorithm} --resume {run_dir} --{name}"
+                print(f"  --{name} is for envs still to train; to add it to this one: {command}", file=sys.stderr)
         if state != "done":
             run_in_dir(
                 run_dir,

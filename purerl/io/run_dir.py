@@ -97,7 +97,6 @@ def run_in_dir(
     points = None
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
-    saved = {}
     if resume:
         checkpoints = RunCheckpoints(out / "checkpoints")
         saved = json.loads((out / RUN_FILE).read_text())
@@ -132,9 +131,7 @@ def run_in_dir(
     else:
         summary = write_outputs(out, algorithm, config, result, settings.base_seed)
     if trackers is not None:  # after the results are safe
-        # A finished run resumed (to evaluate it again) has its W&B runs already, unless W&B is new here.
-        wandb_written = saved.get("wandb", False) and result.resumed_from == config.num_updates
-        trackers.finish(result.metrics, result.eval_returns, skip=("wandb",) if wandb_written else ())
+        trackers.finish(result.metrics, result.eval_returns)
     return summary
 
 

@@ -17,6 +17,7 @@ past a seed's env-step budget.
 """
 
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -49,6 +50,7 @@ STEP_METRIC = "env_steps"  # the x axis (CleanRL's global_step), not logged as a
 TRAINED_METRIC = "training"
 WANDB_MODES = ("offline", "online", "disabled")
 EVAL_NAME = "eval/episodic_return"
+WANDB_WRITTEN = Path("wandb") / "purerl_written.json"  # in the run directory, once every W&B run is written
 
 
 def tracker_name(metric: str) -> str:
@@ -116,9 +118,11 @@ class Trackers:
         finally:
             writer.close()
 
-    def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray, skip: tuple[str, ...] = ()) -> None:
+    def finish(self, metrics: dict[str, np.ndarray], eval_returns: np.ndarray) -> None:
         """The finished run: ``metrics`` its whole history (name -> ``[runs, updates]``), ``eval_returns``
-        ``[runs, episodes]`` of the final evaluation; the trackers in ``skip`` write nothing."""
+        ``[runs, episodes]`` of the final evaluation. W&B's runs are written once: ``WANDB_WRITTEN`` records
+        that all were, so a finished run resumed (to evaluate it again) does not write them twice, while one
+        whose writing failed or was stopped writes them at its resume."""
         eval_means = eval_returns.mean(axis=1)
         if "tensorboard" in self.names:
             final_steps, num_updates = metrics[STEP_METRIC][:, -1], metrics[STEP_METRIC].shape[1]
@@ -127,16 +131,22 @@ class Trackers:
                 self.write_tensorboard(name, None, f"update_{num_updates:09d}_eval", row)
             where = self.out / "tensorboard"
             print(f"TensorBoard: {len(self.run_names)} runs in {where} (tensorboard --logdir {where})", file=sys.stderr)
-        if "wandb" in self.names and "wandb" not in skip:
-            where = self.out / "wandb"
+        written = self.out / WANDB_WRITTEN
+        if "wandb" in self.names and wandb_mode() == "disabled":
+            print("W&B: disabled (WANDB_MODE=disabled); nothing written", file=sys.stderr)
+        elif "wandb" in self.names and written.exists():
+            print(f"W&B: the runs are in {written.parent} already; not written again", file=sys.stderr)
+        elif "wandb" in self.names:
             try:
                 self.write_wandb(metrics, eval_means)
             except Exception as error:  # the results are saved already; W&B's failure (no login, say) ends here
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                print(f"W&B: could not write the runs ({first_line}); metrics.csv has every metric", file=sys.stderr)
+                print(f"W&B: could not write the runs ({first_line}); metrics.csv has every metric, and --resume "
+                      f"{self.out} writes them", file=sys.stderr)  # fmt: skip
                 return
-            upload = f" (upload: wandb sync {where}/offline-run-*)" if wandb_mode() == "offline" else ""
-            print(f"W&B: {len(self.run_names)} {wandb_mode()} runs in {where}{upload}", file=sys.stderr)
+            written.write_text(json.dumps({"mode": wandb_mode(), "runs": self.run_names}, indent=2) + "\n")
+            upload = f" (upload: wandb sync {written.parent}/offline-run-*)" if wandb_mode() == "offline" else ""
+            print(f"W&B: {len(self.run_names)} {wandb_mode()} runs in {written.parent}{upload}", file=sys.stderr)
 
     def write_wandb(self, metrics: dict[str, np.ndarray], eval_means: np.ndarray) -> None:
         import wandb
