@@ -153,7 +153,7 @@ def run_benchmark(
             for name in (name for name in run_settings.trackers if not saved.get(name)):
                 command = f"purerl train {algorithm} --resume {run_dir} --{name}"
                 print(f"  --{name} is for envs still to train; to add it to this one: {command}", file=sys.stderr)
-        if state != "done":
+        else:
             run_in_dir(
                 run_dir,
                 algorithm,

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def run_seeds(
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
     stop_grace: float = DEFAULT_STOP_GRACE,
-    on_chunk: Any = None,
+    on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> RunResult:
     """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
 
