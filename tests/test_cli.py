@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from purerl.control import ppo
+from purerl.control import grpo, ppo
 from purerl.control.ppo import make_train
 from purerl.io import cli, run, run_dir
 from purerl.io.config_io import config_from_dict, load_config_values
@@ -101,9 +101,9 @@ def test_an_env_alone_starts_from_its_tuned_config_and_flags_override_it(algorit
 def test_config_defaults_gives_the_generic_defaults_and_an_untuned_env_says_so():
     config, note = parse_control(["train", "ppo", "--config", "defaults", "--env", "Acrobot-v1"])
     assert config == ppo.PPOConfig(env="Acrobot-v1") and note == ""
-    config, note = parse_control(["train", "ppo", "--env", "Catch-bsuite"])
-    assert config == ppo.PPOConfig(env="Catch-bsuite")
-    assert note == "Catch-bsuite: purerl ships no tuned PPO config for it; the generic defaults"
+    config, note = parse_control(["train", "grpo", "--env", "Catch-bsuite"])  # PPO has one for nearly every env
+    assert config == grpo.GRPOConfig(env="Catch-bsuite")
+    assert note == "Catch-bsuite: purerl ships no tuned GRPO config for it; the generic defaults"
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
