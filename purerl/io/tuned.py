@@ -60,10 +60,12 @@ def base_values(
     if path is None:
         return {}, f"{env}: purerl ships no tuned {algorithm.upper()} config for it; the generic defaults"
     values = load_config_values(path)
-    budget = ""
-    if "total_timesteps" in values:
-        budget = "; --total-timesteps replaces its budget" if budget_flag else f", {values['total_timesteps']:,} env "
-        budget = budget if budget_flag else budget + "steps per seed"
+    if "total_timesteps" not in values:
+        budget = ""
+    elif budget_flag:
+        budget = "; --total-timesteps replaces its budget"
+    else:
+        budget = f", {values['total_timesteps']:,} env steps per seed"
     note = (
         f"{env}: starting from purerl's tuned {algorithm.upper()} config (purerl/configs/{algorithm}/{path.name}"
         f"{budget}); flags override it, --config {DEFAULTS} gives the generic defaults"
