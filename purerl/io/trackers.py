@@ -131,12 +131,16 @@ class Trackers:
                 self.write_tensorboard(name, None, f"update_{num_updates:09d}_eval", row)
             where = self.out / "tensorboard"
             print(f"TensorBoard: {len(self.run_names)} runs in {where} (tensorboard --logdir {where})", file=sys.stderr)
+        if "wandb" in self.names:
+            self.finish_wandb(metrics, eval_means)
+
+    def finish_wandb(self, metrics: dict[str, np.ndarray], eval_means: np.ndarray) -> None:
         written = self.out / WANDB_WRITTEN
-        if "wandb" in self.names and wandb_mode() == "disabled":
+        if wandb_mode() == "disabled":
             print("W&B: disabled (WANDB_MODE=disabled); nothing written", file=sys.stderr)
-        elif "wandb" in self.names and written.exists():
+        elif written.exists():
             print(f"W&B: the runs are in {written.parent} already; not written again", file=sys.stderr)
-        elif "wandb" in self.names:
+        else:
             try:
                 self.write_wandb(metrics, eval_means)
             except Exception as error:  # the results are saved already; W&B's failure (no login, say) ends here
