@@ -214,7 +214,7 @@ def sentiment_pairs(n: int, seed: int = 0) -> list[dict]:
 def test_reward_model_learns_a_known_preference(tmp_path):
     save_pairs(sentiment_pairs(200), tmp_path / "pairs.jsonl")
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
-    config = RewardModelConfig(init="unused", pairs=str(tmp_path), steps=60, learning_rate=3e-3)
+    config = RewardModelConfig(init="unused", pairs=(str(tmp_path),), steps=60, learning_rate=3e-3)
     reward_model = make_reward_model(config, sft_config, params)
     assert reward_model.policy is None  # it trains no policy
     state = reward_model.state
@@ -227,7 +227,7 @@ def test_reward_model_learns_a_known_preference(tmp_path):
 def test_dpo_at_initialisation_is_ln2_with_zero_rewards_and_learns(tmp_path):
     save_pairs(sentiment_pairs(200), tmp_path / "pairs.jsonl")
     sft_config, params = untrained_policy(SFTConfig(task="sentiment", steps=10, warmup_steps=2))
-    config = DPOConfig(init="unused", pairs=str(tmp_path), steps=40, learning_rate=1e-3)
+    config = DPOConfig(init="unused", pairs=(str(tmp_path),), steps=40, learning_rate=1e-3)
     dpo = make_dpo(config, sft_config, params)
     start = dpo.evaluate(dpo.state)
     assert start["held_out/loss"] == pytest.approx(math.log(2), abs=1e-6)
@@ -279,11 +279,11 @@ def test_pairs_then_dpo_and_reward_model_on_the_sft_policy(sentiment_sft, tmp_pa
     pairs = run_pairs(PairsConfig(init=sft, prompts=256), tmp_path / "pairs")
     assert pairs["pairs"] > 100 and pairs["mean_chosen_reward"] > pairs["mean_rejected_reward"]
     # Sized to their margins: 30 reward-model steps reach 0.96 held-out accuracy, 15 DPO steps 0.90.
-    rm = run_method("rm", RewardModelConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=30), tmp_path / "rm")
+    rm = run_method("rm", RewardModelConfig(init=sft, pairs=(str(tmp_path / "pairs"),), steps=30), tmp_path / "rm")
     assert rm["eval"]["true_accuracy"] > 0.8
     dpo = run_method(
         "dpo",
-        DPOConfig(init=sft, pairs=str(tmp_path / "pairs"), steps=15, eval_every=15),
+        DPOConfig(init=sft, pairs=(str(tmp_path / "pairs"),), steps=15, eval_every=15),
         tmp_path / "dpo",
     )
     assert dpo["eval"]["preference_accuracy"] > 0.7

@@ -130,8 +130,8 @@ def plain_rate(config: TrainingConfig, step: int) -> float:
     [
         SFTConfig(task="reverse", steps=12, warmup_steps=4),
         SFTConfig(task="reverse", steps=3, warmup_steps=1, min_lr_fraction=0.0),
-        RewardModelConfig(init="unused", pairs="unused", steps=7),
-        DPOConfig(init="unused", pairs="unused", steps=9, warmup_steps=3),
+        RewardModelConfig(init="unused", pairs=("unused",), steps=7),
+        DPOConfig(init="unused", pairs=("unused",), steps=9, warmup_steps=3),
         LMPPOConfig(init="unused", steps=3),  # 4 epochs x 2 minibatches: 24 optimiser steps
         LMGRPOConfig(init="unused", steps=5, epochs=2),
     ],

@@ -130,7 +130,7 @@ def lm_runs(tmp_path_factory):
     with recording_keys() as logs["sft"]:
         run_sft(SFTConfig(task="sentiment", warmup_steps=1, **small), root / "sft")
     with recording_keys() as logs["pairs"]:
-        run_pairs(PairsConfig(init=str(root / "sft"), prompts=64), root / "pairs")
+        run_pairs(PairsConfig(init=str(root / "sft"), prompts=64, temperatures=(1.0, 1.5)), root / "pairs")
     # Three steps of SFT write few pairs worth keeping: the reward model and DPO train on written ones.
     rows = [
         {"prompt": prompt, "chosen": " the plot was good.", "rejected": " the plot was bad.", "chosen_reward": 1.0}
@@ -139,13 +139,25 @@ def lm_runs(tmp_path_factory):
     ]
     (root / "written").mkdir()
     save_pairs(rows, root / "written" / "pairs.jsonl")
+    run_method("rm", LM_METHODS["rm"](root, small), root / "rm")  # scores the proxy-reward PPO (not recorded)
     return root, small, logs
 
 
 LM_METHODS = {
-    "rm": lambda root, small: RewardModelConfig(init=str(root / "sft"), pairs=str(root / "written"), **small),
-    "dpo": lambda root, small: DPOConfig(init=str(root / "sft"), pairs=str(root / "written"), **small),
+    "rm": lambda root, small: RewardModelConfig(
+        init=str(root / "sft"), pairs=(str(root / "written"),), reference_prompts=8, **small
+    ),
+    "dpo": lambda root, small: DPOConfig(init=str(root / "sft"), pairs=(str(root / "written"),), **small),
     "ppo": lambda root, small: LMPPOConfig(init=str(root / "sft"), prompts_per_step=4, minibatches=2, **small),
+    "ppo_ensemble": lambda root, small: LMPPOConfig(
+        init=str(root / "sft"),
+        reward_model=(str(root / "rm"),) * 2,
+        normalize_reward=True,
+        ensemble_penalty=1.0,
+        prompts_per_step=4,
+        minibatches=2,
+        **small,
+    ),  # fmt: skip
     "grpo": lambda root, small: LMGRPOConfig(init=str(root / "sft"), prompts_per_step=2, group_size=2, **small),
 }
 
@@ -157,7 +169,7 @@ def test_language_model_methods_consume_every_key_once(lm_runs, tmp_path, method
     root, small, logs = lm_runs
     if method in LM_METHODS:
         with recording_keys() as logs[method]:
-            run_method(method, LM_METHODS[method](root, small), tmp_path / method)
+            run_method(method.split("_")[0], LM_METHODS[method](root, small), tmp_path / method)
     log = logs[method]
     assert log.problems() == [], method
     assert sum(log.consumed.values()) >= (1 if method == "rm" else 10), method  # it did record the run

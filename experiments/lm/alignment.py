@@ -88,7 +88,7 @@ def main() -> None:
     record("sft", sft, lambda: run_sft(sft_config, sft, stream=log))
     init, rl = str(sft), {"steps": args.rl_steps, "eval_every": max(1, args.rl_steps // args.evals)}
     groups = {"prompts_per_step": 8, "group_size": 8}  # GRPO: as many completions per step as PPO's 64 prompts
-    pairs, pairs_seconds = str(work / "pairs"), 0.0
+    pairs, pairs_seconds = (str(work / "pairs"),), 0.0
     if "compare" in args.parts or "dpo" in args.parts:
         start = time.perf_counter()
         run_pairs(PairsConfig(init=init, prompts=512), work / "pairs", stream=log)
@@ -103,7 +103,7 @@ def main() -> None:
     if "rl" in args.parts:
         method("grpo_4x2", "grpo", LMGRPOConfig(init=init, epochs=4, minibatches=2, **groups, **rl))
     if "compare" in args.parts:
-        method("ppo_rm", "ppo", LMPPOConfig(init=init, reward_model=str(work / "rm"), **rl))
+        method("ppo_rm", "ppo", LMPPOConfig(init=init, reward_model=(str(work / "rm"),), **rl))
     if "kl" in args.parts:
         for beta in BETAS:
             method(f"ppo_beta{beta}", "ppo", LMPPOConfig(init=init, kl_coef=beta, **rl))

@@ -37,6 +37,12 @@ def non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
+def all_positive(name: str, values: Sequence[float]) -> None:
+    """A tuple field of one or more values, each > 0."""
+    if not values or not all(value > 0 for value in values):
+        raise ValueError(f"{name} must be one or more values > 0, got {values!r}")
+
+
 def at_least(minimum: int, why: str) -> Check:
     """``value >= minimum``; ``why`` says what a smaller value lacks."""
 

@@ -9,7 +9,7 @@
 | ``minibatch`` | the shuffles of the update epochs | PPO, GRPO: the same |
 | ``evaluation`` | the final evaluation's episodes | every method: the evaluation samples |
 | ``head`` | (unused) | a fresh scalar head: PPO's critic, the reward model |
-| ``pairs`` | (unused) | the completions sampled for preference pairs |
+| ``pairs`` | (unused) | the completions sampled for preference pairs; the reward model's SFT samples |
 
 The key of update (LM: step) ``u`` in a stream is ``step_key(stream, u) = fold_in(stream, u)``, which that
 update then splits into the keys it uses. So every key has one way of deriving children: the seed key and
@@ -23,8 +23,9 @@ Runs that share a seed share the streams of the same name: common random numbers
 same seed start from the same policy weights, and every point of a sweep trains the same seeds.
 
 Data that Python code generates has NumPy streams of its own: the prompts or demonstrations of training step
-``s`` come from ``numpy.random.default_rng([seed, s])``, evaluation prompts from ``[seed, NUMPY_EVAL_STREAM]``
-and the preference pairs' prompts, flips and held-out split from ``[seed, NUMPY_PAIRS_STREAM]``.
+``s`` come from ``numpy.random.default_rng([seed, s])``, evaluation prompts from ``[seed, NUMPY_EVAL_STREAM]``,
+the preference pairs' prompts, flips and held-out split from ``[seed, NUMPY_PAIRS_STREAM]``, and the prompts
+of the SFT samples that a reward model reports its score statistics on from ``[seed, NUMPY_REFERENCE_STREAM]``.
 """
 
 from typing import NamedTuple
@@ -33,6 +34,7 @@ import jax
 
 NUMPY_EVAL_STREAM = 2**31 - 1  # the evaluation prompts: apart from every training step's
 NUMPY_PAIRS_STREAM = 2**31 - 2  # the preference pairs' prompts, flips and split
+NUMPY_REFERENCE_STREAM = 2**31 - 3  # the prompts of the SFT samples a reward model's scores are normalised on
 
 
 class Streams(NamedTuple):

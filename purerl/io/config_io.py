@@ -64,6 +64,8 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     converted = {}
     for name, value in values.items():
         _, base = _is_optional(types_[name])
+        if typing.get_origin(base) is tuple and isinstance(value, str):  # a field that once held one string
+            value = parse_value(name, types_[name], value)
         converted[name] = tuple(value) if typing.get_origin(base) is tuple and value is not None else value
     return cls(**converted)
 

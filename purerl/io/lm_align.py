@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jax
+import numpy as np
 
-from purerl.core.streams import step_key
+from purerl.core.streams import seed_streams, step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
-from purerl.io.config_io import save_config
+from purerl.io.config_io import config_from_dict, load_config_values, save_config
 from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
 from purerl.io.lm_sft import load_sft_config
 from purerl.io.run import environment_info
@@ -35,10 +36,12 @@ from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo
 from purerl.lm.model import count_params
 from purerl.lm.ppo import PPO_METRICS, LMPPOConfig, make_lm_ppo
 from purerl.lm.preference_data import PairsConfig, make_pairs, save_pairs
+from purerl.lm.proxy_reward import ScoreStatistics, make_proxy_scorer
 from purerl.lm.reward_model import (
     REWARD_MODEL_EVAL_METRICS,
     REWARD_MODEL_METRICS,
     RewardModelConfig,
+    RewardModelState,
     make_reward_model,
     reward_model_start,
 )
@@ -66,15 +69,70 @@ def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
     return config, restore_params(path, lambda: make_sft(config).state).params
 
 
-def load_scorer(reward_model: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer | None, str]:
-    """The trained reward model in ``reward_model`` (None: the task's verifiable reward), and its name."""
-    if not reward_model:
+def require_same_sft(flag: str, run: str, init: str, sft_config: SFTConfig) -> None:
+    """``run`` (given as ``--flag``) must have started from an SFT run equal to ``sft_config``."""
+    if load_sft_config(Path(init)) != sft_config:
+        raise ValueError(f"--{flag} {run!r} was trained from another SFT run ({init})")
+
+
+def load_reward_model(path: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer, dict[str, Any]]:
+    """The scorer of the trained reward model in the ``purerl lm rm`` run ``path``, and its final evaluation."""
+    config = load_lm_config(Path(path), "rm", RewardModelConfig)
+    require_same_sft("reward-model", path, config.init, sft_config)
+
+    def start() -> RewardModelState:  # only traced (restore_params): it splits and draws nothing
+        return reward_model_start(config, sft_config, sft_params, seed_streams(config.seed).head)[1]
+
+    params = restore_params(Path(path), start).params
+    summary = Path(path) / "summary.json"
+    evaluation = json.loads(summary.read_text())["eval"] if summary.exists() else {}
+    return reward_model_scorer(sft_model(sft_config, "reward"), params), evaluation
+
+
+def load_scorer(config: Any, sft_config: SFTConfig, sft_params) -> tuple[Scorer | None, str]:
+    """What a policy-gradient ``config`` trains on (None: the task's verifiable reward) and its description:
+    the reward models of ``config.reward_model``, each standardised by its score statistics on SFT samples
+    if ``normalize_reward``, combined with ``ensemble_penalty`` (``purerl.lm.proxy_reward``)."""
+    if not config.reward_model:
         return None, "task reward"
-    config = load_lm_config(Path(reward_model), "rm", RewardModelConfig)
-    if load_sft_config(Path(config.init)) != sft_config:
-        raise ValueError(f"--reward-model {reward_model!r} was trained from another SFT run ({config.init})")
-    params = restore_params(Path(reward_model), lambda: reward_model_start(config, sft_config, sft_params)[1]).params
-    return reward_model_scorer(sft_model(sft_config, "reward"), params), f"reward model {reward_model}"
+    loaded = [load_reward_model(path, sft_config, sft_params) for path in config.reward_model]
+    members, evaluations = [member for member, _ in loaded], [evaluation for _, evaluation in loaded]
+    statistics = None
+    if config.normalize_reward:
+        for path, evaluation in zip(config.reward_model, evaluations, strict=True):
+            if "sft_score_std" not in evaluation:
+                raise ValueError(
+                    f"--reward-model {path!r} reports no score statistics on SFT samples (an unfinished run, or "
+                    "one from before they were measured): finish or retrain it, or drop --normalize-reward"
+                )
+        statistics = ScoreStatistics(
+            np.array([evaluation["sft_score_mean"] for evaluation in evaluations]),
+            np.array([evaluation["sft_score_std"] for evaluation in evaluations]),
+        )
+    scored_by = f"reward model {config.reward_model[0]}"
+    if len(members) > 1:
+        scored_by = f"an ensemble of {len(members)} reward models (penalty {config.ensemble_penalty:g} x their std)"
+    normalised = ", normalised on SFT samples" if config.normalize_reward else ""
+    return make_proxy_scorer(members, statistics, config.ensemble_penalty), scored_by + normalised
+
+
+POLICY_ALGORITHMS = ("ppo", "grpo", "dpo")
+
+
+def load_run_policy(run: str, sft_config: SFTConfig, sft_params) -> Any:
+    """The policy parameters of the ``purerl lm ppo|grpo|dpo`` run ``run``, which must have started from
+    an SFT run equal to ``sft_config``."""
+    values = load_config_values(Path(run) / "config.json")
+    algorithm = values.get("_algorithm")
+    if algorithm not in POLICY_ALGORITHMS:
+        raise ValueError(f"--policy {run!r} is a {algorithm} run; a policy comes from a purerl lm ppo, grpo or dpo run")
+    config = config_from_dict(METHODS[algorithm][0], values)
+    require_same_sft("policy", run, config.init, sft_config)
+    if algorithm == "dpo":
+        method = make_dpo(config, sft_config, sft_params)
+    else:
+        method = {"ppo": make_lm_ppo, "grpo": make_lm_grpo}[algorithm](config, sft_config, sft_params, None)
+    return method.policy(restore_params(Path(run), lambda: method.state))
 
 
 def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_params):
@@ -108,6 +166,8 @@ def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> d
     stream = sys.stderr if stream is None else stream
     sft_config, params = load_sft_policy(config.init)
     model, _ = model_from_sft(sft_config, params)
+    if config.policy:
+        params = load_run_policy(config.policy, sft_config, params)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.json", "pairs")
     start = time.perf_counter()
@@ -169,7 +229,7 @@ def policy_gradient_trainer(
     """PPO or GRPO (``make``: ``make_lm_ppo`` or ``make_lm_grpo``): both sample from the policy each step
     and are evaluated alike."""
     sft_config, sft_params = load_sft_policy(config.init)
-    scorer, scored_by = load_scorer(config.reward_model, sft_config, sft_params)
+    scorer, scored_by = load_scorer(config, sft_config, sft_params)
     method = make(config, sft_config, sft_params, scorer)
     completions = config.completions_per_step
     total, _ = count_params(method.state.params)

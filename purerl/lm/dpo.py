@@ -8,7 +8,6 @@ names. At the start the policy is the reference: the loss is ln 2 and every impl
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -92,7 +91,7 @@ def make_dpo(config: DPOConfig, sft_config: SFTConfig, sft_params) -> LMMethod:
     the labels)."""
     model, _ = model_from_sft(sft_config, sft_params)
     task = sft_config.task_instance
-    pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
+    pairs = load_pair_split(config.pairs, config.held_out_fraction, config.seed, task)
     reference = jax.jit(lambda chosen, rejected: pair_log_probs(model, sft_params, chosen, rejected)[:2])
     train_ref, held_out_ref = reference(*pairs.train), reference(*pairs.held_out)  # once, before training
     optimizer, learning_rate = optimizer_and_schedule(config)

@@ -9,7 +9,7 @@ pairs, and a reader can open them.
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import Config, at_least, doc, in_range, positive
-from purerl.core.streams import NUMPY_PAIRS_STREAM, seed_streams
+from purerl.core.config import Config, all_positive, at_least, doc, in_range, positive
+from purerl.core.streams import NUMPY_PAIRS_STREAM, seed_streams, step_key
 from purerl.lm.model import CausalLM
 from purerl.lm.rollout import ends_with_eos, make_rollout
 from purerl.lm.tasks import Task
@@ -29,45 +29,55 @@ from purerl.lm.training import required_path
 
 @dataclass(frozen=True)
 class PairsConfig(Config):
-    init: str = doc("", "the SFT run directory whose policy samples the completions", required_path)
+    init: str = doc("", "the SFT run directory (the task, and the policy unless --policy)", required_path)
+    policy: str = doc(
+        "", "a purerl lm ppo|grpo|dpo run from --init whose policy samples instead (a new round of pairs)"
+    )
     prompts: int = doc(1024, "prompts to sample for (each gives at most one pair)", positive)
     samples_per_prompt: int = doc(
         4, "completions sampled per prompt; the best and the worst make the pair", at_least(2, "to make a pair")
     )
-    temperature: float = doc(1.0, "sampling temperature", positive)
+    temperatures: tuple[float, ...] = doc(
+        (1.0,), "sampling temperatures: the prompts are shared out among them in equal blocks", all_positive
+    )
     flip_probability: float = doc(0.0, "probability that a pair's labels are swapped (label noise)", in_range(0.0, 1.0))
     seed: int = doc(0, "seed of the prompts, the sampling and the flips")
 
 
 def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:
-    """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped}``; ``chosen_reward`` is
-    the ground truth of the completion labelled chosen (lower than ``rejected_reward`` where flipped)."""
+    """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped, temperature}``;
+    ``chosen_reward`` is the ground truth of the completion labelled chosen (lower than ``rejected_reward``
+    where flipped). Prompt ``i`` is sampled at ``temperatures[i * T // prompts]`` (``T`` temperatures), each
+    block with its own key (``fold_in`` of the seed's ``pairs`` stream with the block's index)."""
     rng = np.random.default_rng([config.seed, NUMPY_PAIRS_STREAM])
     prompts = task.prompts(rng, config.prompts)
-    rollout = make_rollout(task, model, config.temperature)
-    k = config.samples_per_prompt
-    result = rollout(params, [p for p in prompts for _ in range(k)], seed_streams(config.seed).pairs)
-    stopped = np.asarray(ends_with_eos(result.batch))
-    rows = []
-    for group, prompt in enumerate(prompts):
-        members = [i for i in range(group * k, (group + 1) * k) if stopped[i]]  # a completion that never stopped
-        rewards = result.task_rewards[members]  # does not fit the block with its <eos>: left out
-        completions = [result.completions[i] for i in members]
-        if len(members) < 2 or rewards.max() == rewards.min():
-            continue
-        best, worst = int(np.argmax(rewards)), int(np.argmin(rewards))
-        flipped = bool(rng.random() < config.flip_probability)
-        chosen, rejected = (worst, best) if flipped else (best, worst)
-        rows.append(
-            {
-                "prompt": prompt,
-                "chosen": completions[chosen],
-                "rejected": completions[rejected],
-                "chosen_reward": float(rewards[chosen]),
-                "rejected_reward": float(rewards[rejected]),
-                "flipped": flipped,
-            }
-        )
+    k, blocks = config.samples_per_prompt, len(config.temperatures)
+    stream, rows = seed_streams(config.seed).pairs, []
+    for block, temperature in enumerate(config.temperatures):
+        block_prompts = prompts[block * len(prompts) // blocks : (block + 1) * len(prompts) // blocks]
+        rollout = make_rollout(task, model, temperature)
+        result = rollout(params, [p for p in block_prompts for _ in range(k)], step_key(stream, block))
+        stopped = np.asarray(ends_with_eos(result.batch))
+        for group, prompt in enumerate(block_prompts):
+            members = [i for i in range(group * k, (group + 1) * k) if stopped[i]]  # a completion that never
+            rewards = result.task_rewards[members]  # stopped does not fit the block with its <eos>: left out
+            completions = [result.completions[i] for i in members]
+            if len(members) < 2 or rewards.max() == rewards.min():
+                continue
+            best, worst = int(np.argmax(rewards)), int(np.argmin(rewards))
+            flipped = bool(rng.random() < config.flip_probability)
+            chosen, rejected = (worst, best) if flipped else (best, worst)
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": completions[chosen],
+                    "rejected": completions[rejected],
+                    "chosen_reward": float(rewards[chosen]),
+                    "rejected_reward": float(rewards[rejected]),
+                    "flipped": flipped,
+                    "temperature": temperature,
+                }
+            )
     return rows
 
 
@@ -75,12 +85,18 @@ def save_pairs(rows: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def load_pairs(path: Path) -> list[dict]:
-    if path.is_dir():
-        path = path / "pairs.jsonl"
-    if not path.exists():
-        raise ValueError(f"no preference pairs at {str(path)!r} (make them with: purerl lm pairs --init SFT --out DIR)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+def load_pairs(paths: Sequence[str | Path]) -> list[dict]:
+    """The rows of every ``pairs.jsonl`` in ``paths`` (``purerl lm pairs`` directories or the files), in order."""
+    rows = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            path = path / "pairs.jsonl"
+        if not path.exists():
+            raise ValueError(
+                f"no preference pairs at {str(path)!r} (make them with: purerl lm pairs --init SFT --out DIR)"
+            )
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return rows
 
 
 def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -102,9 +118,9 @@ class PairSplit(NamedTuple):
     held_out: tuple[Batch, Batch]
 
 
-def load_pair_split(path: Path, held_out_fraction: float, seed: int, task: Task) -> PairSplit:
-    """The pairs at ``path``, split by ``split_pairs`` and encoded by ``pair_batches``."""
-    train_rows, held_out_rows = split_pairs(load_pairs(path), held_out_fraction, seed)
+def load_pair_split(paths: Sequence[str | Path], held_out_fraction: float, seed: int, task: Task) -> PairSplit:
+    """The union of the pairs at ``paths``, split by ``split_pairs`` and encoded by ``pair_batches``."""
+    train_rows, held_out_rows = split_pairs(load_pairs(paths), held_out_fraction, seed)
     return PairSplit(train_rows, held_out_rows, pair_batches(train_rows, task), pair_batches(held_out_rows, task))
 
 

@@ -8,27 +8,26 @@ order, and the correlation of its score with the ground-truth reward over the he
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.core.config import doc, non_negative
+from purerl.core.config import doc, non_negative, positive
 from purerl.core.optim import gradient_step
 from purerl.core.preference import bradley_terry_loss
 from purerl.core.spread import range_has_spread
-from purerl.core.streams import seed_streams
+from purerl.core.streams import NUMPY_REFERENCE_STREAM, seed_streams, step_key
 from purerl.lm.model import CausalLM
 from purerl.lm.preference_data import load_pair_split, on_both_sides, step_pair_rows
-from purerl.lm.rollout import last_token_scores
+from purerl.lm.rollout import last_token_scores, make_rollout
 from purerl.lm.sft import SFTConfig, model_from_sft
 from purerl.lm.tokenizer import Batch
 from purerl.lm.training import LMMethod, PairwiseConfig, optimizer_and_schedule
 
 REWARD_MODEL_METRICS = ("loss", "accuracy", "margin", "mean_reward", "grad_norm")
-REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation")
+REWARD_MODEL_EVAL_METRICS = ("accuracy", "true_accuracy", "reward_correlation", "sft_score_mean", "sft_score_std")
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,9 @@ class RewardModelConfig(PairwiseConfig):
     steps: int = doc(300, "optimiser steps")
     learning_rate: float = doc(1e-3, "peak AdamW learning rate")
     eval_every: int = doc(100, "evaluate on the held-out pairs every this many steps")
+    reference_prompts: int = doc(
+        512, "SFT samples whose score mean and std each evaluation reports (what --normalize-reward uses)", positive
+    )
 
 
 class RewardModelState(NamedTuple):
@@ -61,10 +63,11 @@ def reward_model_loss(params, model: CausalLM, config: RewardModelConfig, chosen
 
 
 def reward_model_start(
-    config: RewardModelConfig, sft_config: SFTConfig, sft_params
+    config: RewardModelConfig, sft_config: SFTConfig, sft_params, head_key: jax.Array
 ) -> tuple[CausalLM, RewardModelState]:
-    """The model and its state before training: the SFT transformer with a fresh reward head."""
-    model, params = model_from_sft(sft_config, sft_params, "reward", seed_streams(config.seed).head)
+    """The model and its state before training: the SFT transformer with a fresh reward head drawn with
+    ``head_key`` (the ``head`` stream of the run's seed)."""
+    model, params = model_from_sft(sft_config, sft_params, "reward", head_key)
     return model, RewardModelState(params, optimizer_and_schedule(config)[0].init(params), jnp.zeros((), jnp.int32))
 
 
@@ -80,9 +83,9 @@ def make_reward_model(config: RewardModelConfig, sft_config: SFTConfig, sft_para
     ``batch_size`` training pairs from ``rng([seed, step])``, ``update(state, chosen, rejected)`` takes one
     optimiser step, and ``evaluate(state)`` scores the held-out pairs (accuracy against the labels and against
     the true rewards, Pearson correlation with the true rewards). It trains no policy."""
-    task = sft_config.task_instance
-    model, state = reward_model_start(config, sft_config, sft_params)
-    pairs = load_pair_split(Path(config.pairs), config.held_out_fraction, config.seed, task)
+    task, streams = sft_config.task_instance, seed_streams(config.seed)
+    model, state = reward_model_start(config, sft_config, sft_params, streams.head)
+    pairs = load_pair_split(config.pairs, config.held_out_fraction, config.seed, task)
     true_order = np.array([not row["flipped"] for row in pairs.held_out_rows])  # chosen really is the better one
     true_rewards = np.array([[row["chosen_reward"], row["rejected_reward"]] for row in pairs.held_out_rows]).T.ravel()
     optimizer, learning_rate = optimizer_and_schedule(config)
@@ -103,15 +106,23 @@ def make_reward_model(config: RewardModelConfig, sft_config: SFTConfig, sft_para
         return update(state, *sample(state, step))
 
     score_pairs = jax.jit(lambda params: sequence_rewards(model, params, *pairs.held_out))
+    # The SFT policy's samples, drawn once: the scale a policy trained on this model sees at its start.
+    policy, _ = model_from_sft(sft_config, sft_params)
+    prompts = task.prompts(np.random.default_rng([config.seed, NUMPY_REFERENCE_STREAM]), config.reference_prompts)
+    reference = make_rollout(task, policy, 1.0)(sft_params, prompts, step_key(streams.pairs, 0)).batch
+    score_reference = jax.jit(lambda params: last_token_scores(model, params, reference))
 
     def evaluate(state: RewardModelState) -> dict[str, float]:
         chosen, rejected = (np.asarray(x) for x in score_pairs(state.params))
         prefers_chosen = chosen > rejected
         scores = np.concatenate([chosen, rejected])
+        reference_scores = np.asarray(score_reference(state.params), np.float64)
         return {
             "accuracy": float(np.mean(prefers_chosen)),
             "true_accuracy": float(np.mean(prefers_chosen == true_order)),
             "reward_correlation": pearson_correlation(scores, true_rewards),
+            "sft_score_mean": float(np.mean(reference_scores)),
+            "sft_score_std": float(np.std(reference_scores)),
         }
 
     return LMMethod(model, state, train_step, sample, update, evaluate=evaluate)

@@ -88,9 +88,21 @@ PATH_FIELDS = {
 
 
 def required_path(name: str, value: str) -> None:
-    """A path field (``init``, ``pairs``) must be set: one line saying what it should name."""
+    """A path field (``init``) must be set: one line saying what it should name."""
     if not value:
         raise ValueError(f"--{name} is required: {PATH_FIELDS[name]}")
+
+
+def path_tuple(name: str, value: tuple[str, ...]) -> None:
+    """A field of several paths holds a tuple of them (on the command line: comma-separated)."""
+    if not isinstance(value, tuple):
+        raise ValueError(f"{name} must be a tuple of paths, got {value!r}")
+
+
+def required_paths(name: str, value: tuple[str, ...]) -> None:
+    """A field of several paths (``pairs``) that must name at least one."""
+    path_tuple(name, value)
+    required_path(name, value)
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,9 @@ class FineTuningConfig(TrainingConfig):
 class PairwiseConfig(FineTuningConfig):
     """A method trained on preference pairs (reward model, DPO)."""
 
-    pairs: str = doc("", "preference pairs: a purerl lm pairs directory or its pairs.jsonl", required_path)
+    pairs: tuple[str, ...] = doc(
+        (), "preference pairs: purerl lm pairs directories or pairs.jsonl files (several: their union)", required_paths
+    )
     batch_size: int = doc(32, "pairs per step", positive)
     held_out_fraction: float = doc(0.2, "pairs held out for evaluation", in_range(0.0, 1.0))
 
@@ -120,7 +134,17 @@ class PairwiseConfig(FineTuningConfig):
 class PolicyGradientConfig(FineTuningConfig):
     """A method that samples from its policy each step and updates on the scored samples (PPO, GRPO)."""
 
-    reward_model: str = doc("", "a purerl lm rm run directory to score with; empty: the task's verifiable reward")
+    reward_model: tuple[str, ...] = doc(
+        (),
+        "purerl lm rm run directories to score with (several: an ensemble); none: the task's verifiable reward",
+        path_tuple,
+    )
+    normalize_reward: bool = doc(
+        False, "standardise each reward model's score by its mean and std on the SFT policy's samples"
+    )
+    ensemble_penalty: float = doc(
+        0.0, "proxy = the reward models' mean score minus this times their std (their disagreement)", non_negative
+    )
     epochs: int = doc(1, "passes over each rollout", positive)
     minibatches: int = doc(1, "minibatches per pass; must divide the completions per rollout", positive)
     clip_eps: float = doc(0.2, "policy ratio clip", positive)
@@ -129,6 +153,13 @@ class PolicyGradientConfig(FineTuningConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.normalize_reward and not self.reward_model:
+            raise ValueError("normalize_reward needs --reward-model (the task's reward is used as it is)")
+        if self.ensemble_penalty > 0 and len(self.reward_model) < 2:
+            raise ValueError(
+                f"ensemble_penalty={self.ensemble_penalty} needs an ensemble: --reward-model with 2 or more "
+                f"run directories, got {len(self.reward_model)}"
+            )
         if self.completions_per_step % self.minibatches:
             raise ValueError(
                 f"the {self.completions_per_step} completions per rollout are not divisible by "
