@@ -134,6 +134,9 @@ def test_a_normalised_reward_model_raises_the_task_reward_and_a_trained_policy_m
     summary = json.loads((tmp_path / "ppo" / "summary.json").read_text())
     assert "normalised on SFT samples" in summary["scored_by"]
     assert summary["eval"]["reward"] > summary["eval_at_start"]["reward"] + 0.3, summary
+    # Standardised on SFT samples, the SFT policy's held-out proxy score is near 0; training raises it.
+    assert summary["eval_at_start"]["proxy_score"] == pytest.approx(0.0, abs=0.25)
+    assert summary["eval"]["proxy_score"] > 0.5
 
     round_one = ["lm", "pairs", "--init", sft, "--policy", str(tmp_path / "ppo"), "--prompts", "256"]
     assert cli.main([*round_one, "--temperatures", "1,1.5", "--out", str(tmp_path / "pairs1")]) == 0

@@ -135,10 +135,11 @@ def load_run_policy(run: str, sft_config: SFTConfig, sft_params) -> Any:
     return method.policy(restore_params(Path(run), lambda: method.state))
 
 
-def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_params):
+def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_params, scorer: Scorer | None = None):
     """``evaluate(state, step) -> Evaluation``: the evaluation every policy shares (``purerl.lm.evaluation``,
-    the SFT policy as the KL reference, sampled with the step's key from the evaluation stream), if the
-    method trains a policy, with the method's own held-out metrics (``LMMethod.evaluate``) added."""
+    the SFT policy as the KL reference, sampled with the step's key from the evaluation stream; with the
+    ``scorer`` a policy is trained on, its ``proxy_score``), if the method trains a policy, with the method's
+    own held-out metrics (``LMMethod.evaluate``) added."""
     evaluate_policy = None
     if method.policy is not None:
         evaluate_policy = make_evaluate(
@@ -149,6 +150,7 @@ def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_
             config.eval_temperature,
             config.samples_shown,
             reference_params=sft_params,
+            scorer=scorer,
         )
 
     def evaluate(state: Any, step: int) -> Evaluation:
@@ -238,9 +240,9 @@ def policy_gradient_trainer(
         config=config,
         init_state=method.state,
         train_step=method.train_step,
-        evaluate=method_evaluation(method, config, sft_config, sft_params),
+        evaluate=method_evaluation(method, config, sft_config, sft_params, scorer),
         step_metrics=step_metrics,
-        eval_metrics=(*POLICY_METRICS, "kl_to_reference"),
+        eval_metrics=(*POLICY_METRICS, "kl_to_reference", *(("proxy_score",) if scorer else ())),
         description=f"{algorithm.upper()} on {sft_config.task} from {config.init}, scored by {scored_by}: "
         f"{config.steps} steps x {completions} completions, {total:,} trained parameters",
         tokens_per_step=completions * method.model.config.max_len,

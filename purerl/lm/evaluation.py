@@ -14,7 +14,7 @@ import numpy as np
 from purerl.core.config import require_choice
 from purerl.core.streams import NUMPY_EVAL_STREAM
 from purerl.lm.model import CausalLM, completion_log_probs
-from purerl.lm.rollout import make_rollout
+from purerl.lm.rollout import Scorer, make_rollout
 from purerl.lm.tasks import Task
 
 POLICY_METRICS = ("reward", "validity", "accuracy", "distinct_1", "distinct_2", "unique")
@@ -22,7 +22,7 @@ POLICY_METRICS = ("reward", "validity", "accuracy", "distinct_1", "distinct_2", 
 
 @dataclass(frozen=True)
 class Evaluation:
-    metrics: dict[str, float]  # POLICY_METRICS, plus kl_to_reference when a reference was given
+    metrics: dict[str, float]  # POLICY_METRICS, plus kl_to_reference and proxy_score when asked for
     samples: list[tuple[str, str]]  # (prompt, completion), the first few
 
 
@@ -43,6 +43,7 @@ def make_evaluate(
     temperature: float,
     samples_shown: int,
     reference_params=None,
+    scorer: Scorer | None = None,
 ) -> Callable[[object, jax.Array], Evaluation]:
     """``evaluate(params, key) -> Evaluation`` on ``num_prompts`` prompts drawn from
     ``rng([seed, NUMPY_EVAL_STREAM])`` (``purerl.core.streams``).
@@ -51,7 +52,9 @@ def make_evaluate(
     over all completions (of words, or of characters: ``task.diversity_unit``); ``unique``, the fraction of
     distinct completions. With ``reference_params``,
     ``kl_to_reference`` = mean over completions of ``sum_t (log pi - log pi_ref)`` at the sampling temperature
-    (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``).
+    (the k1 estimate of the sequence KL(pi || pi_ref), as TRL's ``objective/kl``). With ``scorer`` (the
+    learned reward a policy is trained on), ``proxy_score`` = its mean over the same completions, beside the
+    task's (gold) ``reward``.
     """
     prompts = task.prompts(np.random.default_rng([seed, NUMPY_EVAL_STREAM]), num_prompts)
     rollout = make_rollout(task, model, temperature)
@@ -72,6 +75,8 @@ def make_evaluate(
         if reference_params is not None:
             log_ratio = result.log_probs - reference_log_probs(reference_params, result.batch)
             metrics["kl_to_reference"] = float(jnp.mean(jnp.sum(log_ratio, axis=-1)))
+        if scorer is not None:
+            metrics["proxy_score"] = float(np.mean(scorer(prompts, completions, result.batch)))
         return Evaluation(metrics, pairs[:samples_shown])
 
     return evaluate
