@@ -201,7 +201,7 @@ def rm_trainer(config: RewardModelConfig) -> LMTrainer:
         evaluate=method_evaluation(method, config, sft_config, sft_params),
         step_metrics=REWARD_MODEL_METRICS,
         eval_metrics=REWARD_MODEL_EVAL_METRICS,
-        description=f"reward model on {config.pairs}: {config.steps} steps x {config.batch_size} pairs",
+        description=f"reward model on {', '.join(config.pairs)}: {config.steps} steps x {config.batch_size} pairs",
         tokens_per_step=2 * config.batch_size * method.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
     )
@@ -218,7 +218,7 @@ def dpo_trainer(config: DPOConfig) -> LMTrainer:
         evaluate=method_evaluation(method, config, sft_config, sft_params),
         step_metrics=DPO_METRICS,
         eval_metrics=(*POLICY_METRICS, "kl_to_reference", "preference_accuracy"),
-        description=f"DPO ({config.loss_type}, beta {config.beta}) on {config.pairs}: "
+        description=f"DPO ({config.loss_type}, beta {config.beta}) on {', '.join(config.pairs)}: "
         f"{config.steps} steps x {config.batch_size} pairs",
         tokens_per_step=2 * config.batch_size * method.model.config.max_len,
         summary={"task": sft_config.task, "init": config.init, "pairs": config.pairs},
