@@ -180,6 +180,11 @@ class Trackers:
                 run.log({EVAL_NAME: float(eval_means[r]), "global_step": final}, step=final)  # into the last row
             finally:
                 run.finish()
+        # run.finish() returns before W&B's service has written the run's last 32 KiB block (a run read right
+        # after it lacked its last rows, 1 time in 12); teardown waits for the service. Not while another run
+        # of this process is open: teardown would finish it too.
+        if wandb.run is None:
+            wandb.teardown()
 
 
 def update_rows(metrics: dict[str, np.ndarray], run: int) -> Iterator[tuple[int, dict[str, float]]]:
