@@ -18,6 +18,9 @@ the SFT policy, trained on:
 | ``temperatures`` | a reward model on pairs sampled at temperatures 0.7, 1 and 1.5, normalised |
 | ``round2`` | an iterated round: a reward model on the first pairs plus 512 prompts' pairs sampled from |
 | | that algorithm's ``normalized`` policy, normalised |
+| ``unscaled`` | GRPO only: ``normalized`` with Dr. GRPO's unscaled advantages ``R - mean`` |
+| | (``--advantage-scale none``) |
+| ``unscaled_ensemble`` | GRPO only: ``ensemble`` with unscaled advantages |
 
 Results in ``experiments/lm/results/learned_reward*``: every run's final held-out evaluation (task reward,
 validity, KL, diversity, the proxy score), the table over seeds and the final samples.
@@ -34,6 +37,7 @@ RESULTS = Path(__file__).parent / "results"
 ALGORITHMS = ("ppo", "grpo")
 MEMBERS = 3
 VARIANTS = ("task", "raw", "raw_adaptive_kl", "normalized", "ensemble", "temperatures", "round2")
+VARIANTS += ("unscaled", "unscaled_ensemble")
 COLUMNS = ("reward", "validity", "kl_to_reference", "unique", "distinct_2", "proxy_score")
 
 
@@ -55,6 +59,12 @@ def pipeline(run: Seed) -> list[dict]:
         }
         if algorithm == "ppo":
             summaries["raw_adaptive_kl"] = policy("raw_adaptive_kl", **raw, kl_target=3.0)
+        else:  # GRPO's (R - mean) / std is blind to the score's scale: only unscaled advantages see normalisation
+            unscaled = {"normalize_reward": True, "advantage_scale": "none"}
+            summaries["unscaled"] = policy("unscaled", **raw, **unscaled)
+            summaries["unscaled_ensemble"] = policy(
+                "unscaled_ensemble", reward_model=members, ensemble_penalty=1.0, **unscaled
+            )
         second = run.pairs(f"pairs_round2_{algorithm}", policy=str(run.root / f"{algorithm}_normalized"))
         round2 = run.reward_model(f"rm_round2_{algorithm}", (first, second))
         summaries["round2"] = policy("round2", reward_model=(round2,), normalize_reward=True)
