@@ -21,6 +21,9 @@ the SFT policy, trained on:
 | ``unscaled`` | GRPO only: ``normalized`` with Dr. GRPO's unscaled advantages ``R - mean`` |
 | | (``--advantage-scale none``) |
 | ``unscaled_ensemble`` | GRPO only: ``ensemble`` with unscaled advantages |
+| ``unscaled_temperatures`` | GRPO only: ``temperatures`` with unscaled advantages |
+| ``beta0.1``, ``unscaled_beta0.1`` | GRPO only: ``normalized`` (scaled, unscaled) with the KL coefficient 0.1 (0.04) |
+| ``unscaled_temperatures_beta0.1`` | GRPO only: ``unscaled_temperatures`` with the KL coefficient 0.1 |
 
 Results in ``experiments/lm/results/learned_reward*``: every run's final held-out evaluation (task reward,
 validity, KL, diversity, the proxy score), the table over seeds and the final samples.
@@ -28,7 +31,6 @@ validity, KL, diversity, the proxy score), the table over seeds and the final sa
 
 import argparse
 import csv
-from functools import partial
 from pathlib import Path
 
 from pipeline import Seed, final_samples, iqm_ci
@@ -37,7 +39,9 @@ RESULTS = Path(__file__).parent / "results"
 ALGORITHMS = ("ppo", "grpo")
 MEMBERS = 3
 VARIANTS = ("task", "raw", "raw_adaptive_kl", "normalized", "ensemble", "temperatures", "round2")
-VARIANTS += ("unscaled", "unscaled_ensemble")
+VARIANTS += ("unscaled", "unscaled_ensemble", "unscaled_temperatures", "beta0.1", "unscaled_beta0.1")
+VARIANTS += ("unscaled_temperatures_beta0.1",)
+UNSCALED = {"advantage_scale": "none"}
 COLUMNS = ("reward", "validity", "kl_to_reference", "unique", "distinct_2", "proxy_score")
 
 
@@ -47,27 +51,30 @@ def pipeline(run: Seed) -> list[dict]:
     members = tuple(run.reward_model(f"rm_{k}", (first,), k) for k in range(MEMBERS))
     hot = run.reward_model("rm_temperatures", (run.pairs("pairs_temperatures", temperatures=(0.7, 1.0, 1.5)),))
     rows = []
-    raw = {"reward_model": members[:1]}
+    raw = {"reward_model": members[:1], "normalize_reward": False}
+    normalized = {"reward_model": members[:1], "normalize_reward": True}
+    ensemble = {"reward_model": members, "normalize_reward": True, "ensemble_penalty": 1.0}
+    temperatures = {"reward_model": (hot,), "normalize_reward": True}
+    shared = {"task": {}, "raw": raw, "normalized": normalized, "ensemble": ensemble, "temperatures": temperatures}
+    own = {
+        "ppo": {"raw_adaptive_kl": raw | {"kl_target": 3.0}},
+        # GRPO's (R - mean) / std is blind to the score's scale: only unscaled advantages see normalisation.
+        "grpo": {
+            "unscaled": normalized | UNSCALED,
+            "unscaled_ensemble": ensemble | UNSCALED,
+            "unscaled_temperatures": temperatures | UNSCALED,
+            "beta0.1": normalized | {"beta": 0.1},
+            "unscaled_beta0.1": normalized | UNSCALED | {"beta": 0.1},
+            "unscaled_temperatures_beta0.1": temperatures | UNSCALED | {"beta": 0.1},
+        },
+    }
     for algorithm in ALGORITHMS:
-        policy = partial(run.policy, algorithm)
         summaries = {
-            "task": policy("task"),
-            "raw": policy("raw", **raw),
-            "normalized": policy("normalized", **raw, normalize_reward=True),
-            "ensemble": policy("ensemble", reward_model=members, normalize_reward=True, ensemble_penalty=1.0),
-            "temperatures": policy("temperatures", reward_model=(hot,), normalize_reward=True),
+            variant: run.policy(algorithm, variant, **fields) for variant, fields in (shared | own[algorithm]).items()
         }
-        if algorithm == "ppo":
-            summaries["raw_adaptive_kl"] = policy("raw_adaptive_kl", **raw, kl_target=3.0)
-        else:  # GRPO's (R - mean) / std is blind to the score's scale: only unscaled advantages see normalisation
-            unscaled = {"normalize_reward": True, "advantage_scale": "none"}
-            summaries["unscaled"] = policy("unscaled", **raw, **unscaled)
-            summaries["unscaled_ensemble"] = policy(
-                "unscaled_ensemble", reward_model=members, ensemble_penalty=1.0, **unscaled
-            )
         second = run.pairs(f"pairs_round2_{algorithm}", policy=str(run.root / f"{algorithm}_normalized"))
         round2 = run.reward_model(f"rm_round2_{algorithm}", (first, second))
-        summaries["round2"] = policy("round2", reward_model=(round2,), normalize_reward=True)
+        summaries["round2"] = run.policy(algorithm, "round2", reward_model=(round2,), normalize_reward=True)
         for variant, summary in summaries.items():
             rows.append({"seed": run.seed, "algorithm": algorithm, "variant": variant} | summary["eval"])
     return rows

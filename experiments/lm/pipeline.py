@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from purerl.core.stats import summarize_runs
-from purerl.io.config_io import config_from_dict, load_config_values
+from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.lm_align import run_method, run_pairs
 from purerl.io.lm_sft import run_sft
 from purerl.lm.dpo import DPOConfig
@@ -34,14 +34,17 @@ POLICY_CONFIGS = {
 }
 
 
-def finished(out: Path, config: Any, run: Callable[[bool], Any]) -> dict:
+def finished(out: Path, config: Any, fields: dict[str, Any], run: Callable[[bool], Any]) -> dict:
     """``out``'s summary, after ``run(resume)`` unless the run already finished: a run stopped part-way
-    resumes from its checkpoint. A directory holding a run of another config is an error (not read back)."""
+    resumes from its checkpoint. The ``fields`` the experiment sets must match the saved run's (a directory
+    holding another setting is an error); the other fields are the defaults of when the run was made, which
+    its ``config.json`` records."""
     saved = out / "config.json"
     if saved.exists():
-        values = {k: v for k, v in load_config_values(saved).items() if not k.startswith("_")}
-        if config_from_dict(type(config), values) != config:
-            raise ValueError(f"{out} holds a run of another config; move it away or use another --work")
+        values = config_to_dict(config_from_dict(type(config), load_config_values(saved)))
+        differ = sorted(name for name in fields if values[name] != getattr(config, name))
+        if differ:
+            raise ValueError(f"{out} holds a run with other {', '.join(differ)}; move it away")
     summary = out / "summary.json"
     if not summary.exists():
         run((out / "checkpoints").exists())
@@ -59,23 +62,26 @@ class Seed:
     def sft(self) -> str:
         """The SFT run (``SFT_STEPS[task]`` steps), trained on first use."""
         out = self.root / "sft"
-        config = SFTConfig(task=self.task, steps=SFT_STEPS[self.task], seed=self.seed)
-        finished(out, config, lambda resume: run_sft(config, out, resume, stream=LOG))
+        fields = {"task": self.task, "steps": SFT_STEPS[self.task], "seed": self.seed}
+        config = SFTConfig(**fields)
+        finished(out, config, fields, lambda resume: run_sft(config, out, resume, stream=LOG))
         return str(out)
 
     def pairs(self, name: str, prompts: int = 512, **fields) -> str:
         """Preference pairs from the SFT policy (or ``policy=RUN``), labelled by the task's reward."""
         out = self.root / name
-        config = PairsConfig(init=self.sft, prompts=prompts, seed=self.seed, **fields)
-        finished(out, config, lambda resume: run_pairs(config, out, stream=LOG))
+        fields = {"init": self.sft, "prompts": prompts, "seed": self.seed} | fields
+        config = PairsConfig(**fields)
+        finished(out, config, fields, lambda resume: run_pairs(config, out, stream=LOG))
         return str(out)
 
     def reward_model(self, name: str, pairs: tuple[str, ...], member: int = 0, **fields) -> str:
         """A reward model (200 steps of 32 pairs, ``fields`` over those settings) on ``pairs``, seed
         ``100 seed + member``."""
         out = self.root / name
-        config = RewardModelConfig(init=self.sft, pairs=pairs, steps=200, seed=100 * self.seed + member, **fields)
-        finished(out, config, lambda resume: run_method("rm", config, out, resume, stream=LOG))
+        fields = {"init": self.sft, "pairs": pairs, "steps": 200, "seed": 100 * self.seed + member} | fields
+        config = RewardModelConfig(**fields)
+        finished(out, config, fields, lambda resume: run_method("rm", config, out, resume, stream=LOG))
         return str(out)
 
     def policy(self, algorithm: str, name: str, **fields) -> dict:
@@ -83,9 +89,10 @@ class Seed:
         with ``fields`` over those settings; returns its summary."""
         config_cls, shape = POLICY_CONFIGS[algorithm]
         settings = {} if algorithm == "dpo" else {"steps": RL_STEPS, "eval_every": RL_STEPS // 3}
-        config = config_cls(init=self.sft, seed=self.seed, **(shape | settings | fields))
+        fields = {"init": self.sft, "seed": self.seed} | shape | settings | fields
+        config = config_cls(**fields)
         out = self.root / f"{algorithm}_{name}"
-        summary = finished(out, config, lambda resume: run_method(algorithm, config, out, resume, stream=LOG))
+        summary = finished(out, config, fields, lambda resume: run_method(algorithm, config, out, resume, stream=LOG))
         print(f"{self.task} seed {self.seed} {algorithm} {name}: {json.dumps(summary['eval'])}", flush=True)
         return summary
 
