@@ -25,7 +25,7 @@ from purerl.lm.sft import SFTConfig
 
 WORK = Path("runs/lm_pipeline")
 LOG = sys.stderr  # the runs' progress; the scripts print one line per finished run to stdout
-SFT_STEPS = {"sentiment": 1000, "palindrome": 600}
+SFT_STEPS = {"sentiment": 1000, "palindrome": 600, "reverse": 1500}
 RL_STEPS = 60
 POLICY_CONFIGS = {
     "ppo": (LMPPOConfig, {}),

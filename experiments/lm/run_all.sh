@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 python=${PYTHON:-.venv/bin/python}
 parts=("$@")
-if [ ${#parts[@]} -eq 0 ]; then parts=(learned_reward defaults overoptimization kl_frontier); fi
+if [ ${#parts[@]} -eq 0 ]; then parts=(learned_reward defaults overoptimization kl_frontier verifiable); fi
 mkdir -p runs/lm_pipeline
 for part in "${parts[@]}"; do
     "$python" "experiments/lm/$part.py" 2>> "runs/lm_pipeline/$part.log"
