@@ -69,7 +69,6 @@ def test_the_proxy_scorer_penalises_where_the_members_disagree():
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--normalize-reward", "true"], "normalize_reward needs --reward-model"),
         (["--reward-model", "a", "--ensemble-penalty", "1"], "ensemble_penalty=1.0 needs an ensemble"),
     ],
 )
@@ -129,7 +128,7 @@ def test_a_normalised_reward_model_raises_the_task_reward_and_a_trained_policy_m
     rm = ["lm", "rm", "--init", sft, "--steps", "30", "--eval-every", "30"]
     assert cli.main([*rm, "--pairs", str(tmp_path / "pairs0"), "--out", str(tmp_path / "rm0")]) == 0
     ppo = ["lm", "ppo", "--init", sft, "--prompts-per-step", "32", "--steps", "10", "--eval-every", "10"]
-    ppo += ["--reward-model", str(tmp_path / "rm0"), "--normalize-reward", "true"]
+    ppo += ["--reward-model", str(tmp_path / "rm0")]  # normalised on SFT samples by default
     assert cli.main([*ppo, "--out", str(tmp_path / "ppo")]) == 0
     summary = json.loads((tmp_path / "ppo" / "summary.json").read_text())
     assert "normalised on SFT samples" in summary["scored_by"]

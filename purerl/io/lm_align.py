@@ -98,12 +98,12 @@ def load_scorer(config: Any, sft_config: SFTConfig, sft_params) -> tuple[Scorer 
     loaded = [load_reward_model(path, sft_config, sft_params) for path in config.reward_model]
     members, evaluations = [member for member, _ in loaded], [evaluation for _, evaluation in loaded]
     statistics = None
-    if config.normalize_reward:
+    if config.normalize_reward:  # the task's reward (no reward model) is used as it is
         for path, evaluation in zip(config.reward_model, evaluations, strict=True):
             if "sft_score_std" not in evaluation:
                 raise ValueError(
                     f"--reward-model {path!r} reports no score statistics on SFT samples (an unfinished run, or "
-                    "one from before they were measured): finish or retrain it, or drop --normalize-reward"
+                    "one from before they were measured): finish or retrain it, or pass --normalize-reward false"
                 )
         statistics = ScoreStatistics(
             np.array([evaluation["sft_score_mean"] for evaluation in evaluations]),

@@ -140,7 +140,7 @@ class PolicyGradientConfig(FineTuningConfig):
         path_tuple,
     )
     normalize_reward: bool = doc(
-        False, "standardise each reward model's score by its mean and std on the SFT policy's samples"
+        True, "standardise each reward model's score by its mean and std on the SFT policy's samples"
     )
     ensemble_penalty: float = doc(
         0.0, "proxy = the reward models' mean score minus this times their std (their disagreement)", non_negative
@@ -153,8 +153,6 @@ class PolicyGradientConfig(FineTuningConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.normalize_reward and not self.reward_model:
-            raise ValueError("normalize_reward needs --reward-model (the task's reward is used as it is)")
         if self.ensemble_penalty > 0 and len(self.reward_model) < 2:
             raise ValueError(
                 f"ensemble_penalty={self.ensemble_penalty} needs an ensemble: --reward-model with 2 or more "
