@@ -88,7 +88,7 @@ def fail_if_trained(*args, **kwargs):
     [
         (["--task", "sorting"], "task must be one of sentiment, addition, reverse, palindrome; got 'sorting'"),
         (["--preset", "huge"], "preset must be one of tiny, small; got 'huge'"),
-        (["--warmup-steps", "500"], "warmup_steps=500 must be less than the run's 400 optimiser steps"),
+        (["--warmup-steps", "1000"], "warmup_steps=1000 must be less than the run's 1000 optimiser steps"),
         (["--demo-quality", "2"], "demo_quality must be in [0.0, 1.0], got 2.0"),
         (["--steps", "many"], "--steps: cannot read 'many' as int"),
     ],

@@ -46,6 +46,7 @@ class SFTConfig(TrainingConfig):
         one_of(*COMPUTE_DTYPES),
     )
     batch_size: int = doc(64, "demonstrations per step", positive)
+    steps: int = doc(1000, "training steps (sentiment: 84% of the samples parse at 400, 98-99% at 1000)")
 
     @property
     def task_instance(self) -> Task:
