@@ -58,6 +58,14 @@ def load_lm_config(out: Path, algorithm: str, config_cls: type) -> Any:
     return config_from_dict(config_cls, values)
 
 
+def same_config(saved: dict[str, Any] | None, config: Any) -> bool:
+    """Whether ``saved`` (a checkpoint's config, read back from JSON: tuples came back as lists) is ``config``."""
+    try:
+        return saved is not None and config_from_dict(type(config), saved) == config
+    except (TypeError, ValueError):  # a field this version does not know, or lacks
+        return False
+
+
 def run_lm(
     trainer: LMTrainer,
     out: Path,
@@ -85,7 +93,7 @@ def run_lm(
         if latest is None:
             raise CheckpointError(f"--resume {out}: no checkpoint to resume from")
         state, history, saved_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
-        if saved_meta.get("config") != meta["config"]:
+        if not same_config(saved_meta.get("config"), config):
             raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config")
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)

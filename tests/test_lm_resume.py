@@ -1,0 +1,66 @@
+"""Every language-model method resumes to the run it would have been without the stop, through the config
+it saved (whose tuple fields, the pairs and the reward models, come back from JSON as lists)."""
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from purerl.io.checkpoints import CheckpointError
+from purerl.io.lm_align import run_method
+from purerl.io.lm_sft import run_sft
+from purerl.lm.dpo import DPOConfig
+from purerl.lm.grpo import LMGRPOConfig
+from purerl.lm.ppo import LMPPOConfig
+from purerl.lm.preference_data import save_pairs
+from purerl.lm.reward_model import RewardModelConfig
+from purerl.lm.sft import SFTConfig
+from purerl.lm.tasks import make_task
+
+SMALL = {"steps": 4, "eval_every": 2, "eval_prompts": 8, "samples_shown": 0, "checkpoint_every": 2}
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory):
+    """A tiny SFT run, written pairs and a reward model on them."""
+    root = tmp_path_factory.mktemp("resume")
+    run_sft(SFTConfig(task="sentiment", steps=3, warmup_steps=1, eval_every=3, eval_prompts=8), root / "sft")
+    rows = [
+        {"prompt": prompt, "chosen": " the plot was good.", "rejected": " the plot was bad.", "chosen_reward": 1.0}
+        | {"rejected_reward": -1.0, "flipped": False}
+        for prompt in make_task("sentiment").prompts(np.random.default_rng(0), 20)
+    ]
+    (root / "pairs").mkdir()
+    save_pairs(rows, root / "pairs" / "pairs.jsonl")
+    rm = RewardModelConfig(init=str(root / "sft"), pairs=(str(root / "pairs"),), reference_prompts=8, **SMALL)
+    run_method("rm", rm, root / "rm")
+    return root
+
+
+def configs(root):
+    init, pairs, rm = str(root / "sft"), (str(root / "pairs"),), (str(root / "rm"),)
+    return {
+        "rm": RewardModelConfig(init=init, pairs=pairs, reference_prompts=8, **SMALL),
+        "dpo": DPOConfig(init=init, pairs=pairs, **SMALL),
+        "ppo": LMPPOConfig(init=init, reward_model=rm, prompts_per_step=4, minibatches=2, **SMALL),
+        "grpo": LMGRPOConfig(init=init, prompts_per_step=2, group_size=2, **SMALL),
+    }
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("algorithm", ["rm", "dpo", "ppo", "grpo"])
+def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorithm):
+    config = configs(start)[algorithm]
+    run_method(algorithm, config, tmp_path / "whole")
+    run_method(algorithm, config, tmp_path / "stopped")
+    # Stopped after step 2: the checkpoint of step 4 and the results never got written.
+    shutil.rmtree(tmp_path / "stopped" / "checkpoints" / "4")
+    for name in ("metrics.csv", "evals.csv", "summary.json"):
+        (tmp_path / "stopped" / name).unlink()
+    summary = run_method(algorithm, config, tmp_path / "stopped", resume=True)
+    assert summary["resumed_from_step"] == 2
+    for name in ("metrics.csv", "evals.csv"):
+        assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    with pytest.raises(CheckpointError, match="belongs to a run with another config"):
+        run_method(algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True)
