@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from preference_rows import sentiment_pairs
 
 from purerl.io import cli
 from purerl.io.lm_align import run_method, run_pairs
@@ -18,7 +19,6 @@ from purerl.lm.preference_data import PairsConfig, save_pairs
 from purerl.lm.reward_model import RewardModelConfig, make_reward_model, pearson_correlation
 from purerl.lm.rollout import last_token_scores
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
-from purerl.lm.tasks import make_task
 from purerl.lm.tokenizer import EOS, PAD, Batch, CharTokenizer, encode_batch
 
 TOKENIZER = CharTokenizer()
@@ -194,21 +194,6 @@ def test_reward_correlation_is_pearson_and_undefined_without_spread():
     )
     assert pearson_correlation(x, y) == pytest.approx(expected)
     assert np.isnan(pearson_correlation(np.full(8, np.float32(1 / 3)), np.arange(8.0)))  # was a residue's r
-
-
-def sentiment_pairs(n: int, seed: int = 0) -> list[dict]:
-    """Ground-truth pairs: a wholly positive review over a wholly negative one, for the same prompt."""
-    task, rng = make_task("sentiment"), np.random.default_rng(seed)
-    positive, negative = ["good", "fun", "clever", "superb"], ["bad", "dull", "awful", "boring"]
-    rows = []
-    for prompt in task.prompts(rng, n):
-        chosen = f" the plot was {rng.choice(positive)}."
-        rejected = f" the plot was {rng.choice(negative)}."
-        rows.append(
-            {"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_reward": 1.0, "rejected_reward": -1.0}
-            | {"flipped": False}
-        )
-    return rows
 
 
 def test_reward_model_learns_a_known_preference(tmp_path):

@@ -4,8 +4,8 @@ it saved (whose tuple fields, the pairs and the reward models, come back from JS
 import shutil
 from dataclasses import replace
 
-import numpy as np
 import pytest
+from preference_rows import sentiment_pairs
 
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.lm_align import run_method
@@ -16,7 +16,6 @@ from purerl.lm.ppo import LMPPOConfig
 from purerl.lm.preference_data import save_pairs
 from purerl.lm.reward_model import RewardModelConfig
 from purerl.lm.sft import SFTConfig
-from purerl.lm.tasks import make_task
 
 SMALL = {"steps": 4, "eval_every": 2, "eval_prompts": 8, "samples_shown": 0, "checkpoint_every": 2}
 
@@ -26,11 +25,7 @@ def start(tmp_path_factory):
     """A tiny SFT run, written pairs and a reward model on them."""
     root = tmp_path_factory.mktemp("resume")
     run_sft(SFTConfig(task="sentiment", steps=3, warmup_steps=1, eval_every=3, eval_prompts=8), root / "sft")
-    rows = [
-        {"prompt": prompt, "chosen": " the plot was good.", "rejected": " the plot was bad.", "chosen_reward": 1.0}
-        | {"rejected_reward": -1.0, "flipped": False}
-        for prompt in make_task("sentiment").prompts(np.random.default_rng(0), 20)
-    ]
+    rows = sentiment_pairs(20)
     (root / "pairs").mkdir()
     save_pairs(rows, root / "pairs" / "pairs.jsonl")
     rm = RewardModelConfig(init=str(root / "sft"), pairs=(str(root / "pairs"),), reference_prompts=8, **SMALL)
@@ -63,4 +58,6 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
     for name in ("metrics.csv", "evals.csv"):
         assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
     with pytest.raises(CheckpointError, match="belongs to a run with another config"):
-        run_method(algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True)
+        run_method(
+            algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True
+        )

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from preference_rows import sentiment_pairs
 
 from purerl.control.grpo import GRPOConfig
 from purerl.control.ppo import PPOConfig
@@ -25,7 +26,6 @@ from purerl.lm.ppo import LMPPOConfig
 from purerl.lm.preference_data import PairsConfig, save_pairs
 from purerl.lm.reward_model import RewardModelConfig
 from purerl.lm.sft import SFTConfig
-from purerl.lm.tasks import make_task
 
 try:  # jax 0.10: jax/_src/random/prng.py; earlier: jax/_src/prng.py
     from jax._src.random import prng as prng_module
@@ -132,11 +132,7 @@ def lm_runs(tmp_path_factory):
     with recording_keys() as logs["pairs"]:
         run_pairs(PairsConfig(init=str(root / "sft"), prompts=64, temperatures=(1.0, 1.5)), root / "pairs")
     # Three steps of SFT write few pairs worth keeping: the reward model and DPO train on written ones.
-    rows = [
-        {"prompt": prompt, "chosen": " the plot was good.", "rejected": " the plot was bad.", "chosen_reward": 1.0}
-        | {"rejected_reward": -1.0, "flipped": False}
-        for prompt in make_task("sentiment").prompts(np.random.default_rng(0), 20)
-    ]
+    rows = sentiment_pairs(20)
     (root / "written").mkdir()
     save_pairs(rows, root / "written" / "pairs.jsonl")
     run_method("rm", LM_METHODS["rm"](root, small), root / "rm")  # scores the proxy-reward PPO (not recorded)
