@@ -228,7 +228,7 @@ def test_bad_alignment_input_one_line_error(capsys, tmp_path):
         (["ppo", "--out", str(tmp_path / "p")], "--init is required"),
         (["grpo", "--init", "x", "--group-size", "1"], "group_size must be >= 2"),
         (["dpo", "--init", "x", "--pairs", "y", "--loss-type", "kto"], "loss_type must be one of"),
-        (["ppo", "--init", str(tmp_path / "nothing")], "is not an SFT run directory"),
+        (["ppo", "--init", str(tmp_path / "nothing")], "is not a purerl lm sft run directory"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["lm", *flags])

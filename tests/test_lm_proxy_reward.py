@@ -10,11 +10,21 @@ import pytest
 
 from purerl.io import cli
 from purerl.io.config_io import config_from_dict
+from purerl.io.lm_align import with_absolute_paths
 from purerl.lm.ppo import LMPPOConfig
-from purerl.lm.preference_data import PairsConfig, load_pairs, make_pairs, save_pairs
+from purerl.lm.preference_data import (
+    PairsConfig,
+    load_pair_split,
+    load_pairs,
+    make_pairs,
+    pair_key,
+    save_pairs,
+    split_pairs,
+)
 from purerl.lm.proxy_reward import ensemble_score, make_proxy_scorer, score_statistics
 from purerl.lm.reward_model import RewardModelConfig
 from purerl.lm.sft import SFTConfig, make_sft, model_from_sft
+from purerl.lm.tasks import make_task
 
 
 def test_ensemble_score_matches_a_loop_over_completions_and_members():
@@ -110,7 +120,7 @@ def test_pairs_share_the_prompts_among_temperatures_in_blocks():
         assert row["temperature"] == config.temperatures[block]
         assert row["chosen_reward"] > row["rejected_reward"]
     assert make_pairs(sft_config.task_instance, model, params, config) == rows  # a pure function of the seed
-    with pytest.raises(ValueError, match="temperatures must be one or more values > 0"):
+    with pytest.raises(ValueError, match="temperatures must be one or more finite values > 0"):
         PairsConfig(init="unused", temperatures=(1.0, 0.0))
 
 
@@ -150,3 +160,66 @@ def test_a_normalised_reward_model_raises_the_task_reward_and_a_trained_policy_m
     assert saved == [str(tmp_path / "pairs0"), str(tmp_path / "pairs1")]
     with pytest.raises(SystemExit):  # a reward model is not a policy
         cli.main(["lm", "pairs", "--init", sft, "--policy", str(tmp_path / "rm0"), "--out", str(tmp_path / "x")])
+
+
+def test_a_pair_and_its_copies_fall_on_one_side_of_the_split():
+    rows = [{"prompt": f"p{i % 6}", "chosen": "a", "rejected": "b", "copy": i} for i in range(18)]  # 6 pairs x 3
+    train, held_out = split_pairs(rows, 0.5, seed=0)
+    train_keys, held_out_keys = {pair_key(r) for r in train}, {pair_key(r) for r in held_out}
+    assert not train_keys & held_out_keys and len(train_keys) == len(held_out_keys) == 3
+    assert len(train) == len(held_out) == 9  # every copy kept, with its pair
+    assert split_pairs(rows, 0.5, seed=0) == (train, held_out)
+    with pytest.raises(ValueError, match="of 1 distinct pairs leaves no train or no held-out pair"):
+        split_pairs(rows[:1] * 5, 0.5, seed=0)
+
+
+def test_pairs_of_another_task_and_empty_pair_files_are_refused(tmp_path):
+    save_pairs([{"prompt": "abc", "chosen": "cba", "rejected": "abc", "task": "reverse"}] * 4, tmp_path / "r.jsonl")
+    with pytest.raises(ValueError, match="include reverse pairs; this run is on sentiment"):
+        load_pair_split([tmp_path / "r.jsonl"], 0.5, 0, make_task("sentiment"))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty.jsonl' holds no preference pairs"):
+        load_pairs([tmp_path / "empty.jsonl"])
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["ppo", "--init", "{sft}", "--reward-model", "{sft}"],
+            "--reward-model '{sft}' is a sft run, not a purerl lm rm run",
+        ),
+        (["ppo", "--init", "{sft}", "--reward-model", "{sft}/config.json"], "is not a purerl lm rm run directory"),
+        (
+            ["grpo", "--init", "{sft}", "--reward-model", "{missing}"],
+            "--reward-model '{missing}' is not a purerl lm rm",
+        ),
+        (["pairs", "--init", "{sft}", "--policy", "{sft}"], "--policy '{sft}' is a sft run, not a purerl lm ppo or"),
+        (["ppo", "--init", "{sft}", "--reward-model", "{sft},"], "--reward-model: an empty item in"),
+        (["ppo", "--init", "x", "--reward-model", "a,b", "--ensemble-penalty", "inf"], "must be finite and >= 0"),
+        (["pairs", "--init", "x", "--temperatures", "1,inf"], "temperatures must be one or more finite values > 0"),
+        (["pairs", "--init", "x", "--prompts", "2", "--temperatures", "1,2,3"], "cannot be shared among 3"),
+    ],
+)
+def test_bad_reward_model_and_pair_settings_are_one_line_errors(tmp_path, capsys, argv, message):
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "config.json").write_text(json.dumps({"_algorithm": "sft", "task": "sentiment"}))
+    names = {"sft": str(sft.resolve()), "missing": str((tmp_path / "missing").resolve())}
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lm", *(part.format(**names) for part in argv), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.format(**names) in err and err.count("\n") == 1, err
+
+
+def test_a_new_run_records_absolute_paths_to_the_runs_it_reads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = with_absolute_paths(LMPPOConfig(init="runs/sft", reward_model=("runs/rm", str(tmp_path / "rm2"))))
+    assert config.init == str(tmp_path / "runs" / "sft")
+    assert config.reward_model == (str(tmp_path / "runs" / "rm"), str(tmp_path / "rm2"))
+    assert with_absolute_paths(PairsConfig(init="sft")).policy == ""  # an unset path stays unset
+
+
+def test_list_fields_refuse_a_scalar_in_a_config_file():
+    with pytest.raises(ValueError, match="config field temperatures takes a list, got 0.5"):
+        config_from_dict(PairsConfig, {"init": "sft", "temperatures": 0.5})

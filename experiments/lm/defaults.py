@@ -56,9 +56,8 @@ def seed_rows(run: Seed) -> list[dict]:
         for row in csv.DictReader(f):
             rows.append({"seed": run.seed, "algorithm": "sft", "setting": {"steps": int(row["step"])}} | row)
     pairs = (run.pairs("pairs"),)
-    for lr in RM_RATES:  # member 0 of learned_reward.py at the default rate
-        name = "rm_0" if lr == RewardModelConfig.learning_rate else f"rm_lr{lr:g}"
-        out = run.reward_model(name, pairs, learning_rate=lr)
+    for lr in RM_RATES:
+        out = run.reward_model(f"rm_lr{lr:g}", pairs, learning_rate=lr)
         evaluation = json.loads((Path(out) / "summary.json").read_text())["eval"]
         rows.append({"seed": run.seed, "algorithm": "rm", "setting": {"learning_rate": lr}} | evaluation)
     for algorithm, settings in POLICY_SCANS.items():

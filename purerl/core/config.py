@@ -13,6 +13,7 @@ control config is a pytree whose swept fields are its leaves.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
@@ -38,9 +39,14 @@ def non_negative(name: str, value: float) -> None:
 
 
 def all_positive(name: str, values: Sequence[float]) -> None:
-    """A tuple field of one or more values, each > 0."""
-    if not values or not all(value > 0 for value in values):
-        raise ValueError(f"{name} must be one or more values > 0, got {values!r}")
+    """A tuple field of one or more finite values, each > 0."""
+    if not values or not all(0 < value < math.inf for value in values):
+        raise ValueError(f"{name} must be one or more finite values > 0, got {values!r}")
+
+
+def finite_non_negative(name: str, value: float) -> None:
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
 def at_least(minimum: int, why: str) -> Check:

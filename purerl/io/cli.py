@@ -24,7 +24,7 @@ from purerl.io.benchmark import compare_benchmarks, run_benchmark
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
 from purerl.io.config_io import add_config_flags, config_from_args
-from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs
+from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs, with_absolute_paths
 from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import ALGORITHMS
 from purerl.io.run_dir import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHUNK_UPDATES, RunSettings, load_run_dir, run_in_dir
@@ -249,14 +249,14 @@ def control_command(args: argparse.Namespace) -> dict:
 def lm_command(args: argparse.Namespace) -> dict:
     algorithm = args.algorithm
     if algorithm == "pairs":
-        return run_pairs(config_from_args(PairsConfig, args), output_dir(args))
+        return run_pairs(with_absolute_paths(config_from_args(PairsConfig, args)), output_dir(args))
     if args.resume is not None:
         refuse_settings_with_resume(args, ("out", "config"))
         if algorithm == "sft":
             return run_sft(load_sft_config(args.resume), args.resume, resume=True, stop_grace=args.stop_grace)
         config = load_method_config(algorithm, args.resume)
         return run_method(algorithm, config, args.resume, resume=True, stop_grace=args.stop_grace)
-    config = config_from_args(LM_COMMANDS[algorithm][0], args)
+    config = with_absolute_paths(config_from_args(LM_COMMANDS[algorithm][0], args))
     if algorithm == "sft":
         return run_sft(config, output_dir(args), stop_grace=args.stop_grace)
     return run_method(algorithm, config, output_dir(args), stop_grace=args.stop_grace)

@@ -34,10 +34,13 @@ def parse_value(field: str, tp: Any, text: str) -> Any:
     optional, base = _is_optional(tp)
     if optional and text.lower() == "none":
         return None
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []  # a tuple's items; "": none
+    if typing.get_origin(base) is tuple and "" in parts:
+        raise ValueError(f"--{field.replace('_', '-')}: an empty item in {text!r} (comma-separated values)")
     try:
         if typing.get_origin(base) is tuple:
             (item_type, *_) = typing.get_args(base)
-            return tuple(item_type(part) for part in text.split(",") if part.strip())
+            return tuple(item_type(part) for part in parts)
         if base is bool:
             if text.lower() in ("true", "1", "yes"):
                 return True
@@ -66,6 +69,8 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
         _, base = _is_optional(types_[name])
         if typing.get_origin(base) is tuple and isinstance(value, str):  # a field that once held one string
             value = parse_value(name, types_[name], value)
+        elif typing.get_origin(base) is tuple and value is not None and not isinstance(value, list | tuple):
+            raise ValueError(f"config field {name} takes a list, got {value!r}")
         converted[name] = tuple(value) if typing.get_origin(base) is tuple and value is not None else value
     return cls(**converted)
 
@@ -92,11 +97,12 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     for field in dataclasses.fields(cls):
         tp = field_types(cls)[field.name]
         default = field.default
+        base = _is_optional(tp)[1]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=f"field_{field.name}",
-            metavar=getattr(_is_optional(tp)[1], "__name__", "VALUES").upper(),
+            metavar="A,B,..." if typing.get_origin(base) is tuple else getattr(base, "__name__", "VALUE").upper(),
             default=argparse.SUPPRESS,
             help=f"{field.metadata.get('help', '')} [{shown}]",
         )

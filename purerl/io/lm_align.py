@@ -12,6 +12,7 @@ Every policy method is evaluated by ``purerl.lm.evaluation`` against the SFT pol
 ``evals.csv`` holds the task reward, validity, accuracy, diversity and the KL to the SFT start.
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -25,8 +26,8 @@ import numpy as np
 
 from purerl.core.streams import seed_streams, step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
-from purerl.io.config_io import config_from_dict, load_config_values, save_config
-from purerl.io.lm_run import LMTrainer, load_lm_config, run_lm
+from purerl.io.config_io import config_from_dict, save_config
+from purerl.io.lm_run import LMTrainer, load_lm_config, run_directory_values, run_lm
 from purerl.io.lm_sft import load_sft_config
 from purerl.io.run import environment_info
 from purerl.io.stopping import DEFAULT_STOP_GRACE
@@ -63,10 +64,35 @@ def restore_params(run_dir: Path, make_like_state: Callable[[], Any]) -> Any:
 def load_sft_policy(init: str) -> tuple[SFTConfig, Any]:
     """``(config, params)`` of the SFT run in ``init``."""
     path = Path(init)
-    if not (path / "config.json").exists():
-        raise ValueError(f"--init {init!r} is not an SFT run directory (no config.json; purerl lm sft --out DIR)")
-    config = load_sft_config(path)
+    config = load_lm_config(path, "sft", SFTConfig, flag="init")
     return config, restore_params(path, lambda: make_sft(config).state).params
+
+
+RUN_PATH_FIELDS = ("init", "policy", "pairs", "reward_model")
+
+
+def with_absolute_paths(config: Any) -> Any:
+    """``config`` with its paths to other runs (``RUN_PATH_FIELDS``) made absolute, so that the run it starts
+    finds them again from any working directory (a relative path was read from wherever the reader stood)."""
+    changes: dict[str, Any] = {}
+    for name in RUN_PATH_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, tuple):
+            changes[name] = tuple(str(Path(path).resolve()) for path in value)
+        elif value:
+            changes[name] = str(Path(value).resolve())
+    return dataclasses.replace(config, **changes)
+
+
+def check_run_paths(config: Any) -> None:
+    """Each run ``config`` reads is a run of the right kind (one line naming the flag otherwise), checked
+    before anything is restored or compiled: ``init`` an SFT run, ``reward_model`` reward-model runs,
+    ``policy`` a PPO, GRPO or DPO run."""
+    run_directory_values(Path(config.init), "init", ("sft",))
+    for path in getattr(config, "reward_model", ()):
+        run_directory_values(Path(path), "reward-model", ("rm",))
+    if getattr(config, "policy", ""):
+        run_directory_values(Path(config.policy), "policy", POLICY_ALGORITHMS)
 
 
 def require_same_sft(flag: str, run: str, init: str, sft_config: SFTConfig) -> None:
@@ -77,7 +103,7 @@ def require_same_sft(flag: str, run: str, init: str, sft_config: SFTConfig) -> N
 
 def load_reward_model(path: str, sft_config: SFTConfig, sft_params) -> tuple[Scorer, dict[str, Any]]:
     """The scorer of the trained reward model in the ``purerl lm rm`` run ``path``, and its final evaluation."""
-    config = load_lm_config(Path(path), "rm", RewardModelConfig)
+    config = load_lm_config(Path(path), "rm", RewardModelConfig, flag="reward-model")
     require_same_sft("reward-model", path, config.init, sft_config)
 
     def start() -> RewardModelState:  # only traced (restore_params): it splits and draws nothing
@@ -122,10 +148,8 @@ POLICY_ALGORITHMS = ("ppo", "grpo", "dpo")
 def load_run_policy(run: str, sft_config: SFTConfig, sft_params) -> Any:
     """The policy parameters of the ``purerl lm ppo|grpo|dpo`` run ``run``, which must have started from
     an SFT run equal to ``sft_config``."""
-    values = load_config_values(Path(run) / "config.json")
-    algorithm = values.get("_algorithm")
-    if algorithm not in POLICY_ALGORITHMS:
-        raise ValueError(f"--policy {run!r} is a {algorithm} run; a policy comes from a purerl lm ppo, grpo or dpo run")
+    values = run_directory_values(Path(run), "policy", POLICY_ALGORITHMS)
+    algorithm = values["_algorithm"]
     config = config_from_dict(METHODS[algorithm][0], values)
     require_same_sft("policy", run, config.init, sft_config)
     if algorithm == "dpo":
@@ -166,6 +190,7 @@ def method_evaluation(method: LMMethod, config: Any, sft_config: SFTConfig, sft_
 def run_pairs(config: PairsConfig, out: Path, stream: TextIO | None = None) -> dict[str, Any]:
     """Samples and labels the preference pairs into ``out/pairs.jsonl``; returns the summary."""
     stream = sys.stderr if stream is None else stream
+    check_run_paths(config)
     sft_config, params = load_sft_policy(config.init)
     model, _ = model_from_sft(sft_config, params)
     if config.policy:
@@ -267,6 +292,7 @@ def run_method(
     stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> dict[str, Any]:
     """Trains (or continues) the ``algorithm`` run in ``out``; returns the summary."""
+    check_run_paths(config)
     return run_lm(METHODS[algorithm][1](config), out, resume, stream, stop_grace)
 
 

@@ -48,14 +48,21 @@ class LMTrainer:
     summary: dict[str, Any] = field(default_factory=dict)  # extra fields of summary.json
 
 
-def load_lm_config(out: Path, algorithm: str, config_cls: type) -> Any:
-    values = load_config_values(out / "config.json")
-    if values.get("_algorithm") != algorithm:
-        raise ValueError(
-            f"--resume {str(out)!r} is not a {algorithm} run directory (its config.json is of "
-            f"{values.get('_algorithm')!r})"
-        )
-    return config_from_dict(config_cls, values)
+def run_directory_values(out: Path, flag: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
+    """The saved config of the ``purerl lm`` run in ``out`` (given as ``--flag``), which must be a run of one
+    of ``algorithms``: one line naming the flag and what it got otherwise."""
+    kinds = " or ".join(f"purerl lm {name}" for name in algorithms)
+    if not (Path(out) / "config.json").is_file():
+        raise ValueError(f"--{flag} {str(out)!r} is not a {kinds} run directory (no config.json in it)")
+    values = load_config_values(Path(out) / "config.json")
+    if values.get("_algorithm") not in algorithms:
+        raise ValueError(f"--{flag} {str(out)!r} is a {values.get('_algorithm')} run, not a {kinds} run")
+    return values
+
+
+def load_lm_config(out: Path, algorithm: str, config_cls: type, flag: str = "resume") -> Any:
+    """The config of the ``algorithm`` run in ``out`` (given as ``--flag``)."""
+    return config_from_dict(config_cls, run_directory_values(out, flag, (algorithm,)))
 
 
 def same_config(saved: dict[str, Any] | None, config: Any) -> bool:

@@ -38,10 +38,18 @@ class PairsConfig(Config):
         4, "completions sampled per prompt; the best and the worst make the pair", at_least(2, "to make a pair")
     )
     temperatures: tuple[float, ...] = doc(
-        (1.0,), "sampling temperatures: the prompts are shared out among them in equal blocks", all_positive
+        (1.0,),
+        "sampling temperatures, comma-separated: the prompts are shared among them in equal blocks",
+        all_positive,
     )
     flip_probability: float = doc(0.0, "probability that a pair's labels are swapped (label noise)", in_range(0.0, 1.0))
     seed: int = doc(0, "seed of the prompts, the sampling and the flips")
+
+    def validate(self) -> None:
+        if self.prompts < len(self.temperatures):
+            raise ValueError(
+                f"prompts={self.prompts} cannot be shared among {len(self.temperatures)} temperatures (one each)"
+            )
 
 
 def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:
@@ -76,6 +84,7 @@ def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list
                     "rejected_reward": float(rewards[rejected]),
                     "flipped": flipped,
                     "temperature": temperature,
+                    "task": task.name,
                 }
             )
     return rows
@@ -95,20 +104,31 @@ def load_pairs(paths: Sequence[str | Path]) -> list[dict]:
             raise ValueError(
                 f"no preference pairs at {str(path)!r} (make them with: purerl lm pairs --init SFT --out DIR)"
             )
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line]
+        read = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if not read:
+            raise ValueError(f"{str(path)!r} holds no preference pairs (every prompt's samples scored alike?)")
+        rows += read
     return rows
 
 
+def pair_key(row: dict) -> tuple[str, str, str]:
+    return row["prompt"], row["chosen"], row["rejected"]
+
+
 def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """``(train, held_out)``: a seeded shuffle, the last ``held_out_fraction`` held out."""
-    order = np.random.default_rng([seed, NUMPY_PAIRS_STREAM]).permutation(len(rows))
-    held_out = int(round(held_out_fraction * len(rows)))
-    if held_out == 0 or held_out == len(rows):
+    """``(train, held_out)``: the distinct pairs (prompt, chosen, rejected) in a seeded shuffle, the last
+    ``held_out_fraction`` of them held out, each with all its copies (a pair sampled twice, or in two of the
+    unioned sets, is never on both sides)."""
+    keys = list(dict.fromkeys(map(pair_key, rows)))
+    order = np.random.default_rng([seed, NUMPY_PAIRS_STREAM]).permutation(len(keys))
+    held_out = int(round(held_out_fraction * len(keys)))
+    if held_out == 0 or held_out == len(keys):
         raise ValueError(
-            f"held_out_fraction={held_out_fraction} of {len(rows)} pairs leaves no train or no held-out pair"
+            f"held_out_fraction={held_out_fraction} of {len(keys)} distinct pairs leaves no train or no held-out pair"
         )
-    shuffled = [rows[i] for i in order]
-    return shuffled[:-held_out], shuffled[-held_out:]
+    held_out_keys = {keys[i] for i in order[-held_out:]}
+    train = [row for row in rows if pair_key(row) not in held_out_keys]
+    return train, [row for row in rows if pair_key(row) in held_out_keys]
 
 
 class PairSplit(NamedTuple):
@@ -119,8 +139,13 @@ class PairSplit(NamedTuple):
 
 
 def load_pair_split(paths: Sequence[str | Path], held_out_fraction: float, seed: int, task: Task) -> PairSplit:
-    """The union of the pairs at ``paths``, split by ``split_pairs`` and encoded by ``pair_batches``."""
-    train_rows, held_out_rows = split_pairs(load_pairs(paths), held_out_fraction, seed)
+    """The union of the pairs at ``paths`` (each of ``task``, where its rows say), split by ``split_pairs`` and
+    encoded by ``pair_batches``."""
+    rows = load_pairs(paths)
+    other = next((row["task"] for row in rows if row.get("task", task.name) != task.name), None)
+    if other is not None:
+        raise ValueError(f"the pairs in {', '.join(map(str, paths))} include {other} pairs; this run is on {task.name}")
+    train_rows, held_out_rows = split_pairs(rows, held_out_fraction, seed)
     return PairSplit(train_rows, held_out_rows, pair_batches(train_rows, task), pair_batches(held_out_rows, task))
 
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import optax
 
-from purerl.core.config import Config, doc, in_range, non_negative, positive
+from purerl.core.config import Config, doc, finite_non_negative, in_range, non_negative, positive
 from purerl.core.optim import clipped_adamw, warmup_cosine
 
 
@@ -124,7 +124,9 @@ class PairwiseConfig(FineTuningConfig):
     """A method trained on preference pairs (reward model, DPO)."""
 
     pairs: tuple[str, ...] = doc(
-        (), "preference pairs: purerl lm pairs directories or pairs.jsonl files (several: their union)", required_paths
+        (),
+        "preference pairs: purerl lm pairs directories or pairs.jsonl files, comma-separated (several: their union)",
+        required_paths,
     )
     batch_size: int = doc(32, "pairs per step", positive)
     held_out_fraction: float = doc(0.2, "pairs held out for evaluation", in_range(0.0, 1.0))
@@ -136,14 +138,20 @@ class PolicyGradientConfig(FineTuningConfig):
 
     reward_model: tuple[str, ...] = doc(
         (),
-        "purerl lm rm run directories to score with (several: an ensemble); none: the task's verifiable reward",
+        "purerl lm rm run directories to score with, comma-separated (several: an ensemble); none: the task's "
+        "verifiable reward",
         path_tuple,
     )
     normalize_reward: bool = doc(
-        True, "standardise each reward model's score by its mean and std on the SFT policy's samples"
+        True,
+        "standardise each reward model's score by the mean and std of its scores on SFT samples (its final "
+        "sft_score_mean and sft_score_std)",
     )
     ensemble_penalty: float = doc(
-        0.0, "proxy = the reward models' mean score minus this times their std (their disagreement)", non_negative
+        0.0,
+        "with 2 or more reward models: the proxy is their mean score minus this times their std (their "
+        "disagreement), in the units of the scores (normalised ones by default)",
+        finite_non_negative,
     )
     epochs: int = doc(1, "passes over each rollout", positive)
     minibatches: int = doc(1, "minibatches per pass; must divide the completions per rollout", positive)
