@@ -42,6 +42,13 @@ class RewardModelConfig(PairwiseConfig):
     reference_prompts: int = doc(
         512, "SFT samples whose score mean and std each evaluation reports (what --normalize-reward uses)", positive
     )
+    eval_prompts: int = doc(
+        256, "unused: a reward model is evaluated on its held-out pairs and reference_prompts", positive
+    )
+    eval_temperature: float = doc(
+        1.0, "unused: the SFT samples of reference_prompts are drawn at temperature 1", positive
+    )
+    samples_shown: int = doc(0, "unused: a reward model writes no samples", non_negative)
 
 
 class RewardModelState(NamedTuple):
@@ -82,7 +89,9 @@ def make_reward_model(config: RewardModelConfig, sft_config: SFTConfig, sft_para
     """The reward model as an ``LMMethod`` over the pairs in ``config.pairs``: ``sample(state, step)`` draws
     ``batch_size`` training pairs from ``rng([seed, step])``, ``update(state, chosen, rejected)`` takes one
     optimiser step, and ``evaluate(state)`` scores the held-out pairs (accuracy against the labels and against
-    the true rewards, Pearson correlation with the true rewards). It trains no policy."""
+    the true rewards, Pearson correlation with the true rewards) and reports the mean and std of its scores on
+    ``reference_prompts`` completions the SFT policy samples at temperature 1 (drawn once, from the ``pairs``
+    stream). It trains no policy."""
     task, streams = sft_config.task_instance, seed_streams(config.seed)
     model, state = reward_model_start(config, sft_config, sft_params, streams.head)
     pairs = load_pair_split(config.pairs, config.held_out_fraction, config.seed, task)
