@@ -66,6 +66,10 @@ LM_GRPO = [
     "2",
     "--eval-prompts",
     "16",
+    "--beta",  # the defaults when the runs were recorded
+    "0.04",
+    "--advantage-scale",
+    "std",
 ]
 
 

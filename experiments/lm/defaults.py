@@ -3,14 +3,14 @@ seeds, with the rule that picks the default.
 
     python experiments/lm/defaults.py                      # 3 seeds, about 40 minutes on 2 CPU cores
 
-Per seed (``experiments/lm/pipeline.py``; the runs at the current defaults are shared with
-``learned_reward.py``):
+Per seed (``experiments/lm/pipeline.py``):
 
 - **SFT**: validity and task reward of the sampled completions every 100 steps of the 1000-step SFT run.
 - **Reward model**: learning rate in {3e-4, 1e-3, 3e-3}; held-out accuracy against the true order and the
   correlation of its score with the task's reward.
 - **DPO**: learning rate in {1e-5, 3e-5, 1e-4} x beta in {0.1, 0.5}, on the 512-prompt pairs.
-- **PPO** and **GRPO** on the task's reward: learning rate in {1e-4, 3e-4, 1e-3}.
+- **PPO** and **GRPO** on the task's reward: learning rate in {1e-4, 3e-4, 1e-3} (GRPO at the paper's beta 0.04
+  and scaled advantages), and GRPO at beta 0.1 with unscaled advantages.
 
 The rule for a policy method: the highest task reward among the settings whose validity stays at or above 85%
 (IQM over seeds), ties to the lower KL. For the reward model: the highest true accuracy, then correlation.
@@ -32,10 +32,12 @@ from purerl.lm.reward_model import RewardModelConfig
 
 RESULTS = Path(__file__).parent / "results"
 VALIDITY_FLOOR = 0.85
+PAPER_GRPO = {"beta": 0.04, "advantage_scale": "std"}  # GRPO's settings in the paper (its defaults until issue 18)
 POLICY_SCANS = {
     "dpo": [{"learning_rate": lr, "beta": beta} for lr in (1e-5, 3e-5, 1e-4) for beta in (0.1, 0.5)],
     "ppo": [{"learning_rate": lr} for lr in (1e-4, 3e-4, 1e-3)],
-    "grpo": [{"learning_rate": lr} for lr in (1e-4, 3e-4, 1e-3)],
+    "grpo": [{"learning_rate": lr} | PAPER_GRPO for lr in (1e-4, 3e-4, 1e-3)]
+    + [{"learning_rate": 3e-4, "beta": 0.1, "advantage_scale": "none"}],
 }
 DEFAULTS = {"dpo": DPOConfig, "ppo": LMPPOConfig, "grpo": LMGRPOConfig, "rm": RewardModelConfig}
 RM_RATES = (3e-4, 1e-3, 3e-3)
@@ -43,7 +45,8 @@ POLICY_COLUMNS = ("reward", "validity", "kl_to_reference", "unique")
 
 
 def label(setting: dict) -> str:
-    return " ".join(f"{name} {value:g}" for name, value in setting.items())
+    shown = {name: f"{value:g}" if isinstance(value, float) else value for name, value in setting.items()}
+    return " ".join(f"{name} {value}" for name, value in shown.items())
 
 
 def is_default(algorithm: str, setting: dict) -> bool:
@@ -62,7 +65,7 @@ def seed_rows(run: Seed) -> list[dict]:
         rows.append({"seed": run.seed, "algorithm": "rm", "setting": {"learning_rate": lr}} | evaluation)
     for algorithm, settings in POLICY_SCANS.items():
         for setting in settings:
-            name = "task" if algorithm != "dpo" and is_default(algorithm, setting) else label(setting).replace(" ", "")
+            name = label(setting).replace(" ", "")
             fields = setting | ({"pairs": pairs} if algorithm == "dpo" else {})
             summary = run.policy(algorithm, name, **fields)
             rows.append({"seed": run.seed, "algorithm": algorithm, "setting": setting} | summary["eval"])

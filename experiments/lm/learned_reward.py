@@ -42,6 +42,7 @@ VARIANTS = ("task", "raw", "raw_adaptive_kl", "normalized", "ensemble", "tempera
 VARIANTS += ("unscaled", "unscaled_ensemble", "unscaled_temperatures", "beta0.1", "unscaled_beta0.1")
 VARIANTS += ("unscaled_temperatures_beta0.1",)
 UNSCALED = {"advantage_scale": "none"}
+PAPER_GRPO = {"beta": 0.04, "advantage_scale": "std"}  # GRPO's settings in the paper (its defaults then)
 COLUMNS = ("reward", "validity", "kl_to_reference", "unique", "distinct_2", "proxy_score")
 
 
@@ -69,12 +70,14 @@ def pipeline(run: Seed) -> list[dict]:
         },
     }
     for algorithm in ALGORITHMS:
+        base = PAPER_GRPO if algorithm == "grpo" else {}
         summaries = {
-            variant: run.policy(algorithm, variant, **fields) for variant, fields in (shared | own[algorithm]).items()
+            variant: run.policy(algorithm, variant, **(base | fields))
+            for variant, fields in (shared | own[algorithm]).items()
         }
         second = run.pairs(f"pairs_round2_{algorithm}", policy=str(run.root / f"{algorithm}_normalized"))
         round2 = run.reward_model(f"rm_round2_{algorithm}", (first, second))
-        summaries["round2"] = run.policy(algorithm, "round2", reward_model=(round2,), normalize_reward=True)
+        summaries["round2"] = run.policy(algorithm, "round2", **base, reward_model=(round2,), normalize_reward=True)
         for variant, summary in summaries.items():
             rows.append({"seed": run.seed, "algorithm": algorithm, "variant": variant} | summary["eval"])
     return rows
