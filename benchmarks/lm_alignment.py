@@ -135,7 +135,7 @@ def measure(preset: str, reps: int, peak: float | None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as pairs_dir:
         save_pairs(demonstration_pairs(sft_config, 4 * SEQUENCES), Path(pairs_dir) / "pairs.jsonl")
-        dpo_config = DPOConfig(init="unused", pairs=pairs_dir, batch_size=SEQUENCES // 2)
+        dpo_config = DPOConfig(init="unused", pairs=(pairs_dir,), batch_size=SEQUENCES // 2)
         dpo = make_dpo(dpo_config, sft_config, sft_params)
         rows.append(
             {

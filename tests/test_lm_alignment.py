@@ -268,7 +268,7 @@ def test_pairs_then_dpo_and_reward_model_on_the_sft_policy(sentiment_sft, tmp_pa
     assert rm["eval"]["true_accuracy"] > 0.8
     dpo = run_method(
         "dpo",
-        DPOConfig(init=sft, pairs=(str(tmp_path / "pairs"),), steps=15, eval_every=15),
+        DPOConfig(init=sft, pairs=(str(tmp_path / "pairs"),), steps=15, eval_every=15, learning_rate=1e-4),
         tmp_path / "dpo",
     )
     assert dpo["eval"]["preference_accuracy"] > 0.7
