@@ -53,7 +53,7 @@ class PairsConfig(Config):
 
 
 def make_pairs(task: Task, model: CausalLM, params, config: PairsConfig) -> list[dict]:
-    """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped, temperature}``;
+    """Rows ``{prompt, chosen, rejected, chosen_reward, rejected_reward, flipped, temperature, task}``;
     ``chosen_reward`` is the ground truth of the completion labelled chosen (lower than ``rejected_reward``
     where flipped). Prompt ``i`` is sampled at ``temperatures[i * T // prompts]`` (``T`` temperatures), each
     block with its own key (``fold_in`` of the seed's ``pairs`` stream with the block's index)."""
