@@ -9,7 +9,7 @@ Per seed (``experiments/lm/pipeline.py``; the SFT run, the 512-prompt pairs and 
 normalised on SFT samples (``--normalize-reward``):
 
 - **RL**: PPO with no KL penalty (``kl_coef 0``, as Gao et al.'s main curves) for 100 rollouts, evaluated every
-  5 on the 256 held-out prompts: the proxy score, the gold reward and the KL of the same completions.
+  2 on the 256 held-out prompts: the proxy score, the gold reward and the KL of the same completions.
 - **Best-of-n**: 64 completions per held-out prompt from the SFT policy; for n = 1, 2, ..., 64 the unbiased
   estimate of what best-of-n keeps (``purerl.lm.overoptimization``), at KL ``log n - (n - 1) / n``.
 
@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 SIZES = {"64 prompts": 64, "512 prompts": 512}  # pairs the reward model is trained on (about 0.9 per prompt)
 BEST_OF = (1, 2, 4, 8, 16, 32, 64)
-RL_STEPS, RL_EVAL_EVERY = 100, 5
+RL_STEPS, RL_EVAL_EVERY = 100, 2  # every 2 rollouts: the gold reward peaks and collapses within 40
 BON_SEED_OFFSET = 1000  # best-of-n samples with jax.random.key(1000 + seed): a stream no purerl run uses
 
 
