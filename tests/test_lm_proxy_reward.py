@@ -31,7 +31,7 @@ def test_ensemble_score_matches_a_loop_over_completions_and_members():
     rng = np.random.default_rng(0)
     scores = rng.normal(3.0, 5.0, size=(3, 7))
     reference = rng.normal(3.0, 5.0, size=(3, 50))
-    statistics = score_statistics(reference)
+    statistics = score_statistics(reference.mean(axis=1), reference.std(axis=1))
     proxy, disagreement = ensemble_score(scores, statistics, penalty=0.5)
     for b in range(7):
         z = []
@@ -55,18 +55,20 @@ def test_one_member_without_statistics_is_its_raw_score_and_agrees_with_itself()
 
 def test_normalised_scores_of_the_reference_have_mean_zero_and_std_one():
     reference = np.random.default_rng(1).normal([[10.0], [-4.0]], [[8.0], [0.1]], size=(2, 400))
-    proxy, _ = ensemble_score(reference[:1], score_statistics(reference[:1]))
+    proxy, _ = ensemble_score(reference[:1], score_statistics(reference[:1].mean(axis=1), reference[:1].std(axis=1)))
     assert np.mean(proxy) == pytest.approx(0.0, abs=1e-5) and np.std(proxy) == pytest.approx(1.0, rel=1e-5)
     # Members on different scales count alike once normalised: each standardised reference averages to 0.
-    both, _ = ensemble_score(reference, score_statistics(reference))
+    both, _ = ensemble_score(reference, score_statistics(reference.mean(axis=1), reference.std(axis=1)))
     assert np.mean(both) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_a_constant_member_is_refused_by_name():
-    with pytest.raises(ValueError, match="reward model 1 gives every reference completion the same score"):
-        score_statistics(np.array([[0.0, 1.0, 2.0], [4.0, 4.0, 4.0]]))
-    with pytest.raises(ValueError, match=r"\[members, completions >= 2\]"):
-        score_statistics(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="reward model 1 gives every SFT sample the same score"):
+        score_statistics([0.0, 4.0], [0.8, 0.0])
+    with pytest.raises(ValueError, match="reward model 'runs/rm' gives every SFT sample the same score"):
+        score_statistics([4.0], [0.0], names=("runs/rm",))
+    with pytest.raises(ValueError, match="one mean and one std per member"):
+        score_statistics([1.0], [1.0, 2.0])
 
 
 def test_the_proxy_scorer_penalises_where_the_members_disagree():

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jax
-import numpy as np
 
 from purerl.core.streams import seed_streams, step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
@@ -37,7 +36,7 @@ from purerl.lm.grpo import GRPO_METRICS, LMGRPOConfig, make_lm_grpo
 from purerl.lm.model import count_params
 from purerl.lm.ppo import PPO_METRICS, LMPPOConfig, make_lm_ppo
 from purerl.lm.preference_data import PairsConfig, make_pairs, save_pairs
-from purerl.lm.proxy_reward import ScoreStatistics, make_proxy_scorer
+from purerl.lm.proxy_reward import make_proxy_scorer, score_statistics
 from purerl.lm.reward_model import (
     REWARD_MODEL_EVAL_METRICS,
     REWARD_MODEL_METRICS,
@@ -131,9 +130,10 @@ def load_scorer(config: Any, sft_config: SFTConfig, sft_params) -> tuple[Scorer 
                     f"--reward-model {path!r} reports no score statistics on SFT samples (an unfinished run, or "
                     "one from before they were measured): finish or retrain it, or pass --normalize-reward false"
                 )
-        statistics = ScoreStatistics(
-            np.array([evaluation["sft_score_mean"] for evaluation in evaluations]),
-            np.array([evaluation["sft_score_std"] for evaluation in evaluations]),
+        statistics = score_statistics(
+            [evaluation["sft_score_mean"] for evaluation in evaluations],
+            [evaluation["sft_score_std"] for evaluation in evaluations],
+            config.reward_model,
         )
     scored_by = f"reward model {config.reward_model[0]}"
     if len(members) > 1:

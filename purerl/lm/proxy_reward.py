@@ -31,16 +31,19 @@ class ScoreStatistics(NamedTuple):
     std: np.ndarray
 
 
-def score_statistics(scores: np.ndarray) -> ScoreStatistics:
-    """``scores [K, N]`` (member ``k``'s scores of ``N`` reference completions) -> their mean and std per
-    member. Raises ``ValueError`` naming the member whose scores are all equal (std 0: nothing to scale by)."""
-    scores = np.asarray(scores, np.float64)
-    if scores.ndim != 2 or scores.shape[1] < 2:
-        raise ValueError(f"score_statistics needs scores shaped [members, completions >= 2], got {scores.shape}")
-    mean, std = scores.mean(axis=1), scores.std(axis=1)
+def score_statistics(
+    mean: Sequence[float], std: Sequence[float], names: Sequence[str] | None = None
+) -> ScoreStatistics:
+    """The members' mean and std of their scores on SFT samples (each ``[K]``: what every reward model reports
+    as ``sft_score_mean`` and ``sft_score_std``). Raises ``ValueError`` naming (by ``names``, else by index) a
+    member whose std is not > 0: its scores cannot be standardised."""
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    if mean.ndim != 1 or mean.shape != std.shape:
+        raise ValueError(f"score_statistics needs one mean and one std per member, got {mean.shape} and {std.shape}")
     constant = np.flatnonzero(~(std > 0))
     if constant.size:
-        raise ValueError(f"reward model {int(constant[0])} gives every reference completion the same score")
+        name = repr(names[constant[0]]) if names is not None else str(int(constant[0]))
+        raise ValueError(f"reward model {name} gives every SFT sample the same score (std {std[constant[0]]})")
     return ScoreStatistics(mean, std)
 
 
