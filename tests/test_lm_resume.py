@@ -17,7 +17,7 @@ from purerl.lm.preference_data import save_pairs
 from purerl.lm.reward_model import RewardModelConfig
 from purerl.lm.sft import SFTConfig
 
-SMALL = {"steps": 4, "eval_every": 2, "eval_prompts": 8, "samples_shown": 0, "checkpoint_every": 2}
+SMALL = {"steps": 4, "eval_every": 2, "eval_prompts": 8, "samples_shown": 1, "checkpoint_every": 2}
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +49,30 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
     config = configs(start)[algorithm]
     run_method(algorithm, config, tmp_path / "whole")
     run_method(algorithm, config, tmp_path / "stopped")
-    # Stopped after step 2: the checkpoint of step 4 and the results never got written.
+    # Stopped after step 4's evaluation: its checkpoint and the results never got written.
     shutil.rmtree(tmp_path / "stopped" / "checkpoints" / "4")
     for name in ("metrics.csv", "evals.csv", "summary.json"):
         (tmp_path / "stopped" / name).unlink()
     summary = run_method(algorithm, config, tmp_path / "stopped", resume=True)
     assert summary["resumed_from_step"] == 2
-    for name in ("metrics.csv", "evals.csv"):
+    for name in ("metrics.csv", "evals.csv", "samples.txt"):  # step 4's samples once, not twice
         assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
     with pytest.raises(CheckpointError, match="belongs to a run with another config"):
         run_method(
             algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True
         )
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(start, tmp_path):
+    config = configs(start)["grpo"]
+    run_method("grpo", config, tmp_path / "whole")
+    run_method("grpo", config, tmp_path / "killed")
+    for step in ("2", "4"):
+        shutil.rmtree(tmp_path / "killed" / "checkpoints" / step)
+    for name in ("metrics.csv", "evals.csv", "summary.json"):
+        (tmp_path / "killed" / name).unlink()
+    summary = run_method("grpo", config, tmp_path / "killed", resume=True)
+    assert summary["resumed_from_step"] == 0
+    for name in ("metrics.csv", "evals.csv", "samples.txt"):
+        assert (tmp_path / "killed" / name).read_text() == (tmp_path / "whole" / name).read_text(), name

@@ -73,6 +73,14 @@ def same_config(saved: dict[str, Any] | None, config: Any) -> bool:
         return False
 
 
+def keep_samples(path: Path, last_step: int) -> None:
+    """Keeps the samples of the evaluations up to ``last_step`` (those a resumed run restored; none for a run
+    from step 0): a run killed after an evaluation and before its next checkpoint evaluates that step again."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if last_step and int(line.split("\t")[0][5:]) <= last_step))
+
+
 def run_lm(
     trainer: LMTrainer,
     out: Path,
@@ -95,15 +103,15 @@ def run_lm(
     names = (*trainer.step_metrics, "eval_step", *eval_columns)
     history: dict[str, np.ndarray] = {name: np.zeros(0, np.float32) for name in names}
     first_step = 0
-    if resume:
-        latest = checkpoints.latest_step()
-        if latest is None:
-            raise CheckpointError(f"--resume {out}: no checkpoint to resume from")
+    latest = checkpoints.latest_step() if resume else None
+    if latest is not None:
         state, history, saved_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
         if not same_config(saved_meta.get("config"), config):
             raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config")
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)
+    elif resume:  # stopped before its first checkpoint (killed: a stop signal saves one), as control runs do
+        print(f"{out} has no checkpoint yet: starting at step 0", file=stream)
     print(trainer.description, file=stream)
     columns = {name: [float(x) for x in history[name]] for name in names}
 
@@ -125,6 +133,7 @@ def run_lm(
 
     loss_name = trainer.step_metrics[0]
     compile_seconds, train_start, timed_steps = 0.0, None, 0
+    keep_samples(out / "samples.txt", first_step)
     with StopSignals("the current step", stop_grace) as signals, (out / "samples.txt").open("a") as samples_file:
         if first_step:
             signals.last_saved = f"step {first_step} in {checkpoints.directory}"
