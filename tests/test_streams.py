@@ -3,7 +3,7 @@
 Every key that reaches JAX's random primitives is recorded, inside jit, vmap, scan and shard_map alike:
 a key passed to ``random_bits`` (every sampler) or to ``split`` is consumed; a key passed to ``fold_in`` is a
 stream that may be folded with many indices but must then never be split or sampled. Each method runs as
-the CLI runs it (PPO, GRPO, and every language-model method, evaluation included) under the recorder.
+the CLI runs it (PPO, GRPO, SAC, and every language-model method, evaluation included) under the recorder.
 """
 
 import contextlib
@@ -17,6 +17,7 @@ from preference_rows import sentiment_pairs
 
 from purerl.control.grpo import GRPOConfig
 from purerl.control.ppo import PPOConfig
+from purerl.control.sac import SACConfig
 from purerl.io.lm_align import run_method, run_pairs
 from purerl.io.lm_sft import run_sft
 from purerl.io.run import run_seeds
@@ -108,16 +109,20 @@ PPO = PPOConfig(env="CartPole-v1", num_envs=2, num_steps=8, total_timesteps=2 * 
                 update_epochs=2, hidden_sizes=(8,), eval_episodes=3)  # fmt: skip
 GRPO = GRPOConfig(env="CartPole-v1", num_updates=2, num_groups=2, group_size=2, num_minibatches=1, update_epochs=1,
                   hidden_sizes=(8,), eval_episodes=5, beta=0.04, ref_update_interval=1)  # fmt: skip
+SAC = SACConfig(total_timesteps=2 * 4 * 3, num_envs=2, num_steps=4, learning_starts=8, batch_size=4, hidden_sizes=(8,),
+                eval_episodes=3)  # fmt: skip
 
 
-@pytest.mark.parametrize(("algorithm", "config"), [("ppo", PPO), ("grpo", GRPO)], ids=["ppo", "grpo"])
+@pytest.mark.parametrize(
+    ("algorithm", "config"), [("ppo", PPO), ("grpo", GRPO), ("sac", SAC)], ids=["ppo", "grpo", "sac"]
+)
 def test_control_runs_consume_every_key_once(algorithm, config):
     # The report's case for GRPO: one update's evaluation key equalled a training key one level up.
     with recording_keys() as log:
         run_seeds(algorithm, config, num_seeds=2, show_progress=False)
     assert log.problems() == []
     # Recorded: at least every env step of every seed (the recorder sees inside the compiled chunks).
-    steps = config.num_updates * config.num_steps * 2 if algorithm == "ppo" else config.num_updates * 2
+    steps = config.num_updates * config.num_steps * 2 if algorithm != "grpo" else config.num_updates * 2
     assert sum(log.consumed.values()) > steps
 
 

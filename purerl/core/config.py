@@ -44,6 +44,11 @@ def all_positive(name: str, values: Sequence[float]) -> None:
         raise ValueError(f"{name} must be one or more finite values > 0, got {values!r}")
 
 
+def finite(name: str, value: float) -> None:
+    if not -math.inf < value < math.inf:
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
 def finite_non_negative(name: str, value: float) -> None:
     if not 0 <= value < math.inf:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

@@ -1,8 +1,9 @@
-"""Actor-critic networks with the PPO initialisation details.
+"""The control agents' networks, with the PPO initialisation details.
 
 Separate actor and critic MLPs (no shared torso), orthogonal weights with gain sqrt(2) in hidden layers,
 0.01 on the policy head (near-uniform initial policy) and 1.0 on the value head, zero biases
-(Huang et al., "The 37 Implementation Details of PPO", core details 2 and 13).
+(Huang et al., "The 37 Implementation Details of PPO", core details 2 and 13). SAC's squashed-Gaussian actor
+and twin Q-critics are built from the same MLP and initialisation.
 """
 
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.core.config import require_choice
+from purerl.core.distributions import TanhSquashedGaussian
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
@@ -80,8 +82,8 @@ def cast_dense_weights(params: Any, dtype_name: str) -> Any:
     return jax.tree_util.tree_map_with_path(cast, params)
 
 
-def dense(features: int, gain: float, dtype: jnp.dtype = jnp.float32) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+def dense(features: int, gain: float, dtype: jnp.dtype = jnp.float32, name: str | None = None) -> nn.Dense:
+    return nn.Dense(features, dtype=dtype, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros, name=name)
 
 
 class MLP(nn.Module):
@@ -94,13 +96,17 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     compute_dtype: str = "float32"
+    layer_norm: bool = False  # LayerNorm after each Dense, before the activation (SAC's critics, Ball et al. 2023)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = compute_dtype(self.compute_dtype)
         x = x.astype(dtype)
-        for width in self.hidden_sizes:
-            x = ACTIVATIONS[self.activation](dense(width, np.sqrt(2.0), dtype)(x))
+        for i, width in enumerate(self.hidden_sizes):
+            x = dense(width, np.sqrt(2.0), dtype)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm(dtype=dtype, name=f"LayerNorm_{i}")(x)
+            x = ACTIVATIONS[self.activation](x)
         return x.astype(jnp.float32)
 
 
@@ -138,3 +144,64 @@ class ActorCritic(nn.Module):
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
         return self.policy(obs), self.value(obs)
+
+
+LOG_STD_RANGE = (-5.0, 2.0)  # SAC's policy log-std bounds (CleanRL's sac_continuous_action.py; SpinningUp: -20, 2)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: ``obs [..., D] -> TanhSquashedGaussian`` over ``[action_low, action_high]^action_dim``, the
+    mean and the log-std both state-dependent heads; the log-std is squashed smoothly into ``LOG_STD_RANGE``
+    by ``tanh`` (CleanRL), so neither a near-deterministic nor an exploding policy is reachable."""
+
+    action_dim: int
+    action_low: float
+    action_high: float
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    compute_dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> TanhSquashedGaussian:
+        x = MLP(self.hidden_sizes, self.activation, self.compute_dtype)(obs)
+        mean = dense(self.action_dim, 0.01, name="mean")(x)
+        low, high = LOG_STD_RANGE
+        log_std = low + 0.5 * (high - low) * (jnp.tanh(dense(self.action_dim, 0.01, name="log_std")(x)) + 1.0)
+        return TanhSquashedGaussian(mean, log_std, self.action_low, self.action_high)
+
+
+class TwinQ(nn.Module):
+    """Two independent Q-networks (Fujimoto et al. 2018's clipped double Q, as SAC uses it):
+    ``(obs [..., D], action [..., A]) -> [2, ...]`` float32, one MLP each on the concatenation."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    compute_dtype: str = "float32"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        critics = nn.vmap(
+            QNetwork,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=2,
+        )
+        return critics(self.hidden_sizes, self.activation, self.compute_dtype, self.layer_norm)(x)
+
+
+class QNetwork(nn.Module):
+    """One Q-network: ``[..., D + A] -> [...]``."""
+
+    hidden_sizes: Sequence[int]
+    activation: str
+    compute_dtype: str
+    layer_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = MLP(self.hidden_sizes, self.activation, self.compute_dtype, self.layer_norm)(x)
+        return dense(1, 1.0, name="q")(x)[..., 0]

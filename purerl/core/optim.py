@@ -17,10 +17,11 @@ import optax
 from flax.training.train_state import TrainState
 
 
-def clipped_adam(learning_rate: float, max_grad_norm: float, eps: float) -> optax.GradientTransformation:
-    """``clip_by_global_norm(max_grad_norm)`` then Adam (``eps``) with an injected ``learning_rate``."""
+def clipped_adam(learning_rate: float, max_grad_norm: float | None, eps: float) -> optax.GradientTransformation:
+    """``clip_by_global_norm(max_grad_norm)`` (none: no clipping, as SAC) then Adam (``eps``) with an injected
+    ``learning_rate``."""
     return optax.chain(
-        optax.clip_by_global_norm(max_grad_norm),
+        optax.identity() if max_grad_norm is None else optax.clip_by_global_norm(max_grad_norm),
         optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=eps),
     )
 

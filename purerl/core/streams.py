@@ -2,11 +2,11 @@
 
     streams = split_streams(seed_key)   # one split; one named branch per stream
 
-| stream | control (PPO, GRPO) | language model |
+| stream | control (PPO, GRPO, SAC) | language model |
 | --- | --- | --- |
 | ``init`` | network parameters, the initial env states | SFT: the model's parameters |
-| ``rollout`` | env resets and steps, sampled actions | PPO, GRPO: the completions sampled for training |
-| ``minibatch`` | the shuffles of the update epochs | PPO, GRPO: the same |
+| ``rollout`` | env resets and steps, sampled actions (SAC: and warm-up ones) | PPO, GRPO: completions to train on |
+| ``minibatch`` | the epochs' shuffles (SAC: replay samples, its losses' actions) | PPO, GRPO: the same |
 | ``evaluation`` | the final evaluation's episodes | every method: the evaluation samples |
 | ``head`` | (unused) | a fresh scalar head: PPO's critic, the reward model |
 | ``pairs`` | (unused) | the completions sampled for preference pairs; the reward model's SFT samples |

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.control import grpo, ppo
+from purerl.control import grpo, ppo, sac
 from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
@@ -43,9 +43,10 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate),
     "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate),
+    "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate),
 }
 
-VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy")
+VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "flashbax", "numpy")
 
 
 @dataclass
