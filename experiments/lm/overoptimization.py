@@ -2,7 +2,7 @@
 reward against ``d = sqrt(KL to the SFT policy)``, for best-of-n sampling and for RLHF-PPO, with a reward model
 trained on few pairs and one on many.
 
-    python experiments/lm/overoptimization.py            # 3 seeds, about 30 minutes on 2 CPU cores
+    python experiments/lm/overoptimization.py            # 3 seeds, about 40 minutes on 2 CPU cores
 
 Per seed (``experiments/lm/pipeline.py``; the SFT run, the 512-prompt pairs and reward model 0 are those of
 ``learned_reward.py``): a second reward model on the pairs of 64 prompts only. For each reward model,
@@ -15,7 +15,8 @@ normalised on SFT samples (``--normalize-reward``):
 
 The gold gain over the SFT policy is fitted with the paper's forms (best-of-n ``d (alpha - beta d)``, RL
 ``d (alpha - beta log d)``) on the seed-mean curve; the report gives the coefficients, the fitted peak and the
-KL where it occurs. Results in ``experiments/lm/results/overoptimization*``.
+KL where it occurs. Results in ``experiments/lm/results/overoptimization*``, with the samples of each RL run at
+its gold peak and at its end.
 """
 
 import argparse
@@ -67,6 +68,12 @@ def rl_curve(run: Seed, size: str, rm: str) -> list[dict]:
     ]
 
 
+def samples_at(run: Seed, size: str, step: int) -> list[str]:
+    """The samples the RL run printed at its evaluation of ``step``."""
+    lines = (run.root / f"ppo_overopt_{size.replace(' ', '_')}" / "samples.txt").read_text().splitlines()
+    return [line.split("\t", 1)[1] for line in lines if line.split("\t")[0] == f"step {step}"]
+
+
 def best_of_n_curve(run: Seed, size: str, rm: str) -> list[dict]:
     out = run.root / f"best_of_n_{size.replace(' ', '_')}.json"
     if not out.exists():
@@ -115,9 +122,9 @@ def write_results(rows: list[dict], seeds: list[int]) -> None:
         "d = sqrt(KL to the SFT policy) in sqrt(nats). Fits of the gold gain over the SFT policy on the seed-mean "
         "curve (Gao et al. 2022, eqs. 1-2).",
         "",
-        "| method | reward model trained on | alpha | beta | peak d | KL at peak | gold gain at peak | gold at the "
-        "largest d (d) | proxy there |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | reward model trained on | alpha | beta | fitted peak d | KL there | fitted gold gain there | "
+        "measured peak gold (d, KL) | gold at the largest d (d) | proxy there |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     for ax, method, form in ((axes[0], "best_of_n", "best_of_n"), (axes[1], "rl", "rl")):
@@ -126,9 +133,10 @@ def write_results(rows: list[dict], seeds: list[int]) -> None:
             gain = curve["gold"] - curve["gold"][0]
             alpha, beta = fit_gao(curve["d"], gain, form)
             peak_d, peak_gain = gao_peak(alpha, beta, form)
-            last = int(np.argmax(curve["d"]))
+            last, best = int(np.argmax(curve["d"])), int(np.argmax(curve["gold"]))
             lines.append(
                 f"| {method} | {size} | {alpha:.3f} | {beta:.3f} | {peak_d:.2f} | {peak_d**2:.2f} | {peak_gain:.3f} "
+                f"| {curve['gold'][best]:.3f} ({curve['d'][best]:.2f}, {curve['kl'][best]:.1f}) "
                 f"| {curve['gold'][last]:.3f} ({curve['d'][last]:.2f}) | {curve['proxy'][last]:.2f} |"
             )
             ax.plot(curve["d"], curve["gold"], "o-", color=color, label=f"gold, RM on {size}")
@@ -142,6 +150,15 @@ def write_results(rows: list[dict], seeds: list[int]) -> None:
     fig.savefig(RESULTS / "overoptimization.png")
     plt.close(fig)
     (RESULTS / "overoptimization.md").write_text("\n".join(lines) + "\n")
+    with (RESULTS / "overoptimization_samples.txt").open("w") as f:
+        for seed in seeds:
+            for size in SIZES:
+                curve = [row for row in rows if row["method"] == "rl" and row["size"] == size and row["seed"] == seed]
+                peak = max(curve, key=lambda row: row["gold"])
+                for label, row in (("gold peak", peak), ("end", curve[-1])):
+                    f.write(f"== seed {seed}, RM on {size}, PPO beta 0, {label}: rollout {row['x']}, gold "
+                            f"{row['gold']:.2f}, proxy {row['proxy']:.2f}, KL {row['kl']:.1f}\n")  # fmt: skip
+                    f.writelines(f"  {line}\n" for line in samples_at(Seed("sentiment", seed), size, row["x"]))
 
 
 def main() -> None:
