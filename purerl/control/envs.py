@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
+from purerl.control.brax_envs import EPISODE_LENGTH, BraxVecEnv, check_brax_name, is_brax, make_brax
 from purerl.core.spread import has_spread
 
 # Every environment gymnax 1.0 registers, by suite (tests check this against ``gymnax.registered_envs``).
@@ -70,10 +71,14 @@ class EnvSpec:
 
 
 def check_env_name(name: str) -> None:
+    """A one-line error for an env purerl cannot run: unknown, unsupported (with why), or a brax env without brax."""
+    if is_brax(name):
+        check_brax_name(name)
+        return
     if name in UNSUPPORTED_ENVS:
         raise ValueError(f"env {name!r} cannot run in purerl: {UNSUPPORTED_ENVS[name]}")
     if name not in SUPPORTED_ENVS:
-        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}")
+        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}, and brax/<env> (purerl[brax])")
 
 
 def known_env(field: str, name: str) -> None:
@@ -100,6 +105,9 @@ def env_spec(name: str) -> EnvSpec:
 
 
 def _env_spec(name: str) -> EnvSpec:
+    if is_brax(name):
+        env = make_brax(name)
+        return EnvSpec(name, int(env.observation_size), False, int(env.action_size), -1.0, 1.0, EPISODE_LENGTH)
     env, params = make_gymnax(name)
     action_space = env.action_space(params)
     obs_space = env.observation_space(params)
@@ -117,6 +125,14 @@ def _env_spec(name: str) -> EnvSpec:
         float(np.max(action_space.high)),
         horizon,
     )
+
+
+def vec_env(name: str, num_envs: int, group_size: int = 1) -> "VecEnv | BraxVecEnv":
+    """``num_envs`` copies of env ``name``: gymnax's (``VecEnv``) or brax's (``brax/<env>``, ``BraxVecEnv``), with
+    the same contract."""
+    if is_brax(name):
+        return BraxVecEnv(name, num_envs, group_size)
+    return VecEnv(name, num_envs, group_size)
 
 
 class VecEnv:

@@ -51,10 +51,10 @@ def evaluate_episodes(
 def random_policy_returns(env_name: str, num_episodes: int, key: jax.Array) -> dict[str, jax.Array]:
     """``{"returns": [E], "lengths": [E]}`` of the uniformly random policy, one episode in each of E envs:
     uniform over the actions (discrete) or over the action box (continuous). The 0 of normalised scores."""
-    from purerl.control.envs import EpisodeStatistics, VecEnv, env_spec
+    from purerl.control.envs import EpisodeStatistics, env_spec, vec_env
 
     spec = env_spec(env_name)
-    env = EpisodeStatistics(VecEnv(env_name, num_episodes))
+    env = EpisodeStatistics(vec_env(env_name, num_episodes))
 
     def policy(obs: jax.Array) -> distrax.Distribution:
         batch = obs.shape[0]

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
-from purerl.control.envs import ClipAction, EnvSpec, VecEnv, env_spec, known_env
+from purerl.control.envs import ClipAction, EnvSpec, env_spec, known_env, vec_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import (
@@ -58,7 +58,7 @@ class GRPOConfig(Config):
     (``Config.trace``); a traced beta needs the reference pass compiled in, so its base config must have
     beta > 0 (a sweep builds its base config with the largest value)."""
 
-    env: str = doc("CartPole-v1", "gymnax environment id", known_env)
+    env: str = doc("CartPole-v1", "gymnax environment id, or brax/<env> (purerl[brax])", known_env)
     num_updates: int = doc(50, "updates (each one group batch of whole episodes)", positive)
     total_timesteps: int | None = doc(
         None,
@@ -184,7 +184,7 @@ class GRPOState(NamedTuple):
 
 
 def make_env(config: GRPOConfig, num_envs: int, group_size: int = 1) -> Any:
-    env = VecEnv(config.env, num_envs, group_size)
+    env = vec_env(config.env, num_envs, group_size)
     if not config.spec.discrete:
         env = ClipAction(env, config.spec.action_low, config.spec.action_high)
     return env

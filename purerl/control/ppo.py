@@ -27,9 +27,9 @@ from purerl.control.envs import (
     EpisodeStatistics,
     NormalizeObservation,
     ScaleReward,
-    VecEnv,
     env_spec,
     known_env,
+    vec_env,
 )
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
@@ -56,7 +56,7 @@ class PPOConfig(Config):
     """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings. Each field checks its own
     value; ``validate`` checks the rules between fields. Sweepable fields may be traced (``Config.trace``)."""
 
-    env: str = doc("CartPole-v1", "gymnax environment id", known_env)
+    env: str = doc("CartPole-v1", "gymnax environment id, or brax/<env> (purerl[brax])", known_env)
     total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)", positive)
     num_envs: int = doc(4, "parallel environments per seed", positive)
     num_steps: int = doc(128, "rollout length per environment and update", positive)
@@ -179,7 +179,7 @@ def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
     Evaluation (``training=False``) gets no normalisers: it applies the frozen training statistics itself.
     """
     spec = config.spec
-    env = EpisodeStatistics(VecEnv(config.env, num_envs))
+    env = EpisodeStatistics(vec_env(config.env, num_envs))
     if not spec.discrete:
         env = ClipAction(env, spec.action_low, spec.action_high)
     if training and config.normalize_observations:

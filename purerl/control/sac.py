@@ -32,7 +32,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from purerl.control.envs import EnvSpec, EpisodeStatistics, VecEnv, env_spec, known_env
+from purerl.control.envs import EnvSpec, EpisodeStatistics, env_spec, known_env, vec_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.core.config import Config, doc, finite, in_range, non_negative, one_of, optional, positive
 from purerl.core.distributions import TanhSquashedGaussian
@@ -47,7 +47,7 @@ class SACConfig(Config):
     env step, 5000 random steps first) on Pendulum-v1 with a budget that solves it. Each field checks its own
     value; ``validate`` the rules between fields. Sweepable fields may be traced (``Config.trace``)."""
 
-    env: str = doc("Pendulum-v1", "gymnax environment id (continuous actions)", known_env)
+    env: str = doc("Pendulum-v1", "gymnax environment id, or brax/<env> (purerl[brax]); continuous actions", known_env)
     total_timesteps: int = doc(20_000, "env steps per seed (rounded down to whole updates)", positive)
     num_envs: int = doc(1, "parallel environments per seed", positive)
     num_steps: int = doc(1, "env steps per environment between the gradient phases of two updates", positive)
@@ -194,7 +194,7 @@ def make_buffer(config: SACConfig) -> Any:
 
 def make_env(config: SACConfig, num_envs: int) -> EpisodeStatistics:
     """The env with raw-reward episode statistics. No action clipping: the policy's actions lie in the box."""
-    return EpisodeStatistics(VecEnv(config.env, num_envs))
+    return EpisodeStatistics(vec_env(config.env, num_envs))
 
 
 def init(key: jax.Array, config: SACConfig) -> SACState:

@@ -1,0 +1,85 @@
+"""Brax behind purerl's env interface: time limits apart from terminations, the true final observation before
+the auto-reset, the spec, and one update of PPO and SAC on brax/hopper."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.control import ppo, sac
+from purerl.control.brax_envs import BraxVecEnv
+from purerl.control.envs import check_env_name, env_spec
+
+
+def rollout(env: BraxVecEnv, steps: int, action_scale: float, key: jax.Array) -> dict[str, np.ndarray]:
+    def step(carry, key):
+        obs, state = carry
+        action_key, env_key = jax.random.split(key)
+        action = action_scale * jax.random.uniform(action_key, (env.num_envs, 3), minval=-1, maxval=1)
+        next_obs, state, reward, terminated, truncated, info = env.step(env_key, state, action)
+        out = {"obs": obs, "next_obs": next_obs, "final": info["final_observation"], "reward": reward,
+               "terminated": terminated, "truncated": truncated, "steps": state.steps}  # fmt: skip
+        return (next_obs, state), out
+
+    reset_key, steps_key = jax.random.split(key)
+    program = jax.jit(lambda k1, k2: jax.lax.scan(step, env.reset(k1), jax.random.split(k2, steps))[1])
+    return jax.tree.map(np.asarray, program(reset_key, steps_key))
+
+
+@pytest.mark.timeout(300)
+def test_time_limits_truncate_falls_terminate_and_the_final_observation_survives_the_reset():
+    env = BraxVecEnv("brax/hopper", 16, episode_length=20)
+    out = rollout(env, 60, action_scale=1.0, key=jax.random.key(0))
+    terminated, truncated = out["terminated"], out["truncated"]
+    assert terminated.any() and truncated.any()  # random torques make some hoppers fall within 20 steps
+    assert not (terminated & truncated).any()
+    done = terminated | truncated
+    for env_index in range(16):  # the plain way: walk each env's episodes
+        length = 0
+        for t in range(60):
+            length += 1
+            if done[t, env_index]:
+                # Truncated exactly at the limit unless the hopper fell on that very step: a fall always terminates.
+                assert truncated[t, env_index] == (length == 20 and not terminated[t, env_index])
+                assert out["steps"][t, env_index] == 0
+                length = 0
+            else:
+                assert length < 20 and out["steps"][t, env_index] == length
+    # At an episode's end the next observation is the reset one; the final observation is the true last one.
+    np.testing.assert_array_equal(out["final"][~done], out["next_obs"][~done])
+    assert np.all(np.abs(out["final"][done] - out["next_obs"][done]).max(axis=-1) > 1e-3)
+    # The reset observation is a new initial state, not the first state again (brax's own auto-reset caches it).
+    starts = out["next_obs"][done]
+    assert len(np.unique(starts.round(6), axis=0)) == len(starts)
+    # The reward of an ending step is the step's own, not the reset state's 0.
+    assert np.all(out["reward"][terminated] != 0)
+
+
+def test_the_spec_and_unknown_or_missing_brax_envs(monkeypatch):
+    spec = env_spec("brax/hopper")
+    assert (spec.obs_dim, spec.action_dim, spec.discrete, spec.max_steps_in_episode) == (11, 3, False, 1000)
+    assert (spec.action_low, spec.action_high) == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="unknown env 'brax/hoper'; brax envs: brax/ant, "):
+        check_env_name("brax/hoper")
+    for module in ("brax", "brax.envs"):  # as if not installed: importing it raises ImportError
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ValueError, match=r"^env 'brax/walker2d' needs brax: pip install 'purerl\[brax\]'$"):
+        check_env_name("brax/walker2d")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+def test_one_update_on_brax_hopper(algorithm):
+    if algorithm == "ppo":
+        config = ppo.PPOConfig(env="brax/hopper", num_envs=4, num_steps=8, total_timesteps=32, num_minibatches=2,
+                               update_epochs=1, hidden_sizes=(16,), normalize_observations=True)  # fmt: skip
+        module = ppo
+    else:
+        config = sac.SACConfig(env="brax/hopper", num_envs=4, num_steps=8, total_timesteps=32, learning_starts=0,
+                               batch_size=16, hidden_sizes=(16,))  # fmt: skip
+        module = sac
+    state, metrics = jax.jit(module.update)(module.init(jax.random.key(0), config), jnp.asarray(0))
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) != 0
+    assert jax.tree.leaves(state.obs)[0].shape == (4, 11)
