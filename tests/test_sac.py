@@ -122,11 +122,18 @@ def test_the_temperature_rises_below_the_target_entropy_and_falls_above(entropy,
     np.testing.assert_allclose(float(grad), -0.2 * (-entropy - 1.0), rtol=1e-6)
 
 
-def test_the_buffer_keeps_the_true_next_observation_at_a_time_limit():
+@pytest.mark.parametrize("reward_scale", [1.0, 10.0])
+def test_the_buffer_keeps_the_true_next_observation_at_a_time_limit(reward_scale):
     # Pendulum-v1 truncates after 200 steps: one update of 210 steps in one env crosses the limit.
-    config = sac.SACConfig(total_timesteps=210, num_steps=210, learning_starts=210, batch_size=8, hidden_sizes=(8,))
-    state, _ = jax.jit(sac.update)(sac.init(jax.random.key(5), config), jnp.asarray(0))
+    config = sac.SACConfig(total_timesteps=210, num_steps=210, learning_starts=210, batch_size=8, hidden_sizes=(8,),
+                           reward_scale=reward_scale, normalize_observations=reward_scale != 1.0)  # fmt: skip
+    state, metrics = jax.jit(sac.update)(sac.init(jax.random.key(5), config), jnp.asarray(0))
     stored = jax.tree.map(lambda x: np.asarray(x[0, :210]), state.buffer.experience)
+    # The buffer holds the scaled rewards; the reported return is the raw one.
+    np.testing.assert_allclose(stored.reward[:200].sum() / reward_scale, float(metrics["episode_return"]), rtol=1e-5)
+    # Raw observations are stored; the statistics saw the reset one and every step's.
+    assert float(state.obs_stats.count) == pytest.approx(211, abs=1e-3)
+    np.testing.assert_allclose(state.obs_stats.mean, np.mean(np.r_[stored.obs, state.obs], axis=0), rtol=1e-4)
     done = np.flatnonzero(stored.done)
     assert done.tolist() == [199] and not stored.terminated.any()  # a time limit, not a termination
     np.testing.assert_array_equal(stored.next_obs[:199], stored.obs[1:200])  # within the episode

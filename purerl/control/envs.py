@@ -230,6 +230,25 @@ class ClipAction(Wrapper):
         return self.env.observation_stats(state)  # this wrapper adds no state of its own
 
 
+class MultiplyReward(Wrapper):
+    """Rewards times a constant ``scale`` for learning (Brax's ``reward_scaling``); put outside
+    ``EpisodeStatistics``, so reported episode returns stay raw."""
+
+    def __init__(self, env, scale: float):
+        super().__init__(env)
+        self.scale = scale
+
+    def reset(self, key):
+        return self.env.reset(key)
+
+    def step(self, key, state, action):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action)
+        return obs, state, reward * self.scale, terminated, truncated, info
+
+    def observation_stats(self, state: Any) -> "RunningMeanStd | None":
+        return self.env.observation_stats(state)  # this wrapper adds no state of its own
+
+
 @struct.dataclass
 class RunningMeanStd:
     """Running mean and (population) variance over a stream of batches, per feature."""

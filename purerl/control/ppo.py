@@ -25,6 +25,7 @@ from purerl.control.envs import (
     ClipAction,
     EnvSpec,
     EpisodeStatistics,
+    MultiplyReward,
     NormalizeObservation,
     ScaleReward,
     env_spec,
@@ -89,6 +90,9 @@ class PPOConfig(Config):
         one_of(*COMPUTE_DTYPES),
     )
     normalize_observations: bool = doc(False, "standardise observations by running statistics")
+    reward_scale: float = doc(
+        1.0, "multiply rewards by this constant for learning (Brax's reward_scaling); returns stay raw", positive
+    )
     scale_rewards: bool = doc(False, "divide rewards by the running std of the discounted return")
     obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]", positive)
     reward_clip: float = doc(10.0, "clip scaled rewards to [-reward_clip, reward_clip]", positive)
@@ -174,7 +178,8 @@ class RunnerState(NamedTuple):
 
 
 def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
-    """The env stack: episode statistics on raw rewards, action clipping (continuous), then normalisers.
+    """The env stack: episode statistics on raw rewards, action clipping (continuous), the constant reward scale,
+    then normalisers.
 
     Evaluation (``training=False``) gets no normalisers: it applies the frozen training statistics itself.
     """
@@ -182,6 +187,8 @@ def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
     env = EpisodeStatistics(vec_env(config.env, num_envs))
     if not spec.discrete:
         env = ClipAction(env, spec.action_low, spec.action_high)
+    if training and config.reward_scale != 1.0:
+        env = MultiplyReward(env, config.reward_scale)
     if training and config.normalize_observations:
         env = NormalizeObservation(env, config.obs_clip)
     if training and config.scale_rewards:

@@ -22,7 +22,7 @@ Details follow CleanRL's ``sac_continuous_action.py`` (which follows the paper) 
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import flashbax
@@ -32,7 +32,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from purerl.control.envs import EnvSpec, EpisodeStatistics, env_spec, known_env, vec_env
+from purerl.control.envs import EnvSpec, EpisodeStatistics, MultiplyReward, RunningMeanStd, env_spec, known_env, vec_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.core.config import Config, doc, finite, in_range, non_negative, one_of, optional, positive
 from purerl.core.distributions import TanhSquashedGaussian
@@ -72,6 +72,13 @@ class SACConfig(Config):
     target_entropy: float | None = doc(
         None, "the entropy alpha is tuned towards; none: -|A| (the paper's choice)", optional(finite)
     )
+    reward_scale: float = doc(
+        1.0, "multiply rewards by this constant for learning (Brax's reward_scaling); returns stay raw", positive
+    )
+    normalize_observations: bool = doc(
+        False, "standardise the networks' inputs by running statistics of every observation collected (Brax's SAC)"
+    )
+    obs_clip: float = doc(10.0, "clip normalised observations to [-obs_clip, obs_clip]", positive)
     bootstrap_truncation: bool = doc(
         True, "bootstrap from the true next observation at time limits; false treats truncation as termination"
     )
@@ -163,9 +170,10 @@ class SACState(NamedTuple):
     """The whole state of one seed between updates."""
 
     train_state: SACTrainState
-    buffer: Any  # flashbax's item-buffer state: [capacity] transitions, the write index, whether full
+    buffer: Any  # flashbax's item-buffer state: [capacity] transitions (raw observations), write index, full
     env_state: Any
-    obs: jax.Array
+    obs: jax.Array  # raw
+    obs_stats: RunningMeanStd  # of every observation collected; the networks' inputs if normalize_observations
     streams: Streams  # update u uses fold_in(stream, u) (purerl.core.streams)
     last_episode_return: jax.Array  # reported for updates in which no episode ended
     last_episode_length: jax.Array
@@ -192,9 +200,17 @@ def make_buffer(config: SACConfig) -> Any:
     )
 
 
-def make_env(config: SACConfig, num_envs: int) -> EpisodeStatistics:
-    """The env with raw-reward episode statistics. No action clipping: the policy's actions lie in the box."""
-    return EpisodeStatistics(vec_env(config.env, num_envs))
+def make_env(config: SACConfig, num_envs: int, training: bool) -> Any:
+    """The env with raw-reward episode statistics, and for training the constant reward scale. No action
+    clipping: the policy's actions lie in the box. Observations stay raw (the buffer keeps them so)."""
+    env = EpisodeStatistics(vec_env(config.env, num_envs))
+    return MultiplyReward(env, config.reward_scale) if training and config.reward_scale != 1.0 else env
+
+
+def network_input(config: SACConfig, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
+    """``obs`` standardised by ``stats`` (Brax's SAC: replayed observations by the newest statistics) if
+    ``normalize_observations``, else as it is."""
+    return stats.normalize(obs, config.obs_clip) if config.normalize_observations else obs
 
 
 def init(key: jax.Array, config: SACConfig) -> SACState:
@@ -218,9 +234,11 @@ def init(key: jax.Array, config: SACConfig) -> SACState:
     example = Transition(
         obs[0], action[0], jnp.zeros((), jnp.float32), obs[0], jnp.zeros((), bool), jnp.zeros((), bool)
     )
-    obs, env_state = make_env(config, config.num_envs).reset(reset_key)
+    obs, env_state = make_env(config, config.num_envs, training=True).reset(reset_key)
+    stats = RunningMeanStd.create(obs.shape[1:]).update(obs)
     nan = jnp.asarray(jnp.nan, jnp.float32)
-    return SACState(train_state, make_buffer(config).init(example), env_state, obs, streams, nan, nan, config)
+    buffer = make_buffer(config).init(example)
+    return SACState(train_state, buffer, env_state, obs, stats, streams, nan, nan, config)
 
 
 def critic_loss(
@@ -282,20 +300,22 @@ def collect(runner: SACState, key: jax.Array, random_actions: jax.Array) -> tupl
     config = runner.config
     spec = config.spec
     actor, _ = make_networks(config)
-    env = make_env(config, config.num_envs)
+    env = make_env(config, config.num_envs, training=True)
     params = cast_dense_weights(runner.train_state.actor.params, config.compute_dtype)  # once, not every step
 
     def env_step(runner: SACState, key: jax.Array):
         uniform_key, policy_key, env_key = jax.random.split(key, 3)
         shape = (config.num_envs, spec.action_dim)
         uniform = jax.random.uniform(uniform_key, shape, minval=spec.action_low, maxval=spec.action_high)
-        sampled = actor.apply(params, runner.obs).sample(seed=policy_key)
+        policy_input = network_input(config, runner.obs_stats, runner.obs)
+        sampled = actor.apply(params, policy_input).sample(seed=policy_key)
         action = jnp.where(random_actions, uniform, sampled)
         obs, env_state, reward, terminated, truncated, info = env.step(env_key, runner.env_state, action)
         done = terminated | truncated
         transition = Transition(runner.obs, action, reward, info["final_observation"], terminated, done)
         episodes = {"return": info["episode_return"], "length": info["episode_length"], "done": done}
-        return runner._replace(env_state=env_state, obs=obs), (transition, episodes)
+        runner = runner._replace(env_state=env_state, obs=obs, obs_stats=runner.obs_stats.update(obs))
+        return runner, (transition, episodes)
 
     runner, (traj, episodes) = jax.lax.scan(env_step, runner, jax.random.split(key, config.num_steps))
     return runner, traj, episodes
@@ -318,6 +338,8 @@ def update(runner: SACState, index: jax.Array) -> tuple[SACState, dict[str, jax.
         def step(train_state: SACTrainState, key: jax.Array):
             sample_key, loss_key = jax.random.split(key)
             batch = buffer.sample(runner.buffer, sample_key).experience
+            normalize = partial(network_input, config, runner.obs_stats)
+            batch = batch._replace(obs=normalize(batch.obs), next_obs=normalize(batch.next_obs))
             return gradient_step(train_state, config, batch, loss_key)
 
         keys = jax.random.split(step_key(runner.streams.minibatch, index), config.gradient_steps)
@@ -363,9 +385,10 @@ def make_train(config: SACConfig) -> Callable[..., tuple[SACState, dict[str, jax
 
 
 def policy(runner: SACState, obs: jax.Array) -> TanhSquashedGaussian:
-    """One seed's policy at ``obs [N, obs_dim]``."""
+    """One seed's policy at raw observations ``obs [N, obs_dim]`` (normalised by the run's frozen statistics
+    if ``normalize_observations``)."""
     actor, _ = make_networks(runner.config)
-    return actor.apply(runner.train_state.actor.params, obs)
+    return actor.apply(runner.train_state.actor.params, network_input(runner.config, runner.obs_stats, obs))
 
 
 def evaluate(runner: SACState, key: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -376,7 +399,7 @@ def evaluate(runner: SACState, key: jax.Array | None = None) -> dict[str, jax.Ar
     key = runner.streams.evaluation if key is None else key
     return evaluate_episodes(
         lambda obs: policy(runner, obs),
-        make_env(config, config.eval_episodes),
+        make_env(config, config.eval_episodes, training=False),
         key,
         config.spec.max_steps_in_episode,
         config.eval_greedy,
