@@ -106,10 +106,10 @@ def test_config_defaults_gives_the_generic_defaults_and_an_untuned_env_says_so()
     assert note == "Catch-bsuite: purerl ships no tuned GRPO config for it; the generic defaults"
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "sac"])
 def test_every_shipped_tuned_config_is_valid_for_its_env_and_says_where_it_came_from(algorithm):
     envs = tuned_envs(algorithm)
-    assert "CartPole-v1" in envs
+    assert {"ppo": "brax/hopper", "grpo": "CartPole-v1", "sac": "brax/walker2d"}[algorithm] in envs
     for env in envs:
         values = load_config_values(tuned_config_path(algorithm, env))
         assert values["env"] == env and len(values["_source"]) > 40

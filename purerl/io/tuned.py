@@ -38,9 +38,16 @@ def tuned_config(algorithm: str, env: str, **overrides: Any) -> Any:
 
 
 def tuned_envs(algorithm: str) -> list[str]:
-    """Envs with a shipped tuned config for ``algorithm``, sorted."""
+    """Envs with a shipped tuned config for ``algorithm``, sorted (a suite's in its folder: ``brax/hopper``)."""
     folder = resources.files("purerl.configs") / algorithm
-    return sorted(entry.name.removesuffix(".json") for entry in folder.iterdir() if entry.name.endswith(".json"))
+    if not folder.is_dir():
+        return []
+    names = [entry.name for entry in folder.iterdir() if entry.name.endswith(".json")]
+    suites = [entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("__")]
+    names += [
+        f"{suite.name}/{entry.name}" for suite in suites for entry in suite.iterdir() if entry.name.endswith(".json")
+    ]
+    return sorted(name.removesuffix(".json") for name in names)
 
 
 def base_values(
