@@ -34,9 +34,17 @@ def test_budgets_are_the_configs_own_or_a_tenth_of_them():
                                       total_timesteps=steps)  # fmt: skip
     with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
         benchmark_config("ppo", "CartPole-v1", "long")
-    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, all"):
+    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, brax, all"):
         suite_envs("atari")
-    assert len(suite_envs("all")) == 25
+    assert len(suite_envs("all")) == 25  # gymnax's: brax needs its extra
+
+
+def test_the_brax_suite_and_its_short_cpu_budget():
+    assert suite_envs("brax") == ("brax/hopper", "brax/walker2d", "brax/halfcheetah", "brax/ant")
+    assert benchmark_config("ppo", "brax/hopper", "full").total_timesteps == 50_000_000
+    assert benchmark_config("ppo", "brax/hopper", "short").total_timesteps == 1_000_000
+    sac = benchmark_config("sac", "brax/walker2d", "short")
+    assert (sac.total_timesteps, sac.utd_ratio, sac.reward_scale) == (7_864_320 // 50, 0.25, 5.0)
 
 
 TINY = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "DeepSea-bsuite", "--seeds", "3", "--budget",

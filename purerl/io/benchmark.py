@@ -9,7 +9,7 @@ resumed from its newest checkpoint, a new one started, so the same command after
 continues where it stopped. ``full`` is the budget of the env's PPO config (the published budget for tuned
 envs), for GRPO too: its ``total_timesteps`` is PPO's, with at least enough updates to use it when every episode
 runs to the time limit. ``--budget short`` divides every env's budget (``total_timesteps``, and GRPO's
-``num_updates``) by ``SHORT_DIVISOR``.
+``num_updates``) by ``SHORT_DIVISOR`` (10; brax envs: 50, for a CPU).
 
 ``DIR/report.md`` (+ ``report.json``, ``curves.png``, ``aggregate.png``, ``profiles.png``): per env the final
 evaluation return (IQM with its 95% stratified-bootstrap CI, and the mean), the area under the learning curve
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from purerl.control.brax_envs import PREFIX as BRAX_PREFIX
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
@@ -40,6 +41,10 @@ from purerl.io.sweep import plot_aggregates
 from purerl.io.tuned import base_values, tuned_config_path
 
 SHORT_DIVISOR = 10
+# Suites beyond gymnax (their extras installed): not part of ``all``.
+EXTRA_SUITES = {"brax": tuple(BRAX_PREFIX + env for env in ("hopper", "walker2d", "halfcheetah", "ant"))}
+# Their short budget for a 2-core CPU: a brax step costs about 300x a CartPole step there.
+SHORT_DIVISORS = {"brax": 50}
 BUDGETS = ("full", "short")
 RANDOM_EPISODES = 1024  # episodes of the random policy per env (the 0 of normalised scores)
 SETTINGS_FILE = "benchmark.json"
@@ -70,12 +75,19 @@ PUBLISHED = {
 
 
 def suite_envs(suite: str) -> tuple[str, ...]:
-    """The envs of ``suite`` (``SUITES``' keys, or ``all``)."""
+    """The envs of ``suite`` (``SUITES``' or ``EXTRA_SUITES``' keys, or ``all``: every gymnax env)."""
     if suite == "all":
         return tuple(env for envs in SUITES.values() for env in envs)
-    if suite not in SUITES:
-        raise ValueError(f"--suite {suite!r}; choose one of {', '.join((*SUITES, 'all'))}")
-    return SUITES[suite]
+    suites = SUITES | EXTRA_SUITES
+    if suite not in suites:
+        raise ValueError(f"--suite {suite!r}; choose one of {', '.join((*suites, 'all'))}")
+    return suites[suite]
+
+
+def short_divisor(env: str) -> int:
+    """What ``--budget short`` divides ``env``'s budget by: ``SHORT_DIVISOR``, or its suite's own."""
+    return next((SHORT_DIVISORS.get(suite, SHORT_DIVISOR) for suite, envs in EXTRA_SUITES.items() if env in envs),
+                SHORT_DIVISOR)  # fmt: skip
 
 
 def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
@@ -93,10 +105,10 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     if budget == "short":
         changes = {}
         if config.total_timesteps is not None:
-            minimum = getattr(config, "batch_size", 1)  # PPO: at least one update
-            changes["total_timesteps"] = max(config.total_timesteps // SHORT_DIVISOR, minimum)
+            minimum = config.steps_per_update or 1  # at least one update (GRPO's is None: num_updates sets it)
+            changes["total_timesteps"] = max(config.total_timesteps // short_divisor(env), minimum)
         if algorithm == "grpo":
-            changes["num_updates"] = max(config.num_updates // SHORT_DIVISOR, 1)
+            changes["num_updates"] = max(config.num_updates // short_divisor(env), 1)
         config = dataclasses.replace(config, **changes)
     return config
 

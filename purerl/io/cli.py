@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "purerl benchmark compare DIR_A DIR_B --out DIR_C: compare two finished ones.",
     )
     bench.add_argument("compare", nargs="*", metavar="compare DIR_A DIR_B", help="compare two finished benchmarks")
-    bench.add_argument("--suite", default="classic", help="classic, minatar, bsuite, misc or all [classic]")
+    bench.add_argument(
+        "--suite", default="classic", help="classic, minatar, bsuite, misc, all (every gymnax env) or brax [classic]"
+    )
     bench.add_argument("--algo", default="ppo", choices=list(ALGORITHMS), help="[ppo]")
     bench.add_argument("--seeds", type=int, default=16, help="seeds per env [16]")
     bench.add_argument(
