@@ -1,0 +1,192 @@
+"""SAC vs PPO on continuous control: return against env steps and against wall-clock seconds, final evaluation
+IQM with 95% CIs, env steps to a threshold, replay memory per seed and compile time; and a truncation ablation
+(bootstrap at time limits on/off) for both algorithms on brax hopper and walker2d.
+
+    python experiments/sac/study.py                                  # every env, 8 seeds, CPU budgets
+    python experiments/sac/study.py --envs Pendulum-v1 --seeds 8     # some envs
+    python experiments/sac/study.py --budget full                    # the published budgets (a GPU)
+
+Each (env, algorithm, variant) is a ``purerl train`` run directory under ``runs/sac_study/`` (not committed),
+resumed after any stop and read back once finished, so the same command continues the study. Results (small)
+in ``experiments/sac/results/``: ``study.md`` (the table), ``study.json`` and one figure per env.
+
+Configs: PPO from purerl's tuned config of the env (gymnax: experiments/ppo/README.md; brax: Brax's training
+notebook, ``purerl/configs/ppo/brax``), SAC from ``purerl/configs/sac/brax`` for brax and SAC's defaults
+(CleanRL's) for gymnax. Budgets (env steps per seed, both algorithms alike):
+
+| env | cpu | full |
+| --- | --- | --- |
+| Pendulum-v1 | 100k | 1M |
+| MountainCarContinuous-v0 | 100k | 1M |
+| brax/hopper, brax/walker2d | 1M | PPO 50M, SAC its config's (6.6M, 7.9M) |
+
+On the CPU, PPO's brax configs run 128 environments instead of 2048 (the same 80 steps each, 32 minibatches):
+their 163,840 env steps per update would leave 6 updates in 1M steps.
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib
+import numpy as np
+
+import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
+from purerl.core.stats import iqm
+from purerl.io.config_io import config_from_dict
+from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
+from purerl.io.tuned import base_values
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+WORK = Path("runs/sac_study")
+ENVS = ("Pendulum-v1", "MountainCarContinuous-v0", "brax/hopper", "brax/walker2d")
+BUDGETS = {
+    "cpu": {"Pendulum-v1": 100_000, "MountainCarContinuous-v0": 100_000, "brax/hopper": 1_000_000,
+            "brax/walker2d": 1_000_000},
+    "full": {"Pendulum-v1": 1_000_000, "MountainCarContinuous-v0": 1_000_000},
+}  # fmt: skip
+THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "brax/hopper": 1000.0, "brax/walker2d": 1000.0}
+ABLATED = ("brax/hopper", "brax/walker2d")  # good policies reach the 1000-step limit there
+CPU_PPO_BRAX_ENVS = 128
+
+
+def study_config(algorithm: str, env: str, budget: str, bootstrap_truncation: bool) -> Any:
+    """The env's config for ``algorithm`` (tuned where purerl ships one, else the defaults) at the budget."""
+    config_cls = ALGORITHMS[algorithm].config_cls
+    values, _ = base_values(algorithm, config_cls, None, env)
+    values |= {"env": env, "bootstrap_truncation": bootstrap_truncation}
+    if env in BUDGETS[budget]:
+        values["total_timesteps"] = BUDGETS[budget][env]
+    if budget == "cpu" and algorithm == "ppo" and env.startswith("brax/"):
+        values["num_envs"] = CPU_PPO_BRAX_ENVS
+    return config_from_dict(config_cls, values)
+
+
+def run(env: str, algorithm: str, variant: str, config: Any, seeds: int) -> Path:
+    """Trains (or resumes, or reads back) one cell of the study; returns its run directory."""
+    out = WORK / env / f"{algorithm}_{variant}"
+    if not (out / "summary.json").exists():
+        settings = RunSettings(num_seeds=seeds, base_seed=1)  # configs were tuned on base seed 0
+        run_in_dir(out, algorithm, config, settings, resume=(out / RUN_FILE).exists())
+    return out
+
+
+def replay_megabytes(config: Any) -> float:
+    """SAC's replay buffer per seed in MB (its state's arrays, from the shapes alone); 0 for PPO."""
+    if not hasattr(config, "capacity"):
+        return 0.0
+    state = jax.eval_shape(ALGORITHMS["sac"].init, jax.random.key(0), config)
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state.buffer)) / 1e6
+
+
+def steps_to_threshold(metrics: dict[str, np.ndarray], threshold: float) -> list[float]:
+    """Per seed: the env steps at which the trailing mean of 10 updates' training-episode returns first reaches
+    ``threshold``; NaN if never (updates before the first finished episode count as never reaching it)."""
+    returns, steps = metrics["episode_return"], metrics["env_steps"]
+    out = []
+    for seed_returns, seed_steps in zip(returns, steps, strict=True):
+        window = np.convolve(np.nan_to_num(seed_returns, nan=-np.inf), np.ones(10) / 10, mode="valid")
+        reached = np.flatnonzero(window >= threshold)
+        out.append(float(seed_steps[reached[0] + 9]) if reached.size else float("nan"))
+    return out
+
+
+def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict[str, Any]:
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = read_metrics_csv(out / "metrics.csv")
+    reached = steps_to_threshold(metrics, THRESHOLDS[env])
+    return {
+        "env": env,
+        "algorithm": algorithm,
+        "variant": variant,
+        "seeds": summary["num_seeds"],
+        "env_steps": summary["env_steps_per_seed"],
+        "eval_iqm": summary["eval"]["iqm"],
+        "eval_ci": [summary["eval"]["iqm_ci_low"], summary["eval"]["iqm_ci_high"]],
+        "eval_protocol": summary["eval"]["protocol"],
+        "steps_to_threshold": reached,
+        "threshold": THRESHOLDS[env],
+        "compile_seconds": summary["compile_seconds"],
+        "train_seconds": summary["train_seconds"],
+        "env_steps_per_second": summary["env_steps_per_second"],
+        "replay_mb_per_seed": replay_megabytes(config),
+        "utd_ratio": getattr(config, "utd_ratio", None),
+        "curve_steps": metrics["env_steps"][0].tolist(),
+        "curve_iqm": [
+            iqm(column[np.isfinite(column)]) if np.isfinite(column).any() else None
+            for column in metrics["episode_return"].T
+        ],  # fmt: skip
+    }
+
+
+def write_results(cells: list[dict[str, Any]], budget: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "study.json").write_text(json.dumps({"budget": budget, "cells": cells}, indent=1) + "\n")
+    lines = [
+        f"# SAC vs PPO ({budget} budgets)",
+        "",
+        "Final evaluation: IQM over seeds [95% stratified-bootstrap CI] (rliable). Steps to threshold: median over "
+        "the seeds that reached it (a trailing mean of 10 updates' training-episode returns), and how many did. "
+        "Wall time: training only; compile time apart. Throughput: env steps of all seeds per second.",
+        "",
+        "| env | algorithm | bootstrap at time limits | seeds x steps | final eval IQM [CI] | steps to threshold | "
+        "compile s | train s | env steps/s | UTD | replay MB/seed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in cells:
+        reached = [s for s in c["steps_to_threshold"] if np.isfinite(s)]
+        to = f"{np.median(reached):,.0f} ({len(reached)}/{c['seeds']})" if reached else f"never (0/{c['seeds']})"
+        lines.append(
+            f"| {c['env']} | {c['algorithm'].upper()} | {c['variant'] == 'bootstrap'} | {c['seeds']} x "
+            f"{c['env_steps']:,} | {c['eval_iqm']:.1f} [{c['eval_ci'][0]:.1f}, {c['eval_ci'][1]:.1f}] | "
+            f"{to} (>= {c['threshold']:g}) | {c['compile_seconds']:.0f} | {c['train_seconds']:.0f} | "
+            f"{c['env_steps_per_second']:,.0f} | {c['utd_ratio'] or '-'} | {c['replay_mb_per_seed']:.1f} |"
+        )
+    (RESULTS / "study.md").write_text("\n".join(lines) + "\n")
+    for env in sorted({c["env"] for c in cells}):
+        fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+        for c in (c for c in cells if c["env"] == env):
+            label = f"{c['algorithm'].upper()}" + ("" if c["variant"] == "bootstrap" else ", no bootstrap at limits")
+            steps = np.array(c["curve_steps"])
+            seconds = steps / steps[-1] * c["train_seconds"]  # updates take equal time within a run
+            for ax, x in ((by_steps, steps), (by_time, seconds)):
+                ax.plot(x, np.array(c["curve_iqm"], dtype=float), label=label)
+        by_steps.set(xlabel="env steps per seed", ylabel="training-episode return (IQM over seeds)", title=env)
+        by_time.set(xlabel="wall-clock seconds (training, compile excluded)", title=f"{env}: against time")
+        for ax in (by_steps, by_time):
+            ax.grid(alpha=0.3)
+        by_steps.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"study_{env.replace('/', '_')}.png")
+        plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--budget", default="cpu", choices=tuple(BUDGETS))
+    args = parser.parse_args()
+    plan = []
+    for env in args.envs:
+        for algorithm in ("sac", "ppo"):
+            variants = ("bootstrap", "no_bootstrap") if env in ABLATED else ("bootstrap",)
+            for variant in variants:
+                config = study_config(algorithm, env, args.budget, variant == "bootstrap")
+                plan.append((env, algorithm, variant, config))  # every config checked before the first run
+    cells = []
+    for env, algorithm, variant, config in plan:
+        out = run(env, algorithm, variant, config, args.seeds)
+        cells.append(cell(env, algorithm, variant, out, config))
+        write_results(cells, args.budget)
+        print(f"{env} {algorithm} {variant}: eval IQM {cells[-1]['eval_iqm']:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
