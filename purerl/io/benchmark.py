@@ -43,7 +43,7 @@ from purerl.io.tuned import base_values, tuned_config_path
 SHORT_DIVISOR = 10
 # Suites beyond gymnax (their extras installed): not part of ``all``.
 EXTRA_SUITES = {"brax": tuple(BRAX_PREFIX + env for env in ("hopper", "walker2d", "halfcheetah", "ant"))}
-# Their short budget for a 2-core CPU: a brax step costs about 300x a CartPole step there.
+# Their short budget for a 2-core CPU: a brax step costs about 400x a CartPole step there.
 SHORT_DIVISORS = {"brax": 50}
 BUDGETS = ("full", "short")
 RANDOM_EPISODES = 1024  # episodes of the random policy per env (the 0 of normalised scores)
