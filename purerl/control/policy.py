@@ -18,11 +18,15 @@ class NetworkConfig(Protocol):
 
 def check_network_fields(config: NetworkConfig) -> None:
     """One-line errors for bad network fields (called by the configs' ``__post_init__``)."""
-    if not config.hidden_sizes or min(config.hidden_sizes) <= 0:
-        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes!r}")
+    check_hidden_sizes(config.hidden_sizes)
     require_choice("activation", config.activation, tuple(ACTIVATIONS))
     if config.log_std_init is not None and config.spec.discrete:
         raise ValueError(f"log_std_init is for continuous actions; {config.spec.name} has discrete actions")
+
+
+def check_hidden_sizes(hidden_sizes: tuple[int, ...]) -> None:
+    if not hidden_sizes or min(hidden_sizes) <= 0:
+        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {hidden_sizes!r}")
 
 
 def make_network(config: NetworkConfig) -> ActorCritic:

@@ -34,6 +34,7 @@ from flax.training.train_state import TrainState
 
 from purerl.control.envs import EnvSpec, EpisodeStatistics, MultiplyReward, RunningMeanStd, env_spec, known_env, vec_env
 from purerl.control.evaluation import evaluate_episodes
+from purerl.control.policy import check_hidden_sizes
 from purerl.core.config import Config, doc, finite, in_range, non_negative, one_of, optional, positive
 from purerl.core.distributions import TanhSquashedGaussian
 from purerl.core.networks import ACTIVATIONS, COMPUTE_DTYPES, SquashedGaussianActor, TwinQ, cast_dense_weights
@@ -95,8 +96,7 @@ class SACConfig(Config):
                 f"SAC needs continuous actions; {self.env} has {self.spec.action_dim} discrete actions "
                 "(train it with ppo or grpo)"
             )
-        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
-            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes!r}")
+        check_hidden_sizes(self.hidden_sizes)
         gradient_steps = self.utd_ratio * self.steps_per_update
         if gradient_steps != round(gradient_steps):
             raise ValueError(
