@@ -45,6 +45,9 @@ def test_the_brax_suite_and_its_short_cpu_budget():
     assert benchmark_config("ppo", "brax/hopper", "short").total_timesteps == 1_000_000
     sac = benchmark_config("sac", "brax/walker2d", "short")
     assert (sac.total_timesteps, sac.utd_ratio, sac.reward_scale) == (7_864_320 // 50, 0.25, 5.0)
+    # SAC's defaults are Pendulum's (a 20k budget, 5000 random steps first): no benchmark budget for other envs.
+    with pytest.raises(ValueError, match=r"^purerl ships no tuned SAC config for brax/ant, so a SAC benchmark has no "):
+        benchmark_config("sac", "brax/ant", "short")
 
 
 TINY = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "DeepSea-bsuite", "--seeds", "3", "--budget",

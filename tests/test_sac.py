@@ -149,7 +149,8 @@ def test_a_vmapped_seed_equals_its_single_run():
     single_state, single = jax.jit(train)(keys[1])
     for name in single:
         np.testing.assert_allclose(batched[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert float(single["q_loss"][-1]) > 0 and float(single["q_loss"][0]) == 0  # trained after learning_starts
+    assert float(single["q_loss"][-1]) > 0 and np.isnan(float(single["q_loss"][0]))  # trained after learning_starts
+    assert float(single["loss"][0]) == 0 and float(single["alpha"][0]) == pytest.approx(TINY.alpha)
     evaluation = jax.vmap(sac.evaluate)(batched_state)
     np.testing.assert_allclose(evaluation["returns"][1], sac.evaluate(single_state)["returns"], rtol=1e-5)
 
@@ -161,6 +162,11 @@ def test_a_vmapped_seed_equals_its_single_run():
         ({"utd_ratio": 0.3, "num_envs": 4}, "utd_ratio=0.3 gives 1.2 gradient steps per update"),
         ({"target_entropy": float("nan")}, "target_entropy must be finite"),
         ({"total_timesteps": 3, "num_envs": 4}, "total_timesteps=3 is less than one update"),
+        ({"learning_starts": 500, "total_timesteps": 400}, "learning_starts=500 exceeds the run's 400 env steps"),
+        ({"total_timesteps": 100, "learning_starts": 10}, "batch_size=256 exceeds the replay capacity of 100"),
+        ({"utd_ratio": float("inf")}, "utd_ratio must be finite, got inf"),
+        ({"utd_ratio": 1e300}, "a whole number up to 65,536 is needed"),
+        ({"reward_scale": float("inf")}, "reward_scale must be finite, got inf"),
     ],
 )
 def test_bad_settings_are_one_line_errors(fields, message):

@@ -41,6 +41,8 @@ from purerl.core.networks import ACTIVATIONS, COMPUTE_DTYPES, SquashedGaussianAc
 from purerl.core.optim import clipped_adam
 from purerl.core.streams import Streams, split_streams, step_key
 
+MAX_GRADIENT_STEPS = 2**16  # per update: a bound far above any published UTD ratio's, below what would not compile
+
 
 @dataclass(frozen=True)
 class SACConfig(Config):
@@ -97,16 +99,28 @@ class SACConfig(Config):
                 "(train it with ppo or grpo)"
             )
         check_hidden_sizes(self.hidden_sizes)
-        gradient_steps = self.utd_ratio * self.steps_per_update
-        if gradient_steps != round(gradient_steps):
-            raise ValueError(
-                f"utd_ratio={self.utd_ratio:g} gives {gradient_steps:g} gradient steps per update of "
-                f"num_envs*num_steps={self.steps_per_update} env steps; a whole number is needed"
-            )
         if self.total_timesteps < self.steps_per_update:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} is less than one update, "
                 f"num_envs*num_steps={self.steps_per_update}"
+            )
+        gradient_steps = self.utd_ratio * self.steps_per_update
+        if gradient_steps != round(gradient_steps) or gradient_steps > MAX_GRADIENT_STEPS:
+            raise ValueError(
+                f"utd_ratio={self.utd_ratio:g} gives {gradient_steps:g} gradient steps per update of "
+                f"num_envs*num_steps={self.steps_per_update} env steps; a whole number up to "
+                f"{MAX_GRADIENT_STEPS:,} is needed"
+            )
+        run_steps = self.num_updates * self.steps_per_update
+        if self.learning_starts > run_steps:
+            raise ValueError(
+                f"learning_starts={self.learning_starts} exceeds the run's {run_steps} env steps per seed "
+                "(total_timesteps in whole updates): it would never take a gradient step"
+            )
+        if self.batch_size > self.capacity:
+            raise ValueError(
+                f"batch_size={self.batch_size} exceeds the replay capacity of {self.capacity} transitions "
+                f"(min(buffer_size={self.buffer_size}, the run's env steps))"
             )
 
     @cached_property
@@ -324,7 +338,8 @@ def collect(runner: SACState, key: jax.Array, random_actions: jax.Array) -> tupl
 def update(runner: SACState, index: jax.Array) -> tuple[SACState, dict[str, jax.Array]]:
     """Update ``index``: collect ``num_envs * num_steps`` transitions into the buffer, then (from
     ``learning_starts`` env steps on) ``gradient_steps`` gradient steps on uniform replay samples. Returns the
-    state and ``metrics`` (name -> scalar; the losses are NaN-free zeros before the first gradient step)."""
+    state and ``metrics`` (name -> scalar; before the first gradient step the losses are NaN and ``loss``, the
+    critics' loss, is 0)."""
     config = runner.config
     env_steps = (index + 1) * config.steps_per_update
     runner, traj, episodes = collect(
@@ -347,13 +362,17 @@ def update(runner: SACState, index: jax.Array) -> tuple[SACState, dict[str, jax.
         return train_state, jax.tree.map(jnp.mean, stats)
 
     def skip(train_state: SACTrainState) -> tuple[SACTrainState, dict[str, jax.Array]]:
+        """Before ``learning_starts``: no losses to report (NaN), the temperature as it is."""
         _, shapes = jax.eval_shape(train, train_state)
-        return train_state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        stats = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+        return train_state, stats | {"alpha": train_state.alpha}
 
     # The predicate depends on the update index only, the same for every seed, so under vmap it stays a cond.
-    train_state, stats = jax.lax.cond(env_steps >= config.learning_starts, train, skip, runner.train_state)
+    trained = env_steps >= config.learning_starts
+    train_state, stats = jax.lax.cond(trained, train, skip, runner.train_state)
     runner = runner._replace(train_state=train_state)
-    return episode_metrics(runner, episodes, stats | {"loss": stats["q_loss"]}, env_steps)
+    # "loss" (the critics') is what the runner checks for NaN: 0 before the first gradient step, not NaN.
+    return episode_metrics(runner, episodes, stats | {"loss": jnp.where(trained, stats["q_loss"], 0.0)}, env_steps)
 
 
 def episode_metrics(

@@ -28,25 +28,27 @@ def doc(default: Any, help: str, check: Check | None = None, sweepable: bool = F
     return dataclasses.field(default=default, metadata={"help": help, "check": check, "sweepable": sweepable})
 
 
+def finite(name: str, value: float) -> None:
+    if not -math.inf < value < math.inf:
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
 def positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    finite(name, value)
 
 
 def non_negative(name: str, value: float) -> None:
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    finite(name, value)
 
 
 def all_positive(name: str, values: Sequence[float]) -> None:
     """A tuple field of one or more finite values, each > 0."""
     if not values or not all(0 < value < math.inf for value in values):
         raise ValueError(f"{name} must be one or more finite values > 0, got {values!r}")
-
-
-def finite(name: str, value: float) -> None:
-    if not -math.inf < value < math.inf:
-        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 def finite_non_negative(name: str, value: float) -> None:

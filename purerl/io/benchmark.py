@@ -38,7 +38,7 @@ from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import plot_aggregates
-from purerl.io.tuned import base_values, tuned_config_path
+from purerl.io.tuned import base_values, tuned_config_path, tuned_envs
 
 SHORT_DIVISOR = 10
 # Suites beyond gymnax (their extras installed): not part of ``all``.
@@ -95,6 +95,11 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     if budget not in BUDGETS:
         raise ValueError(f"--budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     config_cls = ALGORITHMS[algorithm].config_cls
+    if algorithm == "sac" and tuned_config_path("sac", env) is None:  # its defaults are Pendulum's, budget included
+        raise ValueError(
+            f"purerl ships no tuned SAC config for {env}, so a SAC benchmark has no budget for it; SAC's: "
+            f"{', '.join(tuned_envs('sac'))} (--suite brax --envs ...)"
+        )
     values, _ = base_values(algorithm, config_cls, None, env)
     config = config_from_dict(config_cls, values | {"env": env})
     if algorithm == "grpo":  # PPO's env-step budget, so that `compare` sets the two side by side at one budget

@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out", type=Path, help="benchmark directory; the same command again continues it [runs/benchmark]"
     )
-    bench.add_argument("--budget", default="full", help="full: each env's own budget; short: a tenth of it [full]")
+    bench.add_argument(
+        "--budget", default="full", help="full: each env's own budget; short: a tenth of it (brax: 1/50) [full]"
+    )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)

@@ -30,7 +30,8 @@ from purerl.io.config_io import config_to_dict
 
 TRACKERS = {"tensorboard": "tensorboardX", "wandb": "wandb"}  # flag -> the library that writes it (its extra)
 
-# purerl's metric names -> CleanRL's (ppo.py); the others go under charts/ with their own names.
+# purerl's metric names -> CleanRL's (ppo.py, sac_continuous_action.py); the others go under charts/ with their own
+# names.
 CLEANRL_NAMES = {
     "episode_return": "charts/episodic_return",
     "episode_length": "charts/episodic_length",
@@ -43,6 +44,12 @@ CLEANRL_NAMES = {
     "approx_kl_k1": "losses/old_approx_kl",  # both k1, -log r
     "clip_fraction": "losses/clipfrac",
     "explained_variance": "losses/explained_variance",
+    # SAC (CleanRL's sac_continuous_action.py)
+    "q_loss": "losses/qf_loss",
+    "q_value": "losses/qf_values",
+    "actor_loss": "losses/actor_loss",
+    "alpha": "losses/alpha",
+    "alpha_loss": "losses/alpha_loss",
 }
 STEP_METRIC = "env_steps"  # the x axis (CleanRL's global_step), not logged as a scalar of its own
 # GRPO's 1/0 per update: 0 when a seed is past its env-step budget and the update changed nothing (its

@@ -74,7 +74,7 @@ def base_values(
     else:
         budget = f", {values['total_timesteps']:,} env steps per seed"
     note = (
-        f"{env}: starting from purerl's tuned {algorithm.upper()} config (purerl/configs/{algorithm}/{path.name}"
+        f"{env}: starting from purerl's tuned {algorithm.upper()} config (purerl/configs/{algorithm}/{env}.json"
         f"{budget}); flags override it, --config {DEFAULTS} gives the generic defaults"
     )
     return values, note
