@@ -213,6 +213,21 @@ class EpisodeStatistics(Wrapper):
         return obs, state, reward, terminated, truncated, info
 
 
+def finished_episode_means(
+    done: jax.Array,
+    episode_return: jax.Array,
+    episode_length: jax.Array,
+    last_return: jax.Array,
+    last_length: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(mean return, mean length, count)`` of the episodes that ended in a rollout: ``done``,
+    ``episode_return`` and ``episode_length`` are ``EpisodeStatistics``' per-step values ``[T, B]``; where no
+    episode ended, the means are ``last_return`` and ``last_length`` (a run carries the last ones over)."""
+    finished = jnp.sum(done)
+    mean = lambda x, last: jnp.where(finished > 0, jnp.sum(x * done) / finished, last)  # noqa: E731
+    return mean(episode_return, last_return), mean(episode_length, last_length), finished
+
+
 class ClipAction(Wrapper):
     """Clips continuous actions to the action space for the env only; the agent keeps the unclipped sample."""
 

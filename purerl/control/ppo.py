@@ -29,6 +29,7 @@ from purerl.control.envs import (
     NormalizeObservation,
     ScaleReward,
     env_spec,
+    finished_episode_means,
     known_env,
     vec_env,
 )
@@ -357,12 +358,8 @@ def update_metrics(
     epochs_run = jnp.sum(epoch_ran)
     epoch_means = {name: jnp.mean(values, axis=1) for name, values in stats.items()}
     metrics = {name: jnp.sum(means * epoch_ran) / epochs_run for name, means in epoch_means.items()}
-    finished = jnp.sum(traj.done)
-    episode_return = jnp.where(
-        finished > 0, jnp.sum(traj.episode_return * traj.done) / finished, runner.last_episode_return
-    )
-    episode_length = jnp.where(
-        finished > 0, jnp.sum(traj.episode_length * traj.done) / finished, runner.last_episode_length
+    episode_return, episode_length, finished = finished_episode_means(
+        traj.done, traj.episode_return, traj.episode_length, runner.last_episode_return, runner.last_episode_length
     )
     metrics |= {
         "episode_return": episode_return,

@@ -32,7 +32,16 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from purerl.control.envs import EnvSpec, EpisodeStatistics, MultiplyReward, RunningMeanStd, env_spec, known_env, vec_env
+from purerl.control.envs import (
+    EnvSpec,
+    EpisodeStatistics,
+    MultiplyReward,
+    RunningMeanStd,
+    env_spec,
+    finished_episode_means,
+    known_env,
+    vec_env,
+)
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_hidden_sizes
 from purerl.core.config import Config, doc, finite, in_range, non_negative, one_of, optional, positive
@@ -263,9 +272,8 @@ def critic_loss(
     actor, critic = make_networks(config)
     next_action, next_log_prob = actor.apply(state.actor.params, batch.next_obs).sample_and_log_prob(seed=key)
     next_q = jnp.min(critic.apply(state.target_critic_params, batch.next_obs, next_action), axis=0)
-    alpha = state.alpha
     terminal = batch.terminated if config.bootstrap_truncation else batch.done
-    target = batch.reward + config.gamma * (1.0 - terminal) * (next_q - alpha * next_log_prob)
+    target = batch.reward + config.gamma * (1.0 - terminal) * (next_q - state.alpha * next_log_prob)
     q = critic.apply(critic_params, batch.obs, batch.action)
     loss = 0.5 * jnp.sum(jnp.mean(jnp.square(q - jax.lax.stop_gradient(target)), axis=-1))
     return loss, {"q_loss": loss, "q_value": jnp.mean(q), "q_target": jnp.mean(target)}
@@ -380,10 +388,9 @@ def episode_metrics(
 ) -> tuple[SACState, dict[str, jax.Array]]:
     """``stats`` plus the mean raw return and length of the episodes that ended in this update (the last ones
     carried over if none did) and the env steps so far."""
-    finished = jnp.sum(episodes["done"])
-    mean = lambda x, last: jnp.where(finished > 0, jnp.sum(x * episodes["done"]) / finished, last)  # noqa: E731
-    episode_return = mean(episodes["return"], runner.last_episode_return)
-    episode_length = mean(episodes["length"], runner.last_episode_length)
+    episode_return, episode_length, finished = finished_episode_means(
+        episodes["done"], episodes["return"], episodes["length"], runner.last_episode_return, runner.last_episode_length
+    )
     metrics = stats | {
         "episode_return": episode_return,
         "episode_length": episode_length,

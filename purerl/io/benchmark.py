@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from purerl.control.brax_envs import PREFIX as BRAX_PREFIX
+from purerl.control.brax_envs import is_brax
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
@@ -43,8 +44,8 @@ from purerl.io.tuned import base_values, tuned_config_path, tuned_envs
 SHORT_DIVISOR = 10
 # Suites beyond gymnax (their extras installed): not part of ``all``.
 EXTRA_SUITES = {"brax": tuple(BRAX_PREFIX + env for env in ("hopper", "walker2d", "halfcheetah", "ant"))}
-# Their short budget for a 2-core CPU: a brax step costs about 400x a CartPole step there.
-SHORT_DIVISORS = {"brax": 50}
+# Brax's short budget, for a 2-core CPU: a brax step costs about 400x a CartPole step there.
+BRAX_SHORT_DIVISOR = 50
 BUDGETS = ("full", "short")
 RANDOM_EPISODES = 1024  # episodes of the random policy per env (the 0 of normalised scores)
 SETTINGS_FILE = "benchmark.json"
@@ -85,9 +86,8 @@ def suite_envs(suite: str) -> tuple[str, ...]:
 
 
 def short_divisor(env: str) -> int:
-    """What ``--budget short`` divides ``env``'s budget by: ``SHORT_DIVISOR``, or its suite's own."""
-    return next((SHORT_DIVISORS.get(suite, SHORT_DIVISOR) for suite, envs in EXTRA_SUITES.items() if env in envs),
-                SHORT_DIVISOR)  # fmt: skip
+    """What ``--budget short`` divides ``env``'s budget by."""
+    return BRAX_SHORT_DIVISOR if is_brax(env) else SHORT_DIVISOR
 
 
 def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
