@@ -237,7 +237,28 @@ def test_mismatched_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys)
 
     other_value = copy_run(uninterrupted, tmp_path / "value")
     (other_value / "config.json").write_text(json.dumps(config | {"learning_rate": 1e-3}))
-    assert "saved by a different run: config" in resume_error(other_value, capsys)
+    message = resume_error(other_value, capsys)
+    assert message.endswith("saved by a different run: config field learning_rate is 0.0025 there and 0.001 here")
+
+
+@SHARES_THE_RUN
+def test_a_checkpoint_from_before_a_config_field_existed_resumes(uninterrupted, tmp_path, capsys):
+    """A field added to the config since (here ``reward_scale``, at its default) is no other run: the upgrade
+    from an older purerl must not orphan a days-long run (it did: "config is {...} there and {...} here")."""
+    old = copy_run(uninterrupted, tmp_path / "old")
+    for path in (old / "config.json", old / "checkpoints" / str(NUM_UPDATES) / "meta" / "metadata"):
+        values = json.loads(path.read_text())
+        config = values.get("config", values)
+        del config["reward_scale"]
+        path.write_text(json.dumps(values))
+    assert cli.main(["train", "ppo", "--resume", str(old)]) == 0
+    assert json.loads((old / "summary.json").read_text())["resumed_from_update"] == NUM_UPDATES
+
+    meta = old / "checkpoints" / str(NUM_UPDATES) / "meta" / "metadata"
+    values = json.loads(meta.read_text())
+    meta.write_text(json.dumps(values | {"config": values["config"] | {"reward_scale": 2.0}}))
+    message = resume_error(old, capsys)
+    assert message.endswith("saved by a different run: config field reward_scale is 2.0 there and 1.0 here")
 
 
 @SHARES_THE_RUN

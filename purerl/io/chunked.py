@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -92,6 +93,16 @@ def chunk_program(update: Any, mesh: Any) -> Any:
     return jax.jit(on_each_device(run_chunk, mesh, (BY_SEED, REPLICATED), BY_SEED), donate_argnums=0)
 
 
+def entry_differences(meta: dict[str, Any], stored_meta: dict[str, Any]) -> list[str]:
+    """``"NAME is A there and B here"`` for each entry of ``meta`` (as JSON reads it back) ``stored_meta`` holds
+    otherwise."""
+    return [
+        f"{name} is {stored_meta.get(name)!r} there and {value!r} here"
+        for name, value in json.loads(json.dumps(meta)).items()
+        if stored_meta.get(name) != value
+    ]
+
+
 def train_in_chunks(
     init: Any,
     update: Any,
@@ -103,6 +114,7 @@ def train_in_chunks(
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
     meta: dict[str, Any] | None = None,
+    meta_differences: Callable[[dict[str, Any]], list[str]] | None = None,
     progress: Callable[[int, np.ndarray], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
@@ -117,7 +129,9 @@ def train_in_chunks(
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
     (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
-    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint. ``progress(done,
+    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint;
+    a resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
+    entries of ``meta`` stored otherwise). ``progress(done,
     returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
     ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
     each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint, and once with the restored
@@ -134,12 +148,11 @@ def train_in_chunks(
     else:
         like = jax.eval_shape(jax.vmap(init), keys, configs)
         restored, history, stored_meta = checkpoints.restore(step, like)
-        for name, value in json.loads(json.dumps(meta or {})).items():
-            if stored_meta.get(name) != value:
-                raise CheckpointError(
-                    f"checkpoint {checkpoints.directory}/{step} was saved by a different run: "
-                    f"{name} is {stored_meta.get(name)!r} there and {value!r} here"
-                )
+        differences = (meta_differences or partial(entry_differences, meta or {}))(stored_meta)
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {checkpoints.directory}/{step} was saved by a different run: " + "; ".join(differences)
+            )
         state, start = shard_seeds(restored, mesh), step
         if on_chunk is not None:
             on_chunk(0, history)  # the restored updates, for a tracker added at this resume (the others rewrite)

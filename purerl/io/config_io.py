@@ -75,6 +75,21 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     return cls(**converted)
 
 
+def stored_config_differences(stored: dict[str, Any] | None, config: Any) -> list[str]:
+    """What differs between ``stored`` (a checkpoint's config read back from JSON) and ``config``, one
+    ``"FIELD is A there and B here"`` per field; empty when they are the same run's. A field added to the
+    config class since the checkpoint was written takes its default there, as it did before the field
+    existed, so upgrading purerl does not orphan a run that leaves the new field at its default."""
+    if stored is None:
+        return ["the checkpoint stores no config"]
+    try:
+        there = config_to_dict(config_from_dict(type(config), stored))
+    except (TypeError, ValueError) as error:  # a field this version does not know, or a value it cannot read
+        return [str(error)]
+    here = config_to_dict(config)
+    return [f"{name} is {there[name]!r} there and {here[name]!r} here" for name in here if there[name] != here[name]]
+
+
 def load_config_values(path: str | Path) -> dict[str, Any]:
     try:
         values = json.loads(Path(path).read_text())

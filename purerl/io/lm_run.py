@@ -22,7 +22,13 @@ import matplotlib
 import numpy as np
 
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints, new_run_checkpoints
-from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values, save_config
+from purerl.io.config_io import (
+    config_from_dict,
+    config_to_dict,
+    load_config_values,
+    save_config,
+    stored_config_differences,
+)
 from purerl.io.run import environment_info
 from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
 from purerl.lm.evaluation import Evaluation
@@ -65,14 +71,6 @@ def load_lm_config(out: Path, algorithm: str, config_cls: type, flag: str = "res
     return config_from_dict(config_cls, run_directory_values(out, flag, (algorithm,)))
 
 
-def same_config(saved: dict[str, Any] | None, config: Any) -> bool:
-    """Whether ``saved`` (a checkpoint's config, read back from JSON: tuples came back as lists) is ``config``."""
-    try:
-        return saved is not None and config_from_dict(type(config), saved) == config
-    except (TypeError, ValueError):  # a field this version does not know, or lacks
-        return False
-
-
 def keep_samples(path: Path, last_step: int) -> None:
     """Keeps the samples of the evaluations up to ``last_step`` (those a resumed run restored; none for a run
     from step 0): a run killed after an evaluation and before its next checkpoint evaluates that step again."""
@@ -106,8 +104,12 @@ def run_lm(
     latest = checkpoints.latest_step() if resume else None
     if latest is not None:
         state, history, saved_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
-        if not same_config(saved_meta.get("config"), config):
-            raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config")
+        differences = stored_config_differences(saved_meta.get("config"), config)
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config: "
+                + "; ".join(differences)
+            )
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)
     elif resume:  # stopped before its first checkpoint (killed: a stop signal saves one), as control runs do

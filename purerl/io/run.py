@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from purerl.control import grpo, ppo, sac
 from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
-from purerl.io.chunked import train_in_chunks
-from purerl.io.config_io import config_to_dict
+from purerl.io.chunked import entry_differences, train_in_chunks
+from purerl.io.config_io import config_to_dict, stored_config_differences
 from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
 from purerl.io.stopping import DEFAULT_STOP_GRACE
@@ -80,6 +81,14 @@ def run_meta(algorithm: str, config: Any, num_seeds: int, base_seed: int, sweep:
     }
 
 
+def run_meta_differences(meta: dict[str, Any], config: Any, stored_meta: dict[str, Any]) -> list[str]:
+    """What differs between a checkpoint's ``stored_meta`` and this run's ``meta`` (from ``run_meta`` with
+    ``config``): the config field by field (fields added to purerl since take their defaults), the rest as is."""
+    rest = {name: value for name, value in meta.items() if name != "config"}
+    config_differences = [f"config field {d}" for d in stored_config_differences(stored_meta.get("config"), config)]
+    return config_differences + entry_differences(rest, stored_meta)
+
+
 def run_seeds(
     algorithm: str,
     config: Any,
@@ -121,6 +130,7 @@ def run_seeds(
         precision = "" if config.compute_dtype == "float32" else f" in {config.compute_dtype}"
         print(f"compiling {algorithm} on {config.env} for {runs}{devices}{precision} ...", file=sys.stderr, flush=True)
 
+    meta = run_meta(algorithm, config, num_seeds, base_seed, sweep)
     try:
         output = train_in_chunks(
             algo.init,
@@ -132,7 +142,8 @@ def run_seeds(
             chunk_updates=chunk_updates,
             checkpoints=checkpoints,
             checkpoint_every=checkpoint_every,
-            meta=run_meta(algorithm, config, num_seeds, base_seed, sweep),
+            meta=meta,
+            meta_differences=partial(run_meta_differences, meta, config),
             progress=bar,
             on_start=None if bar is None else bar.start,
             on_chunk=on_chunk,
