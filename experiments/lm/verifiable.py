@@ -66,6 +66,19 @@ def main() -> None:
         mean = stacked.mean(axis=0)
         ax.plot(steps, mean, marker="o", markersize=3, label=label)
         ax.fill_between(steps, stacked.min(axis=0), stacked.max(axis=0), alpha=0.15)
+    lines += [
+        "",
+        f"Per seed, accuracy at the start -> after {STEPS} rollouts (a start that never answers right gives an",
+        "exact-match reward no signal to learn from):",
+        "",
+    ]
+    lines += [
+        "| run | " + " | ".join(f"seed {seed}" for seed in args.seeds) + " |",
+        "| --- |" + " --- |" * len(args.seeds),
+    ]
+    for label in RUNS:
+        cells = [f"{curve[0]:.2f} -> {curve[-1]:.2f}" for curve in curves[label]]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     ax.set(xlabel="rollouts (64 completions each)", ylabel="exact-match accuracy", title="reverse: mean, seed range")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
