@@ -34,15 +34,24 @@ def test_budgets_are_the_configs_own_or_a_tenth_of_them():
                                       total_timesteps=steps)  # fmt: skip
     with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
         benchmark_config("ppo", "CartPole-v1", "long")
-    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, brax, all"):
+    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, brax, playground, all"):
         suite_envs("atari")
     assert len(suite_envs("all")) == 25  # gymnax's: brax needs its extra
 
 
-def test_the_brax_suite_and_its_short_cpu_budget():
+def test_the_physics_suites_and_their_short_cpu_budgets():
     assert suite_envs("brax") == ("brax/hopper", "brax/walker2d", "brax/halfcheetah", "brax/ant")
-    assert benchmark_config("ppo", "brax/hopper", "full").total_timesteps == 50_000_000
-    assert benchmark_config("ppo", "brax/hopper", "short").total_timesteps == 1_000_000
+    assert suite_envs("playground") == tuple(
+        f"playground/{env}" for env in ("CheetahRun", "WalkerWalk", "HopperHop", "CartpoleSwingup")
+    )
+    full, short = (benchmark_config("ppo", "brax/hopper", budget) for budget in ("full", "short"))
+    assert (full.total_timesteps, full.num_envs, full.num_updates) == (50_000_000, 2048, 305)
+    assert (short.total_timesteps, short.num_envs, short.num_steps, short.num_updates) == (1_000_000, 128, 80, 97)
+    full, short = (benchmark_config("ppo", "playground/WalkerWalk", budget) for budget in ("full", "short"))
+    assert (full.num_envs * full.num_steps, full.update_epochs, full.gamma) == (983_040, 16, 0.995)
+    assert (short.total_timesteps, short.num_envs, short.num_updates) == (1_200_000, 128, 19)
+    sac = benchmark_config("sac", "playground/HopperHop", "full")
+    assert (sac.total_timesteps, sac.utd_ratio, sac.target_entropy, sac.critic_layer_norm) == (10**7, 1 / 16, -2, True)
     sac = benchmark_config("sac", "brax/walker2d", "short")
     assert (sac.total_timesteps, sac.utd_ratio, sac.reward_scale) == (7_864_320 // 50, 0.25, 5.0)
     # SAC's defaults are Pendulum's (a 20k budget, 5000 random steps first): no benchmark budget for other envs.

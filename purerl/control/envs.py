@@ -22,7 +22,13 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from purerl.control.brax_envs import EPISODE_LENGTH, BraxVecEnv, check_brax_name, is_brax, make_brax
+from purerl.control.physics_envs import (
+    EPISODE_LENGTH,
+    PhysicsVecEnv,
+    check_physics_env_name,
+    is_physics_env,
+    make_physics_env,
+)
 from purerl.core.spread import has_spread
 
 # Every environment gymnax 1.0 registers, by suite (tests check this against ``gymnax.registered_envs``).
@@ -71,14 +77,16 @@ class EnvSpec:
 
 
 def check_env_name(name: str) -> None:
-    """A one-line error for an env purerl cannot run: unknown, unsupported (with why), or a brax env without brax."""
-    if is_brax(name):
-        check_brax_name(name)
+    """A one-line error for an env purerl cannot run: unknown, unsupported (with why), or a physics env without
+    its suite's extra."""
+    if is_physics_env(name):
+        check_physics_env_name(name)
         return
     if name in UNSUPPORTED_ENVS:
         raise ValueError(f"env {name!r} cannot run in purerl: {UNSUPPORTED_ENVS[name]}")
     if name not in SUPPORTED_ENVS:
-        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}, and brax/<env> (purerl[brax])")
+        suites = "brax/<env> (purerl[brax]) and playground/<Env> (purerl[playground])"
+        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}, {suites}")
 
 
 def known_env(field: str, name: str) -> None:
@@ -105,8 +113,8 @@ def env_spec(name: str) -> EnvSpec:
 
 
 def _env_spec(name: str) -> EnvSpec:
-    if is_brax(name):
-        env = make_brax(name)
+    if is_physics_env(name):
+        env = make_physics_env(name)
         return EnvSpec(name, int(env.observation_size), False, int(env.action_size), -1.0, 1.0, EPISODE_LENGTH)
     env, params = make_gymnax(name)
     action_space = env.action_space(params)
@@ -127,11 +135,11 @@ def _env_spec(name: str) -> EnvSpec:
     )
 
 
-def vec_env(name: str, num_envs: int, group_size: int = 1) -> "VecEnv | BraxVecEnv":
-    """``num_envs`` copies of env ``name``: gymnax's (``VecEnv``) or brax's (``brax/<env>``, ``BraxVecEnv``), with
-    the same contract."""
-    if is_brax(name):
-        return BraxVecEnv(name, num_envs, group_size)
+def vec_env(name: str, num_envs: int, group_size: int = 1) -> "VecEnv | PhysicsVecEnv":
+    """``num_envs`` copies of env ``name``: gymnax's (``VecEnv``) or a physics suite's (``brax/<env>``,
+    ``playground/<Env>``: ``PhysicsVecEnv``), with the same contract."""
+    if is_physics_env(name):
+        return PhysicsVecEnv(name, num_envs, group_size)
     return VecEnv(name, num_envs, group_size)
 
 

@@ -58,7 +58,7 @@ class GRPOConfig(Config):
     (``Config.trace``); a traced beta needs the reference pass compiled in, so its base config must have
     beta > 0 (a sweep builds its base config with the largest value)."""
 
-    env: str = doc("CartPole-v1", "gymnax environment id, or brax/<env> (purerl[brax])", known_env)
+    env: str = doc("CartPole-v1", "gymnax environment id, brax/<env> or playground/<Env> (extras)", known_env)
     num_updates: int = doc(50, "updates (each one group batch of whole episodes)", positive)
     total_timesteps: int | None = doc(
         None,

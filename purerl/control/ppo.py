@@ -58,7 +58,7 @@ class PPOConfig(Config):
     """PPO hyperparameters. Defaults are CleanRL's / PureJaxRL's CartPole settings. Each field checks its own
     value; ``validate`` checks the rules between fields. Sweepable fields may be traced (``Config.trace``)."""
 
-    env: str = doc("CartPole-v1", "gymnax environment id, or brax/<env> (purerl[brax])", known_env)
+    env: str = doc("CartPole-v1", "gymnax environment id, brax/<env> or playground/<Env> (extras)", known_env)
     total_timesteps: int = doc(500_000, "env steps per seed (rounded down to whole updates)", positive)
     num_envs: int = doc(4, "parallel environments per seed", positive)
     num_steps: int = doc(128, "rollout length per environment and update", positive)

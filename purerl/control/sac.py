@@ -59,7 +59,7 @@ class SACConfig(Config):
     env step, 5000 random steps first) on Pendulum-v1 with a budget that solves it. Each field checks its own
     value; ``validate`` the rules between fields. Sweepable fields may be traced (``Config.trace``)."""
 
-    env: str = doc("Pendulum-v1", "gymnax environment id, or brax/<env> (purerl[brax]); continuous actions", known_env)
+    env: str = doc("Pendulum-v1", "gymnax id, brax/<env> or playground/<Env> (extras); continuous actions", known_env)
     total_timesteps: int = doc(20_000, "env steps per seed (rounded down to whole updates)", positive)
     num_envs: int = doc(1, "parallel environments per seed", positive)
     num_steps: int = doc(1, "env steps per environment between the gradient phases of two updates", positive)

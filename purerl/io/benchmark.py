@@ -9,7 +9,8 @@ resumed from its newest checkpoint, a new one started, so the same command after
 continues where it stopped. ``full`` is the budget of the env's PPO config (the published budget for tuned
 envs), for GRPO too: its ``total_timesteps`` is PPO's, with at least enough updates to use it when every episode
 runs to the time limit. ``--budget short`` divides every env's budget (``total_timesteps``, and GRPO's
-``num_updates``) by ``SHORT_DIVISOR`` (10; brax envs: 50, for a CPU).
+``num_updates``) by ``SHORT_DIVISOR`` (10; brax and playground envs: 50, for a CPU, where PPO also runs
+1/16 of its envs).
 
 ``DIR/report.md`` (+ ``report.json``, ``curves.png``, ``aggregate.png``, ``profiles.png``): per env the final
 evaluation return (IQM with its 95% stratified-bootstrap CI, and the mean), the area under the learning curve
@@ -28,10 +29,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from purerl.control.brax_envs import PREFIX as BRAX_PREFIX
-from purerl.control.brax_envs import is_brax
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
+from purerl.control.physics_envs import BRAX, PLAYGROUND, is_physics_env
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
@@ -43,9 +43,18 @@ from purerl.io.tuned import base_values, tuned_config_path, tuned_envs
 
 SHORT_DIVISOR = 10
 # Suites beyond gymnax (their extras installed): not part of ``all``.
-EXTRA_SUITES = {"brax": tuple(BRAX_PREFIX + env for env in ("hopper", "walker2d", "halfcheetah", "ant"))}
-# Brax's short budget, for a 2-core CPU: a brax step costs about 400x a CartPole step there.
-BRAX_SHORT_DIVISOR = 50
+EXTRA_SUITES = {
+    "brax": tuple(BRAX.prefix + env for env in ("hopper", "walker2d", "halfcheetah", "ant")),
+    "playground": tuple(
+        PLAYGROUND.prefix + env for env in ("CheetahRun", "WalkerWalk", "HopperHop", "CartpoleSwingup")
+    ),
+}
+# The physics suites' short budget, for a 2-core CPU: a brax step costs about 400x a CartPole step there, and
+# a Playground step of HopperHop or WalkerWalk 3-4x a brax hopper step.
+PHYSICS_SHORT_DIVISOR = 50
+# ... and PPO's envs there, so that the short budget still makes about 100 updates (brax hopper: 1M env steps of
+# 128 envs x 80 steps), or 20 on playground (128 x 480); the steps per env and minibatches stay the config's.
+PHYSICS_SHORT_ENVS_DIVISOR = 16
 BUDGETS = ("full", "short")
 RANDOM_EPISODES = 1024  # episodes of the random policy per env (the 0 of normalised scores)
 SETTINGS_FILE = "benchmark.json"
@@ -87,7 +96,7 @@ def suite_envs(suite: str) -> tuple[str, ...]:
 
 def short_divisor(env: str) -> int:
     """What ``--budget short`` divides ``env``'s budget by."""
-    return BRAX_SHORT_DIVISOR if is_brax(env) else SHORT_DIVISOR
+    return PHYSICS_SHORT_DIVISOR if is_physics_env(env) else SHORT_DIVISOR
 
 
 def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
@@ -98,7 +107,7 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     if algorithm == "sac" and tuned_config_path("sac", env) is None:  # its defaults are Pendulum's, budget included
         raise ValueError(
             f"purerl ships no tuned SAC config for {env}, so a SAC benchmark has no budget for it; SAC's: "
-            f"{', '.join(tuned_envs('sac'))} (--suite brax --envs ...)"
+            f"{', '.join(tuned_envs('sac'))} (--suite brax|playground --envs ...)"
         )
     values, _ = base_values(algorithm, config_cls, None, env)
     config = config_from_dict(config_cls, values | {"env": env})
@@ -109,6 +118,9 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
         config = dataclasses.replace(config, total_timesteps=steps, num_updates=num_updates)
     if budget == "short":
         changes = {}
+        if algorithm == "ppo" and is_physics_env(env):  # a few updates of 2048-4096 envs would teach nothing
+            changes["num_envs"] = config.num_envs // PHYSICS_SHORT_ENVS_DIVISOR
+            config = dataclasses.replace(config, **changes)
         if config.total_timesteps is not None:
             minimum = config.steps_per_update or 1  # at least one update (GRPO's is None: num_updates sets it)
             changes["total_timesteps"] = max(config.total_timesteps // short_divisor(env), minimum)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -27,13 +28,28 @@ class CheckpointError(ValueError):
 
 
 def _storable(state: Any) -> Any:
-    """Typed PRNG keys become their raw ``uint32`` data (orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if is_prng_key(x) else x, state)
+    """Typed PRNG keys become their raw ``uint32`` data, and arrays with no elements (MJX's ``act`` of a physics
+    env without actuator states, ``[runs, envs, 0]``) a one-element zero of their dtype: orbax stores plain
+    arrays, and refuses empty ones."""
+
+    def storable(x: Any) -> Any:
+        if is_prng_key(x):
+            return jax.random.key_data(x)
+        return jnp.zeros((1,), x.dtype) if x.size == 0 else x
+
+    return jax.tree.map(storable, state)
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
-    """Inverse of ``_storable``: leaves that are keys in ``like`` are wrapped back into typed keys."""
-    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if is_prng_key(ref) else x, stored, like)
+    """Inverse of ``_storable``: leaves that are keys in ``like`` are wrapped back into typed keys, and empty
+    ones are empty again."""
+
+    def restore(x: Any, ref: Any) -> Any:
+        if is_prng_key(ref):
+            return jax.random.wrap_key_data(x)
+        return jnp.zeros(ref.shape, ref.dtype) if ref.size == 0 else x
+
+    return jax.tree.map(restore, stored, like)
 
 
 def state_digest(state: Any) -> str:

@@ -16,6 +16,7 @@ one line naming the value and what is allowed, before anything compiles.
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("compare", nargs="*", metavar="compare DIR_A DIR_B", help="compare two finished benchmarks")
     bench.add_argument(
-        "--suite", default="classic", help="classic, minatar, bsuite, misc, all (every gymnax env) or brax [classic]"
+        "--suite", default="classic", help="classic, minatar, bsuite, misc, all (gymnax), brax or playground [classic]"
     )
     bench.add_argument("--algo", default="ppo", choices=list(ALGORITHMS), help="[ppo]")
     bench.add_argument("--seeds", type=int, default=16, help="seeds per env [16]")
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="benchmark directory; the same command again continues it [runs/benchmark]"
     )
     bench.add_argument(
-        "--budget", default="full", help="full: each env's own budget; short: a tenth of it (brax: 1/50) [full]"
+        "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
     add_tracker_flags(bench)
@@ -189,6 +190,9 @@ def print_summary(summary: dict, out: Path) -> None:
     )
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
     for label, stats in (("eval return", evaluation), ("train return", training)):
+        if math.isnan(stats["mean"]):  # no seed saw a training episode end in the last updates
+            print(f"{label:22}{'-':>10}  no episode ended in the last updates")
+            continue
         ci = f"[{stats['iqm_ci_low']:.1f}, {stats['iqm_ci_high']:.1f}]"
         print(f"{label:22}{stats['mean']:>10.1f}{stats['iqm']:>10.1f}{ci:>22}")
     print(f"eval: {evaluation['protocol']}; train: {training['protocol']}")

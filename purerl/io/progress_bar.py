@@ -50,10 +50,10 @@ class ProgressBar:
             steps = done * self.steps_per_update
             sps = (done - self.first_update) * self.steps_per_update * self.num_runs / elapsed
             count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
-        mean_return = np.nanmean(returns) if np.isfinite(returns).any() else float("nan")
+        shown = f"{np.nanmean(returns):.1f}" if np.isfinite(returns).any() else "- (no episode has ended)"
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
-        line = f"[{bar}] {fraction:4.0%}  {count}  return {mean_return:.1f}"
+        line = f"[{bar}] {fraction:4.0%}  {count}  return {shown}"
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         self.stream.flush()
 

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -197,7 +198,8 @@ def train_return_per_seed(metrics: dict[str, np.ndarray], last_fraction: float =
     """Mean training-episode return over the last ``last_fraction`` of updates, per seed."""
     returns = metrics["episode_return"]
     tail = max(1, round(returns.shape[1] * last_fraction))
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # NaN for a seed none of whose episodes ended then, without numpy's warning
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(returns[:, -tail:], axis=1)
 
 

@@ -1,5 +1,6 @@
-"""Brax behind purerl's env interface: time limits apart from terminations, the true final observation before
-the auto-reset, the spec, and one update of PPO and SAC on brax/hopper."""
+"""Brax and MuJoCo Playground behind purerl's env interface: time limits apart from terminations, the true final
+observation before the auto-reset, the spec, the suites' names and extras, and one update of PPO and SAC on
+brax/hopper."""
 
 import sys
 
@@ -9,15 +10,16 @@ import numpy as np
 import pytest
 
 from purerl.control import ppo, sac
-from purerl.control.brax_envs import BraxVecEnv
 from purerl.control.envs import check_env_name, env_spec
+from purerl.control.physics_envs import PLAYGROUND, PhysicsVecEnv
 
 
-def rollout(env: BraxVecEnv, steps: int, action_scale: float, key: jax.Array) -> dict[str, np.ndarray]:
+def rollout(env: PhysicsVecEnv, steps: int, action_scale: float, key: jax.Array) -> dict[str, np.ndarray]:
     def step(carry, key):
         obs, state = carry
         action_key, env_key = jax.random.split(key)
-        action = action_scale * jax.random.uniform(action_key, (env.num_envs, 3), minval=-1, maxval=1)
+        shape = (env.num_envs, env.env.action_size)
+        action = action_scale * jax.random.uniform(action_key, shape, minval=-1, maxval=1)
         next_obs, state, reward, terminated, truncated, info = env.step(env_key, state, action)
         out = {"obs": obs, "next_obs": next_obs, "final": info["final_observation"], "reward": reward,
                "terminated": terminated, "truncated": truncated, "steps": state.steps}  # fmt: skip
@@ -30,7 +32,7 @@ def rollout(env: BraxVecEnv, steps: int, action_scale: float, key: jax.Array) ->
 
 @pytest.mark.timeout(300)
 def test_time_limits_truncate_falls_terminate_and_the_final_observation_survives_the_reset():
-    env = BraxVecEnv("brax/hopper", 16, episode_length=20)
+    env = PhysicsVecEnv("brax/hopper", 16, episode_length=20)
     out = rollout(env, 60, action_scale=1.0, key=jax.random.key(0))
     terminated, truncated = out["terminated"], out["truncated"]
     assert terminated.any() and truncated.any()  # random torques make some hoppers fall within 20 steps
@@ -67,6 +69,37 @@ def test_the_spec_and_unknown_or_missing_brax_envs(monkeypatch):
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ValueError, match=r"^env 'brax/walker2d' needs brax: pip install 'purerl\[brax\]'$"):
         check_env_name("brax/walker2d")
+
+
+@pytest.mark.timeout(300)
+def test_playground_truncates_at_the_limit_from_a_fresh_reset_with_the_true_final_observation():
+    env = PhysicsVecEnv("playground/CartpoleBalance", 4, episode_length=10)
+    out = rollout(env, 25, action_scale=1.0, key=jax.random.key(1))
+    assert not out["terminated"].any()  # the DM Control Suite ends episodes by time only
+    expected = np.zeros((25, 4), bool)
+    expected[[9, 19]] = True  # the plain count: steps 10 and 20 of every env end an episode
+    np.testing.assert_array_equal(out["truncated"], expected)
+    done = out["truncated"]
+    np.testing.assert_array_equal(out["final"][~done], out["next_obs"][~done])
+    assert np.all(np.abs(out["final"][done] - out["next_obs"][done]).max(axis=-1) > 1e-3)
+    starts = np.concatenate([out["obs"][0], out["next_obs"][done]])  # the first starts and the two resets
+    assert len(np.unique(starts.round(6), axis=0)) == len(starts)  # each a fresh initial state
+    assert np.all((out["reward"] >= 0) & (out["reward"] <= 1))  # the Suite's rewards lie in [0, 1]
+
+
+def test_the_playground_spec_names_and_extra(monkeypatch):
+    from mujoco_playground import registry
+
+    assert PLAYGROUND.envs == tuple(registry.dm_control_suite.ALL_ENVS)  # the list the one-line error names
+    spec = env_spec("playground/WalkerWalk")
+    assert (spec.obs_dim, spec.action_dim, spec.discrete, spec.max_steps_in_episode) == (24, 6, False, 1000)
+    with pytest.raises(ValueError, match="unknown env 'playground/WalkerWlak'; playground envs: playground/Acrobot"):
+        check_env_name("playground/WalkerWlak")
+    monkeypatch.setitem(sys.modules, "mujoco_playground", None)
+    with pytest.raises(
+        ValueError, match=r"^env 'playground/HopperHop' needs playground: pip install 'purerl\[playground\]'$"
+    ):
+        check_env_name("playground/HopperHop")
 
 
 @pytest.mark.timeout(300)
