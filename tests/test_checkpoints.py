@@ -318,6 +318,17 @@ def test_save_restore_round_trip_keeps_typed_keys_and_history(tmp_path):
     np.testing.assert_array_equal(restored_history["loss"], history["loss"])
 
 
+def test_a_state_with_empty_arrays_round_trips(tmp_path):
+    """MJX keeps ``act`` of shape ``[..., 0]`` for a physics env without actuator states; orbax refuses to save
+    an empty array ("Cannot save arrays with zero size"), which stopped every playground run at its first save."""
+    checkpoints = RunCheckpoints(tmp_path)
+    state = small_state() | {"act": jnp.zeros((2, 4, 0)), "flags": jnp.zeros((0,), bool)}
+    checkpoints.save(3, state, {"loss": np.zeros((2, 3))}, {})
+    restored, _, _ = checkpoints.restore(3, jax.eval_shape(lambda: state))
+    assert restored["act"].shape == (2, 4, 0) and restored["flags"].dtype == bool
+    assert state_digest(restored) == state_digest(state)
+
+
 def test_state_that_reads_back_different_from_what_was_saved_is_corrupt(tmp_path):
     # A flipped bit in array data that still decodes: simulated by a digest that no longer matches.
     checkpoints = RunCheckpoints(tmp_path)

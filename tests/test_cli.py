@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -55,6 +56,20 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     _, single = jax.jit(make_train(config))(run.seed_keys(0, 3)[1])
     for name in ("episode_return", "value_loss", "approx_kl"):
         np.testing.assert_allclose(metrics[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_run_in_which_no_episode_ends_says_so_without_nan_or_warnings(tmp_path, capsys):
+    # Pendulum's episodes last 200 steps; this run's envs take 16 each (a playground run's first updates alike).
+    flags = ["--env", "Pendulum-v1", "--total-timesteps", "64", "--num-envs", "4", "--num-steps", "16"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["train", "ppo", *flags, "--num-minibatches", "1", "--eval-episodes", "2",
+                         "--out", str(tmp_path / "run")]) == 0  # fmt: skip
+    assert not [w for w in caught if "empty slice" in str(w.message)]
+    printed = capsys.readouterr()
+    assert "return - (no episode has ended)" in printed.err and "nan" not in printed.err
+    assert "train return                   -  no episode ended in the last updates" in printed.out
+    assert "nan" not in printed.out
 
 
 def test_train_grpo_writes_its_group_metrics_and_a_curve_over_per_seed_env_steps(tmp_path, capsys):

@@ -40,6 +40,9 @@ def test_bar_prints_a_line_per_tenth_of_the_run_off_a_terminal():
     assert [line.split("]")[1].split()[0] for line in lines] == ["15%", "30%", "45%", "60%", "75%", "90%", "100%"]
     assert "72/80 steps/seed" in lines[-2] and lines[-2].endswith("return 19.0")
     assert "80/80 steps/seed" in lines[-1] and lines[-1].endswith("return 20.0")
+    early = io.StringIO()
+    ProgressBar(num_updates=20, steps_per_update=4, num_runs=2, stream=early)(2, np.array([np.nan, np.nan]))
+    assert early.getvalue().rstrip().endswith("return - (no episode has ended)")  # not "return nan"
 
 
 def test_bar_counts_updates_when_steps_per_update_vary_and_skips_lines_inside_a_tenth():
