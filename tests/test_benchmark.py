@@ -34,7 +34,8 @@ def test_budgets_are_the_configs_own_or_a_tenth_of_them():
                                       total_timesteps=steps)  # fmt: skip
     with pytest.raises(ValueError, match="--budget 'long'; choose one of full, short"):
         benchmark_config("ppo", "CartPole-v1", "long")
-    with pytest.raises(ValueError, match="--suite 'atari'; choose one of classic, minatar, bsuite, misc, brax, playground, all"):
+    suites = "classic, minatar, bsuite, misc, brax, playground, all"
+    with pytest.raises(ValueError, match=f"--suite 'atari'; choose one of {suites}"):
         suite_envs("atari")
     assert len(suite_envs("all")) == 25  # gymnax's: brax needs its extra
 
@@ -66,11 +67,12 @@ TINY = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "DeepSea-bsu
 @pytest.mark.xdist_group("benchmark")
 def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert cli.main([*TINY, "--tensorboard", "--out", str(out)]) == 0
+    assert cli.main([*TINY, "--tensorboard", "--chunk-updates", "7", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "env 1/2 Catch-bsuite" in err and "env 2/2 DeepSea-bsuite" in err
     for env in ("Catch-bsuite", "DeepSea-bsuite"):  # every env's run, one TensorBoard run per seed
         assert sorted(p.name for p in (out / env / "tensorboard").iterdir()) == ["seed_0", "seed_1", "seed_2"]
+        assert json.loads((out / env / "run.json").read_text())["chunk_updates"] == 7
     report = json.loads((out / "report.json").read_text())
     for name in ("report.md", "curves.png", "aggregate.png", "profiles.png", "random_policy.json"):
         assert (out / name).exists(), name
@@ -160,6 +162,8 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
         (["benchmark", "--suite", "atari", "--out", str(tmp_path / "a")], "--suite 'atari'; choose one of"),
         (["benchmark", "--envs", "Catch-bsuite", "--out", str(tmp_path / "b")], "--envs Catch-bsuite not in suite"),
         (["benchmark", "--seeds", "0", "--out", str(tmp_path / "c")], "--seeds must be > 0, got 0"),
+        ([*tiny, "--chunk-updates", "0", "--out", str(tmp_path / "d")], "--chunk-updates must be > 0, got 0"),
+        ([*tiny, "--checkpoint-every", "-1", "--out", str(tmp_path / "e")], "--checkpoint-every must be >= 0, got -1"),
         (["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "Catch-bsuite"], "--envs names an env twice"),
         (["benchmark", "--suite", "bsuite", "--envs", "MNISTBandit-bsuite"], "gymnax downloads MNIST"),
     ]

@@ -153,11 +153,12 @@ def run_benchmark(
     envs: list[str] | None = None,
     stop_grace: float = DEFAULT_STOP_GRACE,
     base_seed: int = 1,
-    trackers: dict[str, bool] | None = None,
+    run_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trains (or resumes, or reads back) every env of the benchmark, then writes and returns the report.
     ``base_seed`` defaults to 1: purerl's configs were tuned on base seed 0, so reported seeds are held out.
-    ``trackers``: ``{"tensorboard": bool, "wandb": bool}`` for every env's run (``purerl.io.trackers``)."""
+    ``run_settings``: ``RunSettings`` fields for every env's run besides the seeds, e.g. ``{"tensorboard":
+    True, "chunk_updates": 10}`` (``purerl.io.run_dir``; trackers: ``purerl.io.trackers``)."""
     names = list(suite_envs(suite)) if not envs else envs
     for env in names:
         check_env_name(env)  # an unknown env, or one purerl cannot run, with its reason
@@ -167,7 +168,7 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"--envs {', '.join(unknown)} not in suite {suite!r}: {', '.join(suite_envs(suite))}")
     configs = {env: benchmark_config(algorithm, env, budget) for env in names}  # every config checked first
-    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(trackers or {}))  # and the seeds
+    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(run_settings or {}))  # checked too
     settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "base_seed": base_seed,
                 "budget": budget}  # fmt: skip
     check_settings(out, settings)

@@ -48,6 +48,17 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         help="JSON config file, or 'defaults' for the generic defaults; explicit flags override it "
         "[the env's tuned config where purerl ships one (purerl/configs), else the defaults]",
     )
+    add_chunking_flags(sub)
+    sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_tracker_flags(sub)
+    add_stop_grace_flag(sub)
+    add_compile_cache_flag(sub)
+    add_config_flags(sub, config_cls)
+
+
+def add_chunking_flags(sub: argparse.ArgumentParser) -> None:
+    """How often a run can stop and how often it saves: a chunk longer than ``--stop-grace`` cannot end in
+    time on Ctrl-C, and the updates since the last checkpoint are then lost."""
     sub.add_argument(
         "--chunk-updates",
         type=int,
@@ -59,11 +70,6 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         help=f"save a checkpoint every this many updates (0: only at the end and on Ctrl-C/SIGTERM) "
         f"[{DEFAULT_CHECKPOINT_EVERY}]",
     )
-    sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    add_tracker_flags(sub)
-    add_stop_grace_flag(sub)
-    add_compile_cache_flag(sub)
-    add_config_flags(sub, config_cls)
 
 
 def add_tracker_flags(sub: argparse.ArgumentParser) -> None:
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
+    add_chunking_flags(bench)
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)
@@ -310,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unexpected {' '.join(args.compare)!r}; to compare: compare DIR_A DIR_B --out DIR_C")
             summary = compare_benchmarks(Path(args.compare[1]), Path(args.compare[2]), out)
         elif args.command == "benchmark":
-            trackers = {"tensorboard": args.tensorboard, "wandb": args.wandb}
+            run_settings = {"tensorboard": args.tensorboard, "wandb": args.wandb}
+            run_settings |= {name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every")}
             summary = run_benchmark(
-                args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed, trackers
-            )
+                args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed,
+                {name: value for name, value in run_settings.items() if value is not None},
+            )  # fmt: skip
         else:
             summary = control_command(args)
     except (ValueError, CheckpointError) as error:
