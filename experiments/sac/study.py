@@ -53,6 +53,17 @@ BUDGETS = {
 }  # fmt: skip
 THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "brax/hopper": 1000.0, "brax/walker2d": 1000.0}
 ABLATED = ("brax/hopper", "brax/walker2d")  # good policies reach the 1000-step limit there
+# What has been published near these budgets (../shared/reference/rl-anchors.md §c for gymnax,
+# anchors-2026-11.md §4.2 for brax): Brax's own SAC and PPO curves for hopper and walker2d are plots without
+# numbers, so the nearest figures are other users' and other simulators'; the table says which.
+PUBLISHED = {
+    "Pendulum-v1": "gymnax-blines PPO -195.1 at 1M steps (1 seed); its ES -130.2",
+    "MountainCarContinuous-v0": "gymnax-blines PPO -0.1 at 1M steps (1 seed); its ES 95.3",
+    "brax/hopper": "PPO about 846 at about 2M steps on brax's spring back end, CPU (le2333/RTRRL#6); PPO and SAC "
+    "with Brax's paper settings below 500 (google/brax#129); Brax's tuned SAC at 6.55M steps: a plot only; for "
+    "scale, Gym-MuJoCo's Hopper-v2 with SB2 PPO2 at 1M steps: about 2340 (another simulator)",
+    "brax/walker2d": "Brax's tuned SAC at 7.86M steps and PPO at 100M (google/brax#98): plots only, no number",
+}
 CPU_PPO_BRAX_ENVS = 128
 
 
@@ -148,6 +159,8 @@ def write_results(cells: list[dict[str, Any]], budget: str) -> None:
             f"{to} (>= {c['threshold']:g}) | {c['compile_seconds']:.0f} | {c['train_seconds']:.0f} | "
             f"{c['env_steps_per_second']:,.0f} | {c['utd_ratio'] or '-'} | {c['replay_mb_per_seed']:.1f} |"
         )
+    lines += ["", "Published near these budgets (none at exactly these budgets and settings):", ""]
+    lines += [f"- {env}: {PUBLISHED[env]}" for env in sorted({c["env"] for c in cells})]
     (RESULTS / "study.md").write_text("\n".join(lines) + "\n")
     for env in sorted({c["env"] for c in cells}):
         fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
