@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from preference_rows import sentiment_pairs
 
+from purerl.control.bc import BCConfig
 from purerl.control.grpo import GRPOConfig
 from purerl.control.ppo import PPOConfig
 from purerl.control.sac import SACConfig
@@ -124,6 +125,21 @@ def test_control_runs_consume_every_key_once(algorithm, config):
     # Recorded: at least every env step of every seed (the recorder sees inside the compiled chunks).
     steps = config.num_updates * config.num_steps * 2 if algorithm != "grpo" else config.num_updates * 2
     assert sum(log.consumed.values()) > steps
+
+
+def test_behavioural_cloning_consumes_every_key_once(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"observations": rng.normal(size=(12, 4)).astype(np.float32), "actions": rng.integers(0, 2, 12),
+              "rewards": np.ones(12, np.float32), "episode": np.repeat(np.arange(3), 4),
+              "episode_returns": np.full(3, 4.0), "episode_lengths": np.full(3, 4),
+              "episode_terminated": np.ones(3, bool), "episode_seeds": np.zeros(3)}  # fmt: skip
+    np.savez(tmp_path / "demos.npz", **arrays)
+    (tmp_path / "demos.json").write_text('{"env": "CartPole-v1", "episodes": 3}')
+    config = BCConfig(demos=str(tmp_path), num_demo_episodes=2, num_updates=5, batch_size=4, eval_episodes=4)
+    with recording_keys() as log:
+        run_seeds("bc", config, num_seeds=2, show_progress=False)
+    assert log.problems() == []
+    assert sum(log.consumed.values()) > 5 * 2  # every update's minibatch key, at least
 
 
 @pytest.fixture(scope="module")

@@ -27,25 +27,48 @@ def evaluate_episodes(
 ) -> dict[str, jax.Array]:
     """Returns ``{"returns": [E], "lengths": [E]}`` of one episode in each of ``env.num_envs`` fresh envs, with
     actions sampled from ``policy`` (or its mode if ``greedy``)."""
+    episodes = play_episodes(policy, env, key, max_steps, greedy)
+    return {"returns": episodes["returns"], "lengths": episodes["lengths"]}
+
+
+def play_episodes(
+    policy: PolicyFn,
+    env: Any,
+    key: jax.Array,
+    max_steps: int,
+    greedy: bool = False,
+    record: bool = False,
+    action_box: tuple[float, float] | None = None,
+) -> dict[str, jax.Array]:
+    """One episode in each of E = ``env.num_envs`` fresh envs: ``{"returns": [E], "lengths": [E] int32,
+    "terminated": [E] bool}`` (the episode ended by termination, not by its time limit or ``max_steps``), and
+    with ``record`` the steps, time-major: ``"observations" [max_steps, E, obs_dim]`` (what the policy saw),
+    ``"actions" [max_steps, E(, A)]`` (what was executed: clipped to ``action_box`` if given), ``"rewards"
+    [max_steps, E]`` and ``"active" [max_steps, E]`` (the step belongs to the env's first episode)."""
     num_episodes = env.num_envs
     reset_key, steps_key = jax.random.split(key)
     obs, env_state = env.reset(reset_key)
 
     def step(carry, step_key):
-        obs, env_state, returns, lengths, active = carry
+        obs, env_state, returns, lengths, active, terminated_first = carry
         action_key, env_key = jax.random.split(step_key)
         dist = policy(obs)
         action = dist.mode() if greedy else dist.sample(seed=action_key)
-        obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action)
+        if action_box is not None:
+            action = jnp.clip(action, *action_box)
+        next_obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action)
+        recorded = {"observations": obs, "actions": action, "rewards": reward, "active": active} if record else None
         returns = returns + reward * active
         lengths = lengths + active
+        terminated_first = terminated_first | (active & terminated)
         active = active & ~(terminated | truncated)
-        return (obs, env_state, returns, lengths, active), None
+        return (next_obs, env_state, returns, lengths, active, terminated_first), recorded
 
     zeros = jnp.zeros(num_episodes, jnp.float32)
-    carry = (obs, env_state, zeros, zeros.astype(jnp.int32), jnp.ones(num_episodes, bool))
-    (_, _, returns, lengths, _), _ = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
-    return {"returns": returns, "lengths": lengths}
+    flags = jnp.ones(num_episodes, bool)
+    carry = (obs, env_state, zeros, zeros.astype(jnp.int32), flags, ~flags)
+    (_, _, returns, lengths, _, terminated), steps = jax.lax.scan(step, carry, jax.random.split(steps_key, max_steps))
+    return {"returns": returns, "lengths": lengths, "terminated": terminated} | (steps if record else {})
 
 
 def random_policy_returns(env_name: str, num_episodes: int, key: jax.Array) -> dict[str, jax.Array]:

@@ -41,6 +41,7 @@ from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import plot_aggregates
 from purerl.io.tuned import base_values, tuned_config_path, tuned_envs
 
+BENCHMARKED = ("ppo", "grpo", "sac")  # the algorithms that learn from the env (bc learns from demonstrations)
 SHORT_DIVISOR = 10
 # Suites beyond gymnax (their extras installed): not part of ``all``.
 EXTRA_SUITES = {

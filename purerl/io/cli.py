@@ -20,9 +20,11 @@ import math
 import sys
 from pathlib import Path
 
+from purerl.control.demonstrations import load_demos
 from purerl.core.sharding import is_main_process
-from purerl.io.benchmark import compare_benchmarks, run_benchmark
+from purerl.io.benchmark import BENCHMARKED, compare_benchmarks, run_benchmark
 from purerl.io.checkpoints import CheckpointError
+from purerl.io.collect import collect
 from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs, with_absolute_paths
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--suite", default="classic", help="classic, minatar, bsuite, misc, all (gymnax), brax or playground [classic]"
     )
-    bench.add_argument("--algo", default="ppo", choices=list(ALGORITHMS), help="[ppo]")
+    bench.add_argument("--algo", default="ppo", choices=BENCHMARKED, help="[ppo]")
     bench.add_argument("--seeds", type=int, default=16, help="seeds per env [16]")
     bench.add_argument(
         "--seed", type=int, default=1, help="base seed [1: purerl's configs were tuned on base seed 0, so held out]"
@@ -161,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)
+    demos = commands.add_parser(
+        "collect",
+        help="expert demonstrations from a finished run's policies (for purerl train bc)",
+        description="Plays whole episodes with the final policies of a finished run and writes them as "
+        "DIR/demos.npz + demos.json (format: purerl/control/demonstrations.py).",
+    )
+    demos.add_argument("--from", dest="run_dir", type=Path, required=True, metavar="RUN_DIR", help="a finished run")
+    demos.add_argument("--episodes", type=int, required=True, help="episodes in all, an equal share per seed")
+    demos.add_argument("--seed-index", type=int, action="append", help="this seed of the run (repeat; [all])")
+    demos.add_argument("--greedy", action="store_true", help="the policy's mode instead of sampled actions")
+    demos.add_argument("--seed", type=int, default=0, help="key of the episodes' resets and actions [0]")
+    demos.add_argument("--out", type=Path, help="demonstration directory [runs/demos]")
+    add_compile_cache_flag(demos)
     lm = commands.add_parser("lm", help="train the toy-text language model")
     lm_algorithms = lm.add_subparsers(dest="algorithm", required=True)
     for name, (config_cls, help_text) in LM_COMMANDS.items():
@@ -191,21 +206,21 @@ def print_summary(summary: dict, out: Path) -> None:
     evaluation, training = summary["eval"], summary["train"]
     low, high = summary["env_steps_per_seed_range"]
     spread = "" if low == high else f" (mean; {low:,} to {high:,} per seed)"
-    print(
-        f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x "
-        f"{summary['env_steps_per_seed']:,} env steps{spread}"
-    )
+    offline = high == 0  # learnt from demonstrations alone (bc): no env steps, no training episodes
+    budget = "demonstrations (no env steps)" if offline else f"{summary['env_steps_per_seed']:,} env steps{spread}"
+    print(f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x {budget}")
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
-    for label, stats in (("eval return", evaluation), ("train return", training)):
+    for label, stats in (("eval return", evaluation), ("train return", training))[: 1 if offline else 2]:
         if math.isnan(stats["mean"]):  # no seed saw a training episode end in the last updates
             print(f"{label:22}{'-':>10}  no episode ended in the last updates")
             continue
         ci = f"[{stats['iqm_ci_low']:.1f}, {stats['iqm_ci_high']:.1f}]"
         print(f"{label:22}{stats['mean']:>10.1f}{stats['iqm']:>10.1f}{ci:>22}")
-    print(f"eval: {evaluation['protocol']}; train: {training['protocol']}")
+    print(f"eval: {evaluation['protocol']}" + ("" if offline else f"; train: {training['protocol']}"))
+    speed = "" if offline else f", {summary['env_steps_per_second']:,.0f} env steps/s"
     print(
-        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
-        f"{summary['env_steps_per_second']:,.0f} env steps/s on {summary['device']['kind']}"
+        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s{speed} on "
+        f"{summary['device']['kind']}"
     )
     files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, summary.json, learning_curve.png"
     print(f"wrote {out}/{files}{resumed_note(summary)}")
@@ -255,6 +270,10 @@ def control_command(args: argparse.Namespace) -> dict:
     flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
+    if args.algorithm == "bc" and getattr(args, "field_demos", None):  # the demonstrations say the env; a
+        args.field_demos = str(Path(args.field_demos).absolute())  # resume from elsewhere still finds them
+        if getattr(args, "field_env", None) is None:
+            args.field_env = load_demos(args.field_demos)[1]["env"]
     config, note = control_config_from_args(args.algorithm, ALGORITHMS[args.algorithm].config_cls, args)
     if args.command == "sweep":
         settings = dataclasses.replace(settings, grid=parse_grid(config, args.grid))
@@ -300,6 +319,8 @@ def output_dir(args: argparse.Namespace) -> Path:
         return args.out
     if args.command == "benchmark":
         return Path("runs") / ("compare" if args.compare else "benchmark")
+    if args.command == "collect":
+        return Path("runs") / "demos"
     return Path("runs") / args.algorithm
 
 
@@ -316,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.compare[0] != "compare" or len(args.compare) != 3:
                 raise ValueError(f"unexpected {' '.join(args.compare)!r}; to compare: compare DIR_A DIR_B --out DIR_C")
             summary = compare_benchmarks(Path(args.compare[1]), Path(args.compare[2]), out)
+        elif args.command == "collect":
+            summary = collect(args.run_dir, out, args.episodes, args.seed_index, args.greedy, args.seed)
         elif args.command == "benchmark":
             run_settings = {"tensorboard": args.tensorboard, "wandb": args.wandb}
             run_settings |= {name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every")}
@@ -349,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {out}/report.md, report.json, curves.png"
             + (", aggregate.png, profiles.png" if summary["aggregates"] else "")
         )
+    elif args.command == "collect":
+        pass  # collect said what it wrote
     elif args.command == "sweep":
         print_sweep_summary(summary, out)
     else:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.control import grpo, ppo, sac
+from purerl.control import bc, grpo, ppo, sac
 from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
@@ -33,19 +33,22 @@ from purerl.io.stopping import DEFAULT_STOP_GRACE
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A control algorithm as data and pure functions: ``init(key, config)``, ``update(state, index)`` and
-    ``evaluate(state)``, the state carrying its config."""
+    """A control algorithm as data and pure functions: ``init(key, config)``, ``update(state, index)``,
+    ``evaluate(state)`` and ``policy(state, obs)`` (one seed's action distribution at raw observations), the
+    state carrying its config."""
 
     config_cls: type
     init: Any
     update: Any
     evaluate: Any
+    policy: Any
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate),
-    "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate),
-    "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate),
+    "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate, ppo.policy),
+    "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate, grpo.policy),
+    "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate, sac.policy),
+    "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy),
 }
 
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "flashbax", "numpy")

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import config_from_dict, load_config_values, save_config
-from purerl.io.run import ALGORITHMS, run_seeds, write_outputs
+from purerl.io.run import ALGORITHMS, run_seeds, seed_keys, write_outputs
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import expand_grid, point_labels, sweep_base_config, write_sweep_outputs
 from purerl.io.trackers import TRACKERS, Trackers
@@ -74,6 +76,22 @@ def load_run_dir(out: Path) -> tuple[str, Any, RunSettings]:
     names = [field.name for field in dataclasses.fields(RunSettings)]
     settings = RunSettings(**{name: info[name] for name in names if name in info})
     return algorithm, config_from_dict(ALGORITHMS[algorithm].config_cls, values), settings
+
+
+def load_trained_state(out: Path) -> tuple[str, Any, RunSettings, Any]:
+    """``(algorithm, config, settings, state)`` of a finished run directory (not a sweep): ``state`` is every
+    seed's final training state, leading axis = seed (``purerl.control.evaluation.select_seed`` takes one)."""
+    algorithm, config, settings = load_run_dir(out)
+    if settings.grid:
+        raise ValueError(f"{str(out)!r} is a sweep; give one of its points as a run of its own")
+    checkpoints = RunCheckpoints(out / "checkpoints")
+    if not (out / "summary.json").exists() or checkpoints.latest_step() != config.num_updates:
+        raise ValueError(f"{str(out)!r} has not finished training; finish it first: purerl train {algorithm} "
+                         f"--resume {out}")  # fmt: skip
+    keys = seed_keys(settings.base_seed, settings.num_seeds)
+    like = jax.eval_shape(jax.vmap(ALGORITHMS[algorithm].init, in_axes=(0, None)), keys, config)
+    state, _, _ = checkpoints.restore(config.num_updates, like)
+    return algorithm, config, settings, state
 
 
 def run_in_dir(
