@@ -24,7 +24,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from purerl.control.demonstrations import load_demos
-from purerl.control.envs import ClipAction, EnvSpec, EpisodeStatistics, env_spec, known_env, vec_env
+from purerl.control.envs import EnvSpec, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import Config, doc, optional, positive
@@ -179,7 +179,5 @@ def evaluate(state: BCState, key: jax.Array | None = None) -> dict[str, jax.Arra
     evaluation stream by default."""
     config = state.config
     key = state.streams.evaluation if key is None else key
-    env = EpisodeStatistics(vec_env(config.env, config.eval_episodes))
-    if not config.spec.discrete:
-        env = ClipAction(env, config.spec.action_low, config.spec.action_high)
+    env = evaluation_env(config.env, config.eval_episodes)
     return evaluate_episodes(partial(policy, state), env, key, config.spec.max_steps_in_episode, config.eval_greedy)

@@ -143,6 +143,14 @@ def vec_env(name: str, num_envs: int, group_size: int = 1) -> "VecEnv | PhysicsV
     return VecEnv(name, num_envs, group_size)
 
 
+def evaluation_env(name: str, num_envs: int) -> "Wrapper":
+    """The env a policy is evaluated in: episode statistics on raw rewards and, for continuous actions, actions
+    clipped to the box (PPO's and BC's; PPO's training wrappers go on top of it)."""
+    env = EpisodeStatistics(vec_env(name, num_envs))
+    spec = env_spec(name)
+    return env if spec.discrete else ClipAction(env, spec.action_low, spec.action_high)
+
+
 class VecEnv:
     """``num_envs`` copies of a gymnax env, stepped with one key each, observations flattened to float32
     ``[num_envs, obs_dim]`` (a discrete observation, FrozenLake-misc's state index, one-hot over its ``n`` values).

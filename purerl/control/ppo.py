@@ -22,16 +22,14 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purerl.control.envs import (
-    ClipAction,
     EnvSpec,
-    EpisodeStatistics,
     MultiplyReward,
     NormalizeObservation,
     ScaleReward,
     env_spec,
+    evaluation_env,
     finished_episode_means,
     known_env,
-    vec_env,
 )
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
@@ -184,10 +182,7 @@ def make_env(config: PPOConfig, num_envs: int, training: bool) -> Any:
 
     Evaluation (``training=False``) gets no normalisers: it applies the frozen training statistics itself.
     """
-    spec = config.spec
-    env = EpisodeStatistics(vec_env(config.env, num_envs))
-    if not spec.discrete:
-        env = ClipAction(env, spec.action_low, spec.action_high)
+    env = evaluation_env(config.env, num_envs)
     if training and config.reward_scale != 1.0:
         env = MultiplyReward(env, config.reward_scale)
     if training and config.normalize_observations:
