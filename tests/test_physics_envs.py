@@ -52,11 +52,35 @@ def test_time_limits_truncate_falls_terminate_and_the_final_observation_survives
     # At an episode's end the next observation is the reset one; the final observation is the true last one.
     np.testing.assert_array_equal(out["final"][~done], out["next_obs"][~done])
     assert np.all(np.abs(out["final"][done] - out["next_obs"][done]).max(axis=-1) > 1e-3)
-    # The reset observation is a new initial state, not the first state again (brax's own auto-reset caches it).
-    starts = out["next_obs"][done]
-    assert len(np.unique(starts.round(6), axis=0)) == len(starts)
+    assert_fresh_starts_as_the_spares_rule_says(env, out)
     # The reward of an ending step is the step's own, not the reset state's 0.
     assert np.all(out["reward"][terminated] != 0)
+
+
+def assert_fresh_starts_as_the_spares_rule_says(env: PhysicsVecEnv, out: dict[str, np.ndarray]) -> int:
+    """Walks the rule of ``PhysicsVecEnv``'s spare initial states in plain numpy: an episode starts fresh (a
+    state no other episode started from) unless its env's spare was used and not yet renewed, and then from
+    its previous start; each step renews the ``refresh_count`` spares used longest ago, lower index first.
+    Returns how many episodes started again from their env's previous start."""
+    done = out["terminated"] | out["truncated"]
+    waiting = np.zeros(env.num_envs, int)
+    previous = [out["obs"][0, i] for i in range(env.num_envs)]
+    fresh, stale = [*out["obs"][0]], 0
+    for t in range(done.shape[0]):
+        for i in np.flatnonzero(done[t]):
+            start = out["next_obs"][t, i]
+            if waiting[i] > 0:
+                np.testing.assert_array_equal(start, previous[i])
+                stale += 1
+            else:
+                fresh.append(start)
+            previous[i] = start
+        waiting = np.where(waiting > 0, waiting + 1, done[t].astype(int))
+        renewed = sorted(range(env.num_envs), key=lambda i: (-waiting[i], i))[: env.refresh_count]
+        waiting[renewed] = 0
+    assert len(np.unique(np.round(fresh, 6), axis=0)) == len(fresh)  # every fresh start a new initial state
+    assert stale < len(fresh)
+    return stale
 
 
 def test_the_spec_and_unknown_or_missing_brax_envs(monkeypatch):
@@ -72,18 +96,18 @@ def test_the_spec_and_unknown_or_missing_brax_envs(monkeypatch):
 
 
 @pytest.mark.timeout(300)
-def test_playground_truncates_at_the_limit_from_a_fresh_reset_with_the_true_final_observation():
-    env = PhysicsVecEnv("playground/CartpoleBalance", 4, episode_length=10)
-    out = rollout(env, 25, action_scale=1.0, key=jax.random.key(1))
-    assert not out["terminated"].any()  # the DM Control Suite ends episodes by time only
-    expected = np.zeros((25, 4), bool)
-    expected[[9, 19]] = True  # the plain count: steps 10 and 20 of every env end an episode
+def test_playground_truncates_at_the_limit_from_spare_initial_states_with_the_true_final_observation():
+    env = PhysicsVecEnv("playground/CartpoleBalance", 32, episode_length=4)  # 1 spare renewed per step
+    out = rollout(env, 13, action_scale=1.0, key=jax.random.key(1))
+    assert not out["terminated"].any()  # the DM Control Suite ends episodes by time only (or a broken simulation)
+    expected = np.zeros((13, 32), bool)
+    expected[[3, 7, 11]] = True  # the plain count: steps 4, 8 and 12 of every env end an episode
     np.testing.assert_array_equal(out["truncated"], expected)
     done = out["truncated"]
     np.testing.assert_array_equal(out["final"][~done], out["next_obs"][~done])
     assert np.all(np.abs(out["final"][done] - out["next_obs"][done]).max(axis=-1) > 1e-3)
-    starts = np.concatenate([out["obs"][0], out["next_obs"][done]])  # the first starts and the two resets
-    assert len(np.unique(starts.round(6), axis=0)) == len(starts)  # each a fresh initial state
+    # The first 32 ends take the 32 spares of the reset; 4 are renewed before each later burst of 32 ends.
+    assert assert_fresh_starts_as_the_spares_rule_says(env, out) == 2 * (32 - 4)
     assert np.all((out["reward"] >= 0) & (out["reward"] <= 1))  # the Suite's rewards lie in [0, 1]
 
 
