@@ -207,3 +207,17 @@ def test_console_script_help_lists_every_config_field():
     )
     for flag in ("--bootstrap-truncation", "--target-kl", "--normalize-observations", "--eval-greedy"):
         assert flag in result.stdout
+
+
+def test_a_learning_curve_without_an_ended_episode_says_so_instead_of_an_empty_axis():
+    import matplotlib.pyplot as plt
+
+    from purerl.io.plots import draw_learning_curves
+
+    fig, ax = plt.subplots()
+    metrics = {"env_steps": np.array([[64, 128]]), "episode_return": np.full((1, 2), np.nan)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no episodes
+        draw_learning_curves(ax, {"ppo": metrics})
+    assert [text.get_text() for text in ax.texts] == ["no training episode has ended"]
+    plt.close(fig)

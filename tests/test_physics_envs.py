@@ -119,6 +119,12 @@ def test_the_playground_spec_names_and_extra(monkeypatch):
     assert (spec.obs_dim, spec.action_dim, spec.discrete, spec.max_steps_in_episode) == (24, 6, False, 1000)
     with pytest.raises(ValueError, match="unknown env 'playground/WalkerWlak'; playground envs: playground/Acrobot"):
         check_env_name("playground/WalkerWlak")
+    for typed, meant in (("Playground/CartpoleBalance", "playground/CartpoleBalance"),  # case
+                         ("CartpoleSwingup", "playground/CartpoleSwingup"),  # no prefix
+                         ("playground/PendulumSwingUp", "playground/PendulumSwingup"),  # Playground's params' spelling
+                         ("brax/Hopper", "brax/hopper"), ("Cartpole-v1", "CartPole-v1")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"did you mean '{meant}'\\?$"):
+            check_env_name(typed)
     monkeypatch.setitem(sys.modules, "mujoco_playground", None)
     with pytest.raises(
         ValueError, match=r"^env 'playground/HopperHop' needs playground: pip install 'purerl\[playground\]'$"

@@ -10,6 +10,7 @@ episode, and ``info["final_observation"]`` is the true next observation of this 
 when the episode did not end), processed by the same wrappers as ``obs``.
 """
 
+import difflib
 import functools
 import math
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from purerl.control.physics_envs import (
     is_physics_env,
     make_physics_env,
 )
+from purerl.control.physics_envs import SUITES as PHYSICS_SUITES
 from purerl.core.spread import has_spread
 
 # Every environment gymnax 1.0 registers, by suite (tests check this against ``gymnax.registered_envs``).
@@ -77,16 +79,35 @@ class EnvSpec:
 
 
 def check_env_name(name: str) -> None:
-    """A one-line error for an env purerl cannot run: unknown, unsupported (with why), or a physics env without
-    its suite's extra."""
+    """A one-line error for an env purerl cannot run: unknown (with the nearest known name, if one is near),
+    unsupported (with why), or a physics env without its suite's extra."""
     if is_physics_env(name):
-        check_physics_env_name(name)
+        try:
+            check_physics_env_name(name)
+        except ValueError as error:
+            raise ValueError(f"{error}{did_you_mean(name)}") from None
         return
     if name in UNSUPPORTED_ENVS:
         raise ValueError(f"env {name!r} cannot run in purerl: {UNSUPPORTED_ENVS[name]}")
     if name not in SUPPORTED_ENVS:
         suites = "brax/<env> (purerl[brax]) and playground/<Env> (purerl[playground])"
-        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}, {suites}")
+        raise ValueError(f"unknown env {name!r}; supported: {', '.join(SUPPORTED_ENVS)}, {suites}{did_you_mean(name)}")
+
+
+def did_you_mean(name: str) -> str:
+    """``"; did you mean 'X'?"`` for the known env nearest ``name`` (the same but for case, a physics env given
+    without its suite's prefix, or a close spelling), else ``""``."""
+    physics = [suite.prefix + env for suite in PHYSICS_SUITES for env in suite.envs]
+    known = {env.lower(): env for env in (*SUPPORTED_ENVS, *physics)}
+    if name in known.values():
+        return ""
+    short = {env.split("/", 1)[1].lower(): env for env in physics}
+    key = name.lower()
+    match = known.get(key) or short.get(key.split("/")[-1])
+    if match is None:
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+        match = known[close[0]] if close else None
+    return f"; did you mean {match!r}?" if match else ""
 
 
 def known_env(field: str, name: str) -> None:

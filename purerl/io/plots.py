@@ -30,6 +30,9 @@ def draw_learning_curves(
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
         ax.axhline(value, linestyle=style, color="grey", linewidth=1.0, label=label)
+    if not any(np.isfinite(metrics[metric]).any() for metrics in runs.values()):  # else an empty axis, unexplained
+        note = "no training episode has ended" if metric == "episode_return" else f"no finite {metric}"
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="grey")
     ax.grid(alpha=0.3)
 
 
