@@ -60,7 +60,9 @@ def collect(
         "action_dim": spec.action_dim,
         "discrete": spec.discrete,
         "mean_return": float(arrays["episode_returns"].mean()),
-        "command": f"purerl collect --from {run_dir} --episodes {episodes} --out {out}",
+        "command": f"purerl collect --from {run_dir} --episodes {episodes} --out {out} --seed {seed}"
+        + "".join(f" --seed-index {s}" for s in seeds)
+        + (" --greedy" if greedy else ""),
         "format": "demos.npz: " + ", ".join(STEP_ARRAYS + EPISODE_ARRAYS) + " (purerl.io.demos)",
     } | environment_info()
     out.mkdir(parents=True, exist_ok=True)
