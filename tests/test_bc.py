@@ -4,6 +4,7 @@ expert, purerl collect, purerl train bc) reaching the expert's return."""
 
 import json
 import subprocess
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -132,6 +133,10 @@ def test_bad_settings_are_one_line_errors(demos, tmp_path):
         bc.BCConfig(env="CartPole-v1", demos=demos["CartPole-v1"], num_demo_episodes=6)
     with pytest.raises(ValueError, match=r"is not a demonstration directory \(purerl collect\)"):
         bc.BCConfig(env="CartPole-v1", demos=str(tmp_path))
+    (tmp_path / "demos.json").write_text("{}")  # a demos.npz beside it, but no env in its metadata
+    (tmp_path / "demos.npz").write_bytes((Path(demos["CartPole-v1"]) / "demos.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"is not a demonstration directory \(purerl collect\): .*lacks env, episodes"):
+        bc.BCConfig(env="CartPole-v1", demos=str(tmp_path))
 
 
 def test_collect_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):
@@ -147,7 +152,8 @@ def test_collect_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):
         (["--from", str(run), "--episodes", "4", "--seed-index", "2"], "--seed-index 2: the run has seeds 0..1"),
         (["--from", str(run), "--episodes", "3"], multiple),
         (["--from", str(unfinished), "--episodes", "2"], "has not finished training; finish it first: purerl train"),
-        (["--from", str(tmp_path / "none"), "--episodes", "2"], "is not a purerl run directory"),
+        (["--from", str(tmp_path / "none"), "--episodes", "2"], f"--from '{tmp_path / 'none'}' is not a purerl run"),
+        (["--from", str(run), "--episodes", "2", "--seed-index", "0", "--seed-index", "0"], "names a seed twice: 0 0"),
     ]
     for flags, message in cases:
         with pytest.raises(SystemExit) as stop:

@@ -87,6 +87,13 @@ def test_update_rows_leave_out_grpo_updates_past_the_budget():
     assert list(trackers.update_rows(metrics, 0)) == [(100, {"losses/loss": 1.0}), (200, {"losses/loss": 2.0})]
 
 
+def test_update_rows_of_a_method_without_env_steps_are_numbered_by_update():
+    # Behavioural cloning takes no env step: every row at step 0 left TensorBoard only the newest of them.
+    metrics = {"env_steps": np.array([[0, 0, 0]]), "loss": np.array([[3.0, 2.0, 1.0]])}
+    rows = list(trackers.update_rows(metrics, 0, first_update=10))  # the chunk of updates 10, 11 and 12
+    assert rows == [(11, {"losses/loss": 3.0}), (12, {"losses/loss": 2.0}), (13, {"losses/loss": 1.0})]
+
+
 def test_update_rows_name_metrics_as_cleanrl_does_and_leave_out_nans():
     metrics = {
         "env_steps": np.array([[128, 256]]),

@@ -63,6 +63,9 @@ def load_demos(directory: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         meta = json.loads((path / META_FILE).read_text())
         with np.load(path / ARRAYS_FILE) as stored:
             arrays = {name: stored[name] for name in STEP_ARRAYS + EPISODE_ARRAYS}
-    except (OSError, ValueError, KeyError) as error:
+        missing = [name for name in ("env", "episodes") if name not in meta]
+        if missing:
+            raise KeyError(f"{META_FILE} lacks {', '.join(missing)}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"--demos {directory!r} is not a demonstration directory (purerl collect): {error}") from None
     return arrays, meta

@@ -27,6 +27,8 @@ def collect(
     run that cannot serve (unfinished, a sweep), a seed it lacks or a count that does not split evenly."""
     algorithm, config, settings, states = load_trained_state(run_dir)
     seeds = list(range(settings.num_seeds)) if seeds is None else seeds
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"--seed-index names a seed twice: {' '.join(map(str, seeds))}")
     outside = [s for s in seeds if not 0 <= s < settings.num_seeds]
     if outside:
         raise ValueError(f"--seed-index {outside[0]}: the run has seeds 0..{settings.num_seeds - 1}")
@@ -63,7 +65,7 @@ def collect(
         "command": f"purerl collect --from {run_dir} --episodes {episodes} --out {out} --seed {seed}"
         + "".join(f" --seed-index {s}" for s in seeds)
         + (" --greedy" if greedy else ""),
-        "format": "demos.npz: " + ", ".join(STEP_ARRAYS + EPISODE_ARRAYS) + " (purerl.io.demos)",
+        "format": "demos.npz: " + ", ".join(STEP_ARRAYS + EPISODE_ARRAYS) + " (purerl.control.demonstrations)",
     } | environment_info()
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / ARRAYS_FILE, **arrays)

@@ -61,29 +61,30 @@ class RunSettings:
         return tuple(name for name in TRACKERS if getattr(self, name))
 
 
-def load_run_dir(out: Path) -> tuple[str, Any, RunSettings]:
-    """``(algorithm, config, settings)`` of a run directory that ``run_in_dir`` started."""
+def load_run_dir(out: Path, flag: str = "--resume") -> tuple[str, Any, RunSettings]:
+    """``(algorithm, config, settings)`` of a run directory that ``run_in_dir`` started; ``flag`` names where
+    ``out`` came from in the one-line error for a directory that is not one."""
     try:
         info = json.loads((out / RUN_FILE).read_text())
         values = load_config_values(out / "config.json")
     except (OSError, ValueError):
         if (out / "config.json").exists() and not (out / RUN_FILE).exists():  # a language-model run
             lm = load_config_values(out / "config.json").get("_algorithm")
-            raise ValueError(f"--resume {str(out)!r} is an LM run; use: purerl lm {lm} --resume {out}") from None
+            raise ValueError(f"{flag} {str(out)!r} is an LM run; use: purerl lm {lm} --resume {out}") from None
         missing = f"no readable {RUN_FILE} and config.json"
-        raise ValueError(f"--resume {str(out)!r} is not a purerl run directory ({missing})") from None
+        raise ValueError(f"{flag} {str(out)!r} is not a purerl run directory ({missing})") from None
     algorithm = info["algorithm"]
     names = [field.name for field in dataclasses.fields(RunSettings)]
     settings = RunSettings(**{name: info[name] for name in names if name in info})
     return algorithm, config_from_dict(ALGORITHMS[algorithm].config_cls, values), settings
 
 
-def load_trained_state(out: Path) -> tuple[str, Any, RunSettings, Any]:
+def load_trained_state(out: Path, flag: str = "--from") -> tuple[str, Any, RunSettings, Any]:
     """``(algorithm, config, settings, state)`` of a finished run directory (not a sweep): ``state`` is every
     seed's final training state, leading axis = seed (``purerl.control.evaluation.select_seed`` takes one)."""
-    algorithm, config, settings = load_run_dir(out)
+    algorithm, config, settings = load_run_dir(out, flag)
     if settings.grid:
-        raise ValueError(f"{str(out)!r} is a sweep; give one of its points as a run of its own")
+        raise ValueError(f"{flag} {str(out)!r} is a sweep; train the point you want with purerl train, then use that")
     checkpoints = RunCheckpoints(out / "checkpoints")
     if not (out / "summary.json").exists() or checkpoints.latest_step() != config.num_updates:
         raise ValueError(f"{str(out)!r} has not finished training; finish it first: purerl train {algorithm} "

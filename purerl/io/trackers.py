@@ -106,7 +106,7 @@ class Trackers:
         stopped session wrote from there on (the chunks after its last checkpoint, trained again)."""
         if "tensorboard" in self.names:
             for r, name in enumerate(self.run_names):
-                rows = list(update_rows(metrics, r))
+                rows = list(update_rows(metrics, r, first_update))
                 if rows:  # none: every update of the chunk past the seed's budget
                     self.write_tensorboard(name, rows[0][0], f"update_{first_update:09d}", rows)
 
@@ -132,7 +132,8 @@ class Trackers:
         whose writing failed or was stopped writes them at its resume."""
         eval_means = eval_returns.mean(axis=1)
         if "tensorboard" in self.names:
-            final_steps, num_updates = metrics[STEP_METRIC][:, -1], metrics[STEP_METRIC].shape[1]
+            final_steps = [global_steps(steps)[-1] for steps in metrics[STEP_METRIC]]
+            num_updates = metrics[STEP_METRIC].shape[1]
             for r, name in enumerate(self.run_names):
                 row = [(int(final_steps[r]), {EVAL_NAME: float(eval_means[r])})]
                 self.write_tensorboard(name, None, f"update_{num_updates:09d}_eval", row)
@@ -194,13 +195,23 @@ class Trackers:
             wandb.teardown()
 
 
-def update_rows(metrics: dict[str, np.ndarray], run: int) -> Iterator[tuple[int, dict[str, float]]]:
+def global_steps(env_steps: np.ndarray, first_update: int = 0) -> np.ndarray:
+    """The x axis of one run's updates ``first_update, first_update + 1, ...``: their env steps (CleanRL's
+    global_step), or, for a method that takes none (behavioural cloning), the updates done, so that its points
+    do not all land on step 0 (where TensorBoard keeps only the newest)."""
+    return env_steps if env_steps.any() else np.arange(first_update + 1, first_update + 1 + len(env_steps))
+
+
+def update_rows(
+    metrics: dict[str, np.ndarray], run: int, first_update: int = 0
+) -> Iterator[tuple[int, dict[str, float]]]:
     """``(global step, {tracker name: value})`` of run ``run``, one per update that trained (``TRAINED_METRIC``);
     NaNs (no episode finished in that update) are left out, as CleanRL logs returns only when an episode ends."""
     names = [name for name in sorted(metrics) if name not in (STEP_METRIC, TRAINED_METRIC)]
     values = np.stack([metrics[name][run] for name in names], axis=1).astype(np.float64)  # [updates, names]
     trained = metrics[TRAINED_METRIC][run] if TRAINED_METRIC in metrics else np.ones(values.shape[0])
-    for step, row, update_trained in zip(metrics[STEP_METRIC][run].tolist(), values.tolist(), trained, strict=True):
+    steps = global_steps(metrics[STEP_METRIC][run], first_update)
+    for step, row, update_trained in zip(steps.tolist(), values.tolist(), trained, strict=True):
         if update_trained:
             finite = {tracker_name(n): value for n, value in zip(names, row, strict=True) if np.isfinite(value)}
             yield int(step), finite
