@@ -7,9 +7,10 @@ ones. The network is PPO's policy (``ActorCritic.policy``: actor torso and head,
 log-std for continuous actions), so a BC policy and a PPO policy are the same kind of object.
 
 Each seed draws its own ``num_demo_episodes`` episodes from the demonstrations (without replacement, from its
-``init`` stream), standardises observations by the mean and std of the steps it trains on (frozen: the policy
-applies them at evaluation, as PPO applies its running statistics), then takes ``num_updates`` Adam steps on
-minibatches of ``batch_size`` steps drawn uniformly with replacement from those steps (``minibatch`` stream).
+``init`` stream), standardises observations by the mean and variance of the steps it trains on
+(``RunningMeanStd``, frozen: the policy applies them at evaluation, as PPO applies its running statistics, a
+feature without spread mapped to 0), then takes ``num_updates`` Adam steps on minibatches of ``batch_size``
+steps drawn uniformly with replacement from those steps (``minibatch`` stream).
 The demonstrations are constants of the compiled program (``purerl.control.demonstrations``, read once).
 """
 
@@ -24,7 +25,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from purerl.control.demonstrations import load_demos
-from purerl.control.envs import EnvSpec, env_spec, evaluation_env, known_env
+from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import Config, doc, optional, positive
@@ -78,17 +79,12 @@ class BCConfig(Config):
         return None
 
 
-class ObservationStats(NamedTuple):
-    mean: jax.Array  # [obs_dim]
-    std: jax.Array  # [obs_dim]
-
-
 class BCState(NamedTuple):
     """One seed's run: the policy, the steps it trains on and their observation statistics."""
 
     train_state: TrainState
     step_weights: jax.Array  # float32 [N]: 1 / (steps trained on) for each of them, 0 for the others
-    obs_stats: ObservationStats
+    obs_stats: RunningMeanStd  # of the steps trained on, frozen
     streams: Streams
     config: BCConfig
 
@@ -98,10 +94,8 @@ def demonstrations(config: BCConfig) -> dict[str, jax.Array]:
     return {name: jnp.asarray(value) for name, value in arrays.items()}
 
 
-def normalize(config: BCConfig, stats: ObservationStats, obs: jax.Array) -> jax.Array:
-    if not config.normalize_observations:
-        return obs
-    return jnp.clip((obs - stats.mean) / stats.std, -config.obs_clip, config.obs_clip)
+def normalize(config: BCConfig, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
+    return stats.normalize(obs, config.obs_clip) if config.normalize_observations else obs
 
 
 def init(key: jax.Array, config: BCConfig) -> BCState:
@@ -116,12 +110,12 @@ def init(key: jax.Array, config: BCConfig) -> BCState:
     trained = jnp.zeros(num_episodes, bool).at[episode_order[:chosen]].set(True)[demos["episode"]]
     step_weights = trained / trained.sum()
     mean = step_weights @ demos["observations"]
-    std = jnp.sqrt(step_weights @ (demos["observations"] - mean) ** 2) + 1e-8
+    stats = RunningMeanStd(mean, step_weights @ (demos["observations"] - mean) ** 2, trained.sum().astype(jnp.float32))
     network = make_network(config)
     params = network.init(params_key, jnp.zeros((1, config.spec.obs_dim)), method=ActorCritic.policy)
     optimizer = clipped_adam(config.learning_rate, config.max_grad_norm, config.adam_eps)
     train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
-    return BCState(train_state, step_weights, ObservationStats(mean, std), streams, config)
+    return BCState(train_state, step_weights, stats, streams, config)
 
 
 def bc_loss(params: Any, state: BCState, obs: jax.Array, actions: jax.Array) -> tuple[jax.Array, dict]:
