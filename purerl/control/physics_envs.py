@@ -139,10 +139,10 @@ class PhysicsVecEnv:
     200 physics steps), and under ``vmap`` a reset computed only for the envs that ended is computed for all
     (``lax.cond`` becomes a select): that cost CheetahRun 80x its step time, and renewing one spare per 64
     envs per step costs it 10x at 32 envs and 3x at 256 (2-core CPU; other envs' resets are cheap, a few
-    percent of a step). So every episode starts from a
-    fresh initial state unless its env ends twice before its spare is renewed (more than ``refresh_count``
-    envs ending per step for a while), and then it starts again from its previous initial state; Brax's and
-    Playground's own wrappers restart every episode from the env's first state.
+    percent of a step). So every episode starts from a fresh initial state unless its env ends twice before
+    its spare is renewed (more than ``refresh_count`` envs ending per step for a while), and then it starts
+    again from its previous initial state; Brax's and Playground's own wrappers restart every episode from
+    the env's first state.
     """
 
     def __init__(self, name: str, num_envs: int, group_size: int = 1, episode_length: int = EPISODE_LENGTH):
