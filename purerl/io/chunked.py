@@ -129,8 +129,8 @@ def train_in_chunks(
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
     (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
-    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint;
-    a resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
+    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint; a
+    resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
     entries of ``meta`` stored otherwise). ``progress(done,
     returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
     ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
