@@ -24,6 +24,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import pytest  # noqa: E402
 
 import purerl  # noqa: E402, F401
+from purerl.io import cli  # noqa: E402
 from purerl.io.lm_sft import run_sft  # noqa: E402
 from purerl.lm.sft import SFTConfig  # noqa: E402
 
@@ -41,3 +42,15 @@ def sentiment_sft(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lm") / "sft"
     run_sft(SFTConfig(task="sentiment", steps=300, eval_every=300), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def cartpole_expert(tmp_path_factory) -> tuple[Path, Path]:
+    """A PPO expert on CartPole (2 seeds, 60k env steps: each returns 500) and 8 of its episodes collected
+    (``purerl collect``): ``(run_dir, demos_dir)``. Its tests are in the xdist group ``cartpole_expert``."""
+    root = tmp_path_factory.mktemp("expert")
+    expert, demos = root / "expert", root / "demos"
+    assert cli.main(["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--total-timesteps", "60000",
+                     "--eval-episodes", "8", "--out", str(expert)]) == 0  # fmt: skip
+    assert cli.main(["collect", "--from", str(expert), "--episodes", "8", "--out", str(demos)]) == 0
+    return expert, demos

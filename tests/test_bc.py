@@ -46,8 +46,7 @@ def loss_of(config: bc.BCConfig, obs: np.ndarray, actions: np.ndarray):
     """BC's loss of a fresh policy at ``obs``, and the policy's output (logits, or mean and log-std)."""
     network = bc.make_network(config)
     params = network.init(jax.random.key(0), jnp.zeros((1, obs.shape[1])), method=ActorCritic.policy)
-    state = bc.BCState(None, None, None, None, config)
-    loss, _ = bc.bc_loss(params, state, jnp.asarray(obs), jnp.asarray(actions))
+    loss, _ = bc.bc_loss(params, config, jnp.asarray(obs), jnp.asarray(actions))
     dist = network.apply(params, jnp.asarray(obs), method=ActorCritic.policy)
     return float(loss), dist
 
@@ -111,6 +110,11 @@ def test_each_seed_trains_on_its_own_episodes_with_their_statistics(demos):
         np.testing.assert_allclose(var, arrays["observations"][trained].var(axis=0), rtol=2e-4)
         chosen_sets.add(tuple(episodes))
     assert len(chosen_sets) > 1  # seeds draw different episodes
+    # A sweep traces the count (one compile for every n); a seed's n episodes are the first n of one order.
+    traced = jax.jit(bc.init)(jax.random.key(3), config.trace(num_demo_episodes=jnp.asarray(4.0)))
+    two = np.asarray(bc.init(jax.random.key(3), config).step_weights) > 0
+    four = np.asarray(traced.step_weights) > 0
+    assert len(np.unique(arrays["episode"][four])) == 4 and np.all(four[two])
 
 
 def test_vmapped_seed_equals_a_single_run_and_the_same_key_the_same_result(demos):
@@ -167,12 +171,11 @@ def test_collect_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.learning
+@pytest.mark.xdist_group("cartpole_expert")
 @pytest.mark.timeout(300)
-def test_collect_then_bc_from_the_command_line_reaches_the_experts_return(tmp_path, capsys):
-    expert, demos, clone = tmp_path / "expert", tmp_path / "demos", tmp_path / "bc"
-    assert cli.main(["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--total-timesteps", "60000",
-                     "--eval-episodes", "8", "--out", str(expert)]) == 0  # fmt: skip
-    assert cli.main(["collect", "--from", str(expert), "--episodes", "8", "--out", str(demos)]) == 0
+def test_collect_then_bc_from_the_command_line_reaches_the_experts_return(cartpole_expert, tmp_path, capsys):
+    expert, demos = cartpole_expert
+    clone = tmp_path / "bc"
     arrays, meta = load_demos(str(demos))
     assert meta["env"] == "CartPole-v1" and meta["episodes"] == 8 and meta["expert"]["seeds"] == [0, 1]
     for episode in range(8):  # each episode's rewards add up to its return; CartPole's reward is 1 per step
@@ -186,4 +189,21 @@ def test_collect_then_bc_from_the_command_line_reaches_the_experts_return(tmp_pa
                      "--num-updates", "500", "--eval-episodes", "16", "--out", str(clone)]) == 0  # fmt: skip
     summary = json.loads((clone / "summary.json").read_text())
     assert summary["env"] == "CartPole-v1" and summary["eval"]["iqm"] >= 400, summary["eval"]
-    assert "BC on CartPole-v1: 4 seeds x demonstrations (no env steps)" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "BC on CartPole-v1: 4 seeds x demonstrations (no env steps)" in out.out
+    assert "train loss" in out.out and summary["train"]["metric"] == "loss"  # BC's curve: its loss, by update
+    assert "loss 0." in out.err  # the progress bar shows it too
+
+
+def test_a_resume_refuses_demonstrations_changed_since(demos, tmp_path, capsys):
+    copy, run = tmp_path / "demos", tmp_path / "bc"
+    subprocess.run(["cp", "-r", demos["CartPole-v1"], str(copy)], check=True)
+    flags = ["--num-updates", "4", "--batch-size", "4", "--eval-episodes", "2", "--seeds", "1", "--out", str(run)]
+    assert cli.main(["train", "bc", "--demos", str(copy), *flags]) == 0
+    arrays = dict(np.load(copy / "demos.npz"))
+    np.savez(copy / "demos.npz", **arrays | {"actions": 1 - arrays["actions"]})  # relabelled in place
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "bc", "--resume", str(run)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"input {copy}/demos.npz changed since (SHA-256 " in err, err

@@ -16,6 +16,7 @@ The demonstrations are constants of the compiled program (``purerl.control.demon
 
 from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import distrax
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from purerl.control.demonstrations import load_demos
+from purerl.control.demonstrations import ARRAYS_FILE, load_demos
 from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
@@ -42,7 +43,10 @@ class BCConfig(Config):
     env: str = doc("CartPole-v1", "the demonstrations' env (purerl train bc fills it from --demos)", known_env)
     demos: str = doc("", "demonstration directory, written by purerl collect")
     num_demo_episodes: int | None = doc(
-        None, "episodes each seed trains on, drawn without replacement (none: all of them)", optional(positive)
+        None,
+        "episodes each seed trains on, drawn without replacement (none: all of them)",
+        optional(positive),
+        sweepable=True,
     )
     num_updates: int = doc(2000, "gradient steps", positive)
     batch_size: int = doc(256, "demonstration steps per gradient step, drawn with replacement", positive)
@@ -78,6 +82,11 @@ class BCConfig(Config):
     def steps_per_update(self) -> None:  # no env steps while training: progress counts updates
         return None
 
+    @property
+    def input_files(self) -> tuple[str, ...]:
+        """Files the run reads: a resume checks that they are unchanged (``purerl.io.run.run_meta``)."""
+        return (str(Path(self.demos) / ARRAYS_FILE),)
+
 
 class BCState(NamedTuple):
     """One seed's run: the policy, the steps it trains on and their observation statistics."""
@@ -106,8 +115,10 @@ def init(key: jax.Array, config: BCConfig) -> BCState:
     params_key, episodes_key = jax.random.split(streams.init)
     num_episodes = demos["episode_returns"].shape[0]
     chosen = num_episodes if config.num_demo_episodes is None else config.num_demo_episodes
-    episode_order = jax.random.permutation(episodes_key, num_episodes)
-    trained = jnp.zeros(num_episodes, bool).at[episode_order[:chosen]].set(True)[demos["episode"]]
+    # The first `chosen` episodes of a random order; written as ranks so that a sweep may trace `chosen`, and a
+    # seed's n episodes are the first n of the same order at every n (nested draws, common random numbers).
+    rank = jnp.argsort(jax.random.permutation(episodes_key, num_episodes))
+    trained = (rank < chosen)[demos["episode"]]
     step_weights = trained / trained.sum()
     mean = step_weights @ demos["observations"]
     stats = RunningMeanStd(mean, step_weights @ (demos["observations"] - mean) ** 2, trained.sum().astype(jnp.float32))
@@ -118,16 +129,26 @@ def init(key: jax.Array, config: BCConfig) -> BCState:
     return BCState(train_state, step_weights, stats, streams, config)
 
 
-def bc_loss(params: Any, state: BCState, obs: jax.Array, actions: jax.Array) -> tuple[jax.Array, dict]:
+def bc_loss(params: Any, config: BCConfig, obs: jax.Array, actions: jax.Array) -> tuple[jax.Array, dict]:
     """Mean negative log-likelihood of the expert's ``actions`` at ``obs`` (``[B, obs_dim]``, normalised)."""
-    dist = make_network(state.config).apply(params, obs, method=ActorCritic.policy)
+    dist = make_network(config).apply(params, obs, method=ActorCritic.policy)
     log_prob = dist.log_prob(actions)
     metrics = {"entropy": dist.entropy().mean()}
-    if state.config.spec.discrete:
+    if config.spec.discrete:
         metrics["accuracy"] = (dist.mode() == actions).mean()
     else:
         metrics["action_mse"] = ((dist.mode() - actions) ** 2).sum(axis=-1).mean()
     return -log_prob.mean(), metrics
+
+
+def gradient_step(
+    train_state: TrainState, config: BCConfig, stats: RunningMeanStd, obs: jax.Array, actions: jax.Array
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step on ``bc_loss`` at a batch of raw ``obs [B, obs_dim]`` (standardised here by ``stats``) and
+    expert ``actions``; BC's and DAgger's."""
+    grad_fn = jax.value_and_grad(bc_loss, has_aux=True)
+    (loss, metrics), grads = grad_fn(train_state.params, config, normalize(config, stats, obs), actions)
+    return train_state.apply_gradients(grads=grads), metrics | {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 def update(state: BCState, index: jax.Array) -> tuple[BCState, dict[str, jax.Array]]:
@@ -136,19 +157,10 @@ def update(state: BCState, index: jax.Array) -> tuple[BCState, dict[str, jax.Arr
     demos = demonstrations(config)
     key = step_key(state.streams.minibatch, index)
     rows = jax.random.choice(key, state.step_weights.shape[0], (config.batch_size,), p=state.step_weights)
-    obs = normalize(config, state.obs_stats, demos["observations"][rows])
-    grad_fn = jax.value_and_grad(bc_loss, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.train_state.params, state, obs, demos["actions"][rows])
-    train_state = state.train_state.apply_gradients(grads=grads)
-    nan = jnp.asarray(jnp.nan, jnp.float32)  # no env episodes while training
-    metrics = metrics | {
-        "loss": loss,
-        "grad_norm": optax.global_norm(grads),
-        "episode_return": nan,
-        "episode_length": nan,
-        "env_steps": jnp.asarray(0, jnp.int32),
-    }
-    return state._replace(train_state=train_state), metrics
+    train_state, metrics = gradient_step(
+        state.train_state, config, state.obs_stats, demos["observations"][rows], demos["actions"][rows]
+    )
+    return state._replace(train_state=train_state), metrics | {"env_steps": jnp.asarray(0, jnp.int32)}
 
 
 def make_train(config: BCConfig):

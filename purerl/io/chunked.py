@@ -120,6 +120,7 @@ def train_in_chunks(
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     run_name: Callable[[int], str] = "run {}".format,
     stop_grace: float = DEFAULT_STOP_GRACE,
+    progress_metric: str = "episode_return",
 ) -> TrainOutput:
     """Trains ``len(keys)`` runs (run ``r`` from ``keys[r]`` with config ``configs[r]``: one config, whose
     swept fields, if any, are traced with one value per run) with ``init(key, config)`` and
@@ -132,7 +133,7 @@ def train_in_chunks(
     ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint; a
     resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
     entries of ``meta`` stored otherwise). ``progress(done,
-    returns)`` is called after each chunk with the updates done and every run's last ``episode_return``;
+    values)`` is called after each chunk with the updates done and every run's last ``progress_metric``;
     ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
     each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint, and once with the restored
     metrics of a resumed run; ``run_name(r)`` names run ``r`` in errors.
@@ -187,7 +188,7 @@ def train_in_chunks(
                 where = f"; the last good checkpoint is update {kept} in {checkpoints.directory}" if kept else ""
                 raise NonFiniteError(problem + where)
             if progress is not None:
-                progress(high, metrics["episode_return"][:, -1])
+                progress(high, metrics[progress_metric][:, -1])
             if on_chunk is not None:
                 on_chunk(low, metrics)
             history = {

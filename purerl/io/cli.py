@@ -210,13 +210,16 @@ def print_summary(summary: dict, out: Path) -> None:
     budget = "demonstrations (no env steps)" if offline else f"{summary['env_steps_per_seed']:,} env steps{spread}"
     print(f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x {budget}")
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
-    for label, stats in (("eval return", evaluation), ("train return", training))[: 1 if offline else 2]:
+    metric = training.get("metric", "episode_return")
+    train_label = "train return" if metric == "episode_return" else f"train {metric}"
+    digits = 1 if metric == "episode_return" else 3
+    for label, stats, places in (("eval return", evaluation, 1), (train_label, training, digits)):
         if math.isnan(stats["mean"]):  # no seed saw a training episode end in the last updates
             print(f"{label:22}{'-':>10}  no episode ended in the last updates")
             continue
-        ci = f"[{stats['iqm_ci_low']:.1f}, {stats['iqm_ci_high']:.1f}]"
-        print(f"{label:22}{stats['mean']:>10.1f}{stats['iqm']:>10.1f}{ci:>22}")
-    print(f"eval: {evaluation['protocol']}" + ("" if offline else f"; train: {training['protocol']}"))
+        ci = f"[{stats['iqm_ci_low']:.{places}f}, {stats['iqm_ci_high']:.{places}f}]"
+        print(f"{label:22}{stats['mean']:>10.{places}f}{stats['iqm']:>10.{places}f}{ci:>22}")
+    print(f"eval: {evaluation['protocol']}; train: {training['protocol']}")
     speed = "" if offline else f", {summary['env_steps_per_second']:,.0f} env steps/s"
     print(
         f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s{speed} on "
@@ -270,10 +273,11 @@ def control_command(args: argparse.Namespace) -> dict:
     flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
-    if args.algorithm == "bc" and getattr(args, "field_demos", None):  # the demonstrations say the env; a
-        args.field_demos = str(Path(args.field_demos).absolute())  # resume from elsewhere still finds them
-        if getattr(args, "field_env", None) is None:
-            args.field_env = load_demos(args.field_demos)[1]["env"]
+    for name in ("field_demos", "field_expert"):  # bc's and dagger's: a resume from elsewhere still finds them
+        if getattr(args, name, None):
+            setattr(args, name, str(Path(getattr(args, name)).absolute()))
+    if getattr(args, "field_demos", None) and getattr(args, "field_env", None) is None:
+        args.field_env = load_demos(args.field_demos)[1]["env"]  # the demonstrations say the env
     config, note = control_config_from_args(args.algorithm, ALGORITHMS[args.algorithm].config_cls, args)
     if args.command == "sweep":
         settings = dataclasses.replace(settings, grid=parse_grid(config, args.grid))

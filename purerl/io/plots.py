@@ -1,4 +1,4 @@
-"""Learning-curve figures: mean over seeds with a 95% bootstrap CI band, against env steps."""
+"""Learning-curve figures: mean over seeds with a 95% bootstrap CI band, against env steps (or updates)."""
 
 from pathlib import Path
 
@@ -16,15 +16,20 @@ def draw_learning_curves(
     runs: dict[str, dict[str, np.ndarray]],
     metric: str = "episode_return",
     reference: dict[str, float] | None = None,
+    x: str = "env_steps",
 ) -> None:
     """On ``ax``: one mean line with its 95% bootstrap CI band per entry of ``runs`` (label -> metrics of shape
-    ``[seeds, updates]``), and optional horizontal reference lines (label -> value). Seeds whose env steps
-    differ (GRPO) are interpolated onto the steps that all of them reached."""
+    ``[seeds, updates]``), and optional horizontal reference lines (label -> value), against ``x``: env steps
+    (seeds whose env steps differ, as GRPO's, are interpolated onto the steps that all of them reached) or
+    ``"update"`` (1, 2, ...)."""
     for label, metrics in runs.items():
-        steps = common_step_grid(metrics["env_steps"])
         curves = metrics[metric]
-        if not np.all(metrics["env_steps"] == steps):
-            curves = interpolate_curves(metrics["env_steps"], curves, steps)
+        if x == "update":
+            steps = np.arange(1, curves.shape[1] + 1)
+        else:
+            steps = common_step_grid(metrics["env_steps"])
+            if not np.all(metrics["env_steps"] == steps):
+                curves = interpolate_curves(metrics["env_steps"], curves, steps)
         mean, low, high = bootstrap_mean_ci_curve(curves)
         (line,) = ax.plot(steps, mean, label=label, linewidth=1.5)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
@@ -42,11 +47,12 @@ def plot_learning_curve(
     title: str,
     metric: str = "episode_return",
     reference: dict[str, float] | None = None,
+    x: str = "env_steps",
 ) -> None:
     """One figure of ``draw_learning_curves``."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    draw_learning_curves(ax, runs, metric, reference)
-    ax.set_xlabel("env steps per seed")
+    draw_learning_curves(ax, runs, metric, reference, x)
+    ax.set_xlabel("env steps per seed" if x == "env_steps" else "updates")
     ax.set_ylabel(metric.replace("_", " ") + " (mean, 95% CI)")
     ax.set_title(title)
     if len(runs) > 4:  # many lines: the legend goes beside the plot instead of over the curves

@@ -8,9 +8,9 @@ import numpy as np
 
 
 class ProgressBar:
-    """``bar(done, returns)`` after each chunk: ``done`` updates of every run are finished and ``returns
-    [runs]`` is each run's episode return at the last of them. Draws env steps, throughput and the mean
-    return over runs.
+    """``bar(done, values)`` after each chunk: ``done`` updates of every run are finished and ``values
+    [runs]`` is each run's ``metric`` at the last of them (the algorithm's training curve: the episode return,
+    or BC's loss). Draws env steps, throughput and the mean of ``metric`` over runs.
 
     The chunks report from the host, not from inside the compiled program: a program that holds a host
     callback cannot be kept in the compilation cache (``purerl.io.compile_cache``). So the bar moves once
@@ -21,8 +21,16 @@ class ProgressBar:
     every 10% of the run.
     """
 
-    def __init__(self, num_updates: int, steps_per_update: int | None, num_runs: int, stream: TextIO | None = None):
+    def __init__(
+        self,
+        num_updates: int,
+        steps_per_update: int | None,
+        num_runs: int,
+        stream: TextIO | None = None,
+        metric: str = "episode_return",
+    ):
         self.num_updates, self.steps_per_update, self.num_runs = num_updates, steps_per_update, num_runs
+        self.metric = metric
         self.stream = sys.stderr if stream is None else stream
         self.interactive = self.stream.isatty()
         self.start_time = time.perf_counter()
@@ -35,10 +43,10 @@ class ProgressBar:
         self.start_time = time.perf_counter()
         self.first_update = first_update
 
-    def __call__(self, done: int, returns: np.ndarray) -> None:
+    def __call__(self, done: int, values: np.ndarray) -> None:
         fraction = done / self.num_updates
         if not self.interactive and fraction < self.next_line_fraction:  # after 100%: 110%, never reached
-            self.undrawn = done, returns
+            self.undrawn = done, values
             return
         self.undrawn = None
         self.next_line_fraction = np.floor(fraction * 10 + 1) / 10
@@ -50,10 +58,15 @@ class ProgressBar:
             steps = done * self.steps_per_update
             sps = (done - self.first_update) * self.steps_per_update * self.num_runs / elapsed
             count = f"{steps:,}/{self.num_updates * self.steps_per_update:,} steps/seed  {sps:,.0f} SPS"
-        shown = f"{np.nanmean(returns):.1f}" if np.isfinite(returns).any() else "- (no episode has ended)"
+        if self.metric != "episode_return":
+            shown = f"{self.metric} {np.nanmean(values):.4g}"
+        elif np.isfinite(values).any():
+            shown = f"return {np.nanmean(values):.1f}"
+        else:
+            shown = "return - (no episode has ended)"
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
-        line = f"[{bar}] {fraction:4.0%}  {count}  return {shown}"
+        line = f"[{bar}] {fraction:4.0%}  {count}  {shown}"
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         self.stream.flush()
 

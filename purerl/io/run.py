@@ -3,6 +3,7 @@ summary (with IQM and bootstrap CIs), learning curve. Used by the CLI and by the
 
 import csv
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -35,20 +36,28 @@ from purerl.io.stopping import DEFAULT_STOP_GRACE
 class Algorithm:
     """A control algorithm as data and pure functions: ``init(key, config)``, ``update(state, index)``,
     ``evaluate(state)`` and ``policy(state, obs)`` (one seed's action distribution at raw observations), the
-    state carrying its config."""
+    state carrying its config. ``curve`` is the per-update metric that shows training progress (the progress
+    bar, ``learning_curve.png``, the summary's ``train`` block, a sweep's area under the curve): the training
+    episodes' return, or for BC, which plays no episodes while training, its loss, against updates."""
 
     config_cls: type
     init: Any
     update: Any
     evaluate: Any
     policy: Any
+    curve: str = "episode_return"
+
+    @property
+    def plays_episodes(self) -> bool:
+        """Training plays env episodes: the curve is their return, against env steps."""
+        return self.curve == "episode_return"
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate, ppo.policy),
     "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate, grpo.policy),
     "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate, sac.policy),
-    "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy),
+    "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy, curve="loss"),
 }
 
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "flashbax", "numpy")
@@ -75,22 +84,34 @@ def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
 
 
 def run_meta(algorithm: str, config: Any, num_seeds: int, base_seed: int, sweep: dict[str, list[float]]) -> dict:
-    """What identifies a run; stored with its checkpoints, so a resume can tell it is the same run."""
-    return {
+    """What identifies a run; stored with its checkpoints, so a resume can tell it is the same run. A config
+    that reads files (BC's demonstrations, DAgger's expert: ``config.input_files``) adds their SHA-256, so a
+    resume refuses inputs changed since."""
+    meta = {
         "algorithm": algorithm,
         "config": config_to_dict(config),
         "num_seeds": num_seeds,
         "base_seed": base_seed,
         "sweep": sweep,
     }
+    inputs = getattr(config, "input_files", ())
+    if inputs:
+        meta["inputs"] = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in inputs}
+    return meta
 
 
 def run_meta_differences(meta: dict[str, Any], config: Any, stored_meta: dict[str, Any]) -> list[str]:
     """What differs between a checkpoint's ``stored_meta`` and this run's ``meta`` (from ``run_meta`` with
     ``config``): the config field by field (fields added to purerl since take their defaults), the rest as is."""
-    rest = {name: value for name, value in meta.items() if name != "config"}
+    rest = {name: value for name, value in meta.items() if name not in ("config", "inputs")}
     config_differences = [f"config field {d}" for d in stored_config_differences(stored_meta.get("config"), config)]
-    return config_differences + entry_differences(rest, stored_meta)
+    stored_inputs = stored_meta.get("inputs", {})
+    input_differences = [
+        f"input {path} changed since (SHA-256 {str(stored_inputs.get(path))[:12]} there, {digest[:12]} here)"
+        for path, digest in meta.get("inputs", {}).items()
+        if stored_inputs.get(path) != digest
+    ]
+    return config_differences + input_differences + entry_differences(rest, stored_meta)
 
 
 def run_seeds(
@@ -128,7 +149,7 @@ def run_seeds(
     )
     bar = None
     if show_progress and is_main_process():  # every process has every run's metrics; process 0 draws
-        bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs)
+        bar = ProgressBar(config.num_updates, config.steps_per_update, num_runs, metric=algo.curve)
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
         precision = "" if config.compute_dtype == "float32" else f" in {config.compute_dtype}"
@@ -153,6 +174,7 @@ def run_seeds(
             on_chunk=on_chunk,
             run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
             stop_grace=stop_grace,
+            progress_metric=algo.curve,
         )
     finally:
         if bar is not None:
@@ -197,13 +219,16 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def train_return_per_seed(metrics: dict[str, np.ndarray], last_fraction: float = 0.05) -> np.ndarray:
-    """Mean training-episode return over the last ``last_fraction`` of updates, per seed."""
-    returns = metrics["episode_return"]
-    tail = max(1, round(returns.shape[1] * last_fraction))
+def train_curve_per_seed(
+    metrics: dict[str, np.ndarray], curve: str = "episode_return", last_fraction: float = 0.05
+) -> np.ndarray:
+    """Mean of the training curve (by default the training-episode return) over the last ``last_fraction``
+    of updates, per seed."""
+    values = metrics[curve]
+    tail = max(1, round(values.shape[1] * last_fraction))
     with warnings.catch_warnings():  # NaN for a seed none of whose episodes ended then, without numpy's warning
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(returns[:, -tail:], axis=1)
+        return np.nanmean(values[:, -tail:], axis=1)
 
 
 def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
@@ -212,7 +237,9 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
     restored_env_steps = result.metrics["env_steps"][:, result.resumed_from - 1] if result.resumed_from else 0
     trained_env_steps = final_env_steps - restored_env_steps  # by this process (a resumed run restored the rest)
     eval_per_seed = result.eval_returns.mean(axis=1)
-    train_per_seed = train_return_per_seed(result.metrics)
+    curve = ALGORITHMS[algorithm].curve
+    train_per_seed = train_curve_per_seed(result.metrics, curve)
+    train_name = "training-episode return" if curve == "episode_return" else f"training {curve}"
     return {
         "algorithm": algorithm,
         "env": config.env,
@@ -229,8 +256,9 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
         }
         | summarize_runs(eval_per_seed),
         "train": {
-            "protocol": "mean training-episode return over the last 5% of updates",
-            "return_per_seed": train_per_seed.tolist(),
+            "metric": curve,
+            "protocol": f"mean {train_name} over the last 5% of updates",
+            ("return_per_seed" if curve == "episode_return" else f"{curve}_per_seed"): train_per_seed.tolist(),
         }
         | summarize_runs(train_per_seed),
         "compile_seconds": result.compile_seconds,
@@ -273,9 +301,12 @@ def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, bas
     write_metrics_csv(out / "metrics.csv", result.metrics)
     np.savez_compressed(out / "eval.npz", returns=result.eval_returns, lengths=result.eval_lengths)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    algo = ALGORITHMS[algorithm]
     plot_learning_curve(
         out / "learning_curve.png",
         {f"{algorithm.upper()} ({summary['num_seeds']} seeds)": result.metrics},
-        title=f"{config.env}: training-episode return",
+        title=f"{config.env}: " + ("training-episode return" if algo.plays_episodes else f"training {algo.curve}"),
+        metric=algo.curve,
+        x="env_steps" if algo.plays_episodes else "update",
     )
     return summary

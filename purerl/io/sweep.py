@@ -28,7 +28,7 @@ from purerl.core.sharding import is_main_process
 from purerl.core.spread import has_spread
 from purerl.core.stats import BOOTSTRAP_REPS, interval_estimates, iqm, learning_curve_auc, numpy_global_seed
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import RunResult, environment_info, write_metrics_csv
+from purerl.io.run import ALGORITHMS, RunResult, environment_info, write_metrics_csv
 
 # Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
 # Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
@@ -90,14 +90,19 @@ def normalized_scores(env: str, per_seed_returns: np.ndarray) -> tuple[np.ndarra
     return (per_seed_returns - low) / (high - low), note
 
 
-def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int) -> dict[str, Any]:
+def summarize_sweep(
+    config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int, plays_episodes: bool = True
+) -> dict[str, Any]:
     """Per point: IQM and 95% stratified-bootstrap CIs (rliable) of the final evaluation return and of the
-    normalised area under the training curve; across points: normalised aggregates and performance profiles."""
+    area under the training-episode return curve (none for an algorithm that plays no episodes while training,
+    ``plays_episodes=False``: BC); across points: normalised aggregates and performance profiles."""
 
     labels = point_labels(points)
     num_points = len(labels)
     eval_returns = result.eval_returns.mean(axis=1).reshape(num_points, num_seeds)
-    auc = learning_curve_auc(result.metrics["env_steps"], result.metrics["episode_return"])
+    auc = np.full(num_points * num_seeds, np.nan)
+    if plays_episodes:
+        auc = learning_curve_auc(result.metrics["env_steps"], result.metrics["episode_return"])
     auc = auc.reshape(num_points, num_seeds)
     normalized, range_note = normalized_scores(config.env, eval_returns)
 
@@ -111,22 +116,25 @@ def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResu
         return np.array([iqm(x)])
 
     eval_iqm, eval_ci = interval(eval_returns, aggregate)
-    auc_iqm, auc_ci = interval(auc, aggregate)
+    if plays_episodes:
+        auc_iqm, auc_ci = interval(auc, aggregate)
     rows = []
     for p, label in enumerate(labels):
-        rows.append(
-            {
-                "point": p,
-                "hyperparameters": {name: values[p] for name, values in points.items()},
-                "label": label,
-                "eval_return_iqm": float(eval_iqm[label][0]),
-                "eval_return_ci": [float(eval_ci[label][0, 0]), float(eval_ci[label][1, 0])],
-                "eval_return_per_seed": eval_returns[p].tolist(),
+        row = {
+            "point": p,
+            "hyperparameters": {name: values[p] for name, values in points.items()},
+            "label": label,
+            "eval_return_iqm": float(eval_iqm[label][0]),
+            "eval_return_ci": [float(eval_ci[label][0, 0]), float(eval_ci[label][1, 0])],
+            "eval_return_per_seed": eval_returns[p].tolist(),
+        }
+        if plays_episodes:
+            row |= {
                 "auc_iqm": float(auc_iqm[label][0]),
                 "auc_ci": [float(auc_ci[label][0, 0]), float(auc_ci[label][1, 0])],
                 "auc_per_seed": auc[p].tolist(),
             }
-        )
+        rows.append(row)
     return {
         "points": rows,
         "best_point_by_eval_iqm": int(np.argmax([row["eval_return_iqm"] for row in rows])),
@@ -134,7 +142,9 @@ def summarize_sweep(config: Any, points: dict[str, list[float]], result: RunResu
         "normalized_eval_scores": by_label(normalized),
         "protocol": {
             "eval": f"{config.eval_episodes} episodes per seed after training, mean per seed",
-            "auc": "average training-episode return over env steps (trapezoid area / steps covered), per seed",
+            "auc": "average training-episode return over env steps (trapezoid area / steps covered), per seed"
+            if plays_episodes
+            else "none: no episodes are played while training",
             "intervals": f"95% stratified bootstrap over seeds (rliable, {BOOTSTRAP_REPS} resamples)",
             "seeds": f"the same {num_seeds} seed keys at every point",
         },
@@ -182,25 +192,27 @@ def plot_aggregates(out: Path, normalized: dict[str, np.ndarray], note: str) -> 
 
 
 def sweep_table(summary: dict[str, Any]) -> str:
+    with_auc = all("auc_iqm" in row for row in summary["points"])
     lines = [
-        "| point | eval return IQM | 95% CI | AUC IQM | 95% CI |",
-        "| --- | --- | --- | --- | --- |",
+        "| point | eval return IQM | 95% CI |" + (" AUC IQM | 95% CI |" if with_auc else ""),
+        "| --- | --- | --- |" + (" --- | --- |" if with_auc else ""),
     ]
     best = summary["best_point_by_eval_iqm"]
     for row in summary["points"]:
         mark = " (best)" if row["point"] == best else ""
-        lines.append(
-            f"| {row['label']}{mark} | {row['eval_return_iqm']:.1f} | "
-            f"[{row['eval_return_ci'][0]:.1f}, {row['eval_return_ci'][1]:.1f}] | {row['auc_iqm']:.1f} | "
-            f"[{row['auc_ci'][0]:.1f}, {row['auc_ci'][1]:.1f}] |"
-        )
+        line = f"| {row['label']}{mark} | {row['eval_return_iqm']:.1f} | "
+        line += f"[{row['eval_return_ci'][0]:.1f}, {row['eval_return_ci'][1]:.1f}] |"
+        if with_auc:
+            line += f" {row['auc_iqm']:.1f} | [{row['auc_ci'][0]:.1f}, {row['auc_ci'][1]:.1f}] |"
+        lines.append(line)
     return "\n".join(lines)
 
 
 def write_sweep_outputs(
     out: Path, algorithm: str, config: Any, points: dict[str, list[float]], result: RunResult, num_seeds: int
 ) -> dict[str, Any]:
-    summary = summarize_sweep(config, points, result, num_seeds)
+    algo = ALGORITHMS[algorithm]
+    summary = summarize_sweep(config, points, result, num_seeds, algo.plays_episodes)
     normalized = summary.pop("normalized_eval_scores")
     labels = point_labels(points)
     summary |= {
@@ -223,7 +235,8 @@ def write_sweep_outputs(
         for p, label in enumerate(labels)
     }
     title = f"{algorithm.upper()} on {config.env}: {len(labels)} points x {num_seeds} seeds"
-    plot_learning_curve(out / "curves.png", curves, title=title)
+    x = "env_steps" if algo.plays_episodes else "update"
+    plot_learning_curve(out / "curves.png", curves, title=title, metric=algo.curve, x=x)
     plot_aggregates(out, normalized, summary["normalisation"])
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "sweep.md").write_text(sweep_table(summary) + "\n")
