@@ -16,6 +16,7 @@ import pytest
 from preference_rows import sentiment_pairs
 
 from purerl.control.bc import BCConfig
+from purerl.control.dagger import DAggerConfig
 from purerl.control.grpo import GRPOConfig
 from purerl.control.ppo import PPOConfig
 from purerl.control.sac import SACConfig
@@ -140,6 +141,17 @@ def test_behavioural_cloning_consumes_every_key_once(tmp_path):
         run_seeds("bc", config, num_seeds=2, show_progress=False)
     assert log.problems() == []
     assert sum(log.consumed.values()) > 5 * 2  # every update's minibatch key, at least
+
+
+@pytest.mark.xdist_group("cartpole_expert")
+def test_dagger_consumes_every_key_once(cartpole_expert):
+    _, demos = cartpole_expert
+    config = DAggerConfig(demos=str(demos), num_demo_episodes=1, num_updates=3, gradient_steps=4, batch_size=4,
+                          hidden_sizes=(8,), eval_episodes=4)  # fmt: skip
+    with recording_keys() as log:
+        run_seeds("dagger", config, num_seeds=2, show_progress=False)
+    assert log.problems() == []
+    assert sum(log.consumed.values()) > 2 * 2 * 100  # at least every step of two rounds' episodes, both seeds
 
 
 @pytest.fixture(scope="module")
