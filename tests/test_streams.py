@@ -18,6 +18,7 @@ from preference_rows import sentiment_pairs
 from purerl.control.bc import BCConfig
 from purerl.control.dagger import DAggerConfig
 from purerl.control.grpo import GRPOConfig
+from purerl.control.pbrl import PbRLConfig
 from purerl.control.ppo import PPOConfig
 from purerl.control.sac import SACConfig
 from purerl.io.lm_align import run_method, run_pairs
@@ -115,8 +116,16 @@ SAC = SACConfig(total_timesteps=2 * 4 * 3, num_envs=2, num_steps=4, learning_sta
                 eval_episodes=3)  # fmt: skip
 
 
+PBRL = PbRLConfig(total_timesteps=2 * 16 * 4, num_envs=2, num_steps=16, segment_length=4, queries=4, query_rounds=2,
+                  heldout_pairs=2, reward_steps=2, reward_batch_size=2, hidden_sizes=(8,), reward_hidden_sizes=(8,),
+                  query_selection="disagreement", teacher_rationality=1.0, label_noise=0.1,
+                  eval_episodes=3)  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("algorithm", "config"), [("ppo", PPO), ("grpo", GRPO), ("sac", SAC)], ids=["ppo", "grpo", "sac"]
+    ("algorithm", "config"),
+    [("ppo", PPO), ("grpo", GRPO), ("sac", SAC), ("pbrl", PBRL)],
+    ids=["ppo", "grpo", "sac", "pbrl"],
 )
 def test_control_runs_consume_every_key_once(algorithm, config):
     # The report's case for GRPO: one update's evaluation key equalled a training key one level up.

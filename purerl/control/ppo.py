@@ -250,9 +250,17 @@ def update(runner: RunnerState, index: jax.Array) -> tuple[RunnerState, dict[str
 
     Returns the new state and ``metrics``, a name -> scalar dict (``update_metrics``).
     """
-    config = runner.config
-    network = make_network(config)
+    network = make_network(runner.config)
     runner, traj = rollout(runner, network, step_key(runner.streams.rollout, index))
+    return learn(runner, network, traj, index)
+
+
+def learn(
+    runner: RunnerState, network: ActorCritic, traj: Transition, index: jax.Array
+) -> tuple[RunnerState, dict[str, jax.Array]]:
+    """Steps 2 and 3 of ``update`` on the rollout ``traj`` that ``runner`` has just played (PbRL passes one whose
+    rewards it replaced with its learned reward's)."""
+    config = runner.config
     advantages, targets = advantage_estimates(config, network, runner, traj)
     batch = {
         "obs": traj.obs,

@@ -46,7 +46,13 @@ from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_hidden_sizes
 from purerl.core.config import Config, doc, finite, in_range, non_negative, one_of, optional, positive
 from purerl.core.distributions import TanhSquashedGaussian
-from purerl.core.networks import ACTIVATIONS, COMPUTE_DTYPES, SquashedGaussianActor, TwinQ, cast_dense_weights
+from purerl.core.networks import (
+    ACTIVATIONS,
+    COMPUTE_DTYPES,
+    SquashedGaussianActor,
+    StateActionEnsemble,
+    cast_dense_weights,
+)
 from purerl.core.optim import clipped_adam
 from purerl.core.streams import Streams, split_streams, step_key
 
@@ -203,12 +209,14 @@ class SACState(NamedTuple):
     config: SACConfig
 
 
-def make_networks(config: SACConfig) -> tuple[SquashedGaussianActor, TwinQ]:
+def make_networks(config: SACConfig) -> tuple[SquashedGaussianActor, StateActionEnsemble]:
     spec = config.spec
     actor = SquashedGaussianActor(
         spec.action_dim, spec.action_low, spec.action_high, config.hidden_sizes, config.activation, config.compute_dtype
     )
-    critic = TwinQ(config.hidden_sizes, config.activation, config.compute_dtype, config.critic_layer_norm)
+    critic = StateActionEnsemble(
+        2, config.hidden_sizes, config.activation, config.compute_dtype, config.critic_layer_norm
+    )
     return actor, critic
 
 

@@ -170,10 +170,12 @@ class SquashedGaussianActor(nn.Module):
         return TanhSquashedGaussian(mean, log_std, self.action_low, self.action_high)
 
 
-class TwinQ(nn.Module):
-    """Two independent Q-networks (Fujimoto et al. 2018's clipped double Q, as SAC uses it):
-    ``(obs [..., D], action [..., A]) -> [2, ...]`` float32, one MLP each on the concatenation."""
+class StateActionEnsemble(nn.Module):
+    """``num_members`` independent MLPs to a scalar on the concatenation of an observation and an action:
+    ``(obs [..., D], action [..., A]) -> [num_members, ...]`` float32. SAC's twin critics are two (Fujimoto et
+    al. 2018's clipped double Q); PbRL's reward model is an ensemble of them (Christiano et al. 2017)."""
 
+    num_members: int = 2
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     compute_dtype: str = "float32"
@@ -182,19 +184,19 @@ class TwinQ(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        critics = nn.vmap(
-            QNetwork,
+        members = nn.vmap(
+            QNetwork,  # each member's parameters live under this name (SAC checkpoints depend on it)
             variable_axes={"params": 0},
             split_rngs={"params": True},
             in_axes=None,
             out_axes=0,
-            axis_size=2,
+            axis_size=self.num_members,
         )
-        return critics(self.hidden_sizes, self.activation, self.compute_dtype, self.layer_norm)(x)
+        return members(self.hidden_sizes, self.activation, self.compute_dtype, self.layer_norm)(x)
 
 
 class QNetwork(nn.Module):
-    """One Q-network: ``[..., D + A] -> [...]``."""
+    """One member of a ``StateActionEnsemble`` (a Q-network, or a reward model): ``[..., D + A] -> [...]``."""
 
     hidden_sizes: Sequence[int]
     activation: str

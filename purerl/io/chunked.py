@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.training.train_state import TrainState
 
 from purerl.core.sharding import (
     BY_SEED,
@@ -65,6 +66,13 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def learned_params(state: Any) -> list[Any]:
+    """The parameters of every ``TrainState`` in a run's state (PPO's network; SAC's actor, critics and
+    temperature; PbRL's policy and reward model)."""
+    is_train_state = lambda x: isinstance(x, TrainState)  # noqa: E731
+    return [x.params for x in jax.tree.leaves(state, is_leaf=is_train_state) if is_train_state(x)]
+
+
 def init_runs(init: Any, keys: jax.Array, configs: Any, mesh: Any) -> Any:
     """Every run's initial state (``init(keys[r], configs[r])``, the config traced per run for a sweep,
     ``purerl.core.config``), computed on one device of this process
@@ -87,7 +95,7 @@ def chunk_program(update: Any, mesh: Any) -> Any:
 
     def run_chunk(state: Any, indices: jax.Array):
         state, metrics = jax.lax.scan(jax.vmap(update, in_axes=(0, None)), state, indices)
-        finite = jax.vmap(lambda runner: _all_finite(runner.train_state.params))(state)
+        finite = jax.vmap(lambda run: _all_finite(learned_params(run)))(state)
         return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics), finite
 
     return jax.jit(on_each_device(run_chunk, mesh, (BY_SEED, REPLICATED), BY_SEED), donate_argnums=0)

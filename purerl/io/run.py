@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.control import bc, dagger, grpo, ppo, sac
+from purerl.control import bc, dagger, grpo, pbrl, ppo, sac
 from purerl.core.sharding import BY_SEED, is_main_process, on_each_device, seed_mesh, to_host, unpad
 from purerl.core.stats import summarize_runs
 from purerl.io.checkpoints import RunCheckpoints
@@ -59,6 +59,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate, sac.policy),
     "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy, curve="loss"),
     "dagger": Algorithm(dagger.DAggerConfig, dagger.init, dagger.update, dagger.evaluate, dagger.policy),
+    "pbrl": Algorithm(pbrl.PbRLConfig, pbrl.init, pbrl.update, pbrl.evaluate, pbrl.policy),
 }
 
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "flashbax", "numpy")
