@@ -41,12 +41,10 @@ from purerl.control.bc import BCConfig
 from purerl.control.dagger import DAggerConfig
 from purerl.control.envs import env_spec, vec_env
 from purerl.control.evaluation import play_episodes
-from purerl.core.stats import interval_estimates, iqm
 from purerl.io.collect import collect
-from purerl.io.config_io import config_from_dict
 from purerl.io.run import ALGORITHMS
-from purerl.io.run_dir import RUN_FILE, RunSettings, load_trained_state, run_in_dir
-from purerl.io.tuned import base_values
+from purerl.io.run_dir import RunSettings, finished_run, load_trained_state
+from purerl.io.tuned import tuned_config
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -65,9 +63,7 @@ def expert_run(env: str) -> tuple[Path, int]:
     out = EXPERTS[env]
     if not (out / "summary.json").exists():
         print(f"no expert at {out}: training PPO on {env} with its tuned config", file=sys.stderr)
-        values, _ = base_values("ppo", ALGORITHMS["ppo"].config_cls, None, env)
-        config = config_from_dict(ALGORITHMS["ppo"].config_cls, values | {"env": env})
-        run_in_dir(out, "ppo", config, RunSettings(num_seeds=4), resume=(out / RUN_FILE).exists())
+        finished_run(out, "ppo", tuned_config("ppo", env), RunSettings(num_seeds=4))
     per_seed = json.loads((out / "summary.json").read_text())["eval"]["return_per_seed"]
     return out, int(np.argmax(per_seed))
 
@@ -75,13 +71,6 @@ def expert_run(env: str) -> tuple[Path, int]:
 def demonstrations(out: Path, expert: Path, seed_index: int, episodes: int, key_seed: int) -> Path:
     if not (out / "demos.json").exists():
         collect(expert, out, episodes, seeds=[seed_index], greedy=True, seed=key_seed)
-    return out
-
-
-def run(out: Path, algorithm: str, config: Any, seeds: int) -> Path:
-    """Trains (or resumes, or reads back) one run in ``out``; returns it."""
-    if not (out / "summary.json").exists():
-        run_in_dir(out, algorithm, config, RunSettings(num_seeds=seeds), resume=(out / RUN_FILE).exists())
     return out
 
 
@@ -118,19 +107,16 @@ def agreement(run_dir: Path, expert: Path, seed_index: int, heldout: Path) -> di
 
 
 def cell(env: str, method: str, episodes: int, out: Path, shift: dict[str, list[float]]) -> dict[str, Any]:
-    summary = json.loads((out / "summary.json").read_text())
-    per_seed = np.asarray(summary["eval"]["return_per_seed"])
-    _, ci = interval_estimates({"x": per_seed[:, None]}, lambda x: np.array([iqm(x)]))
+    evaluation = json.loads((out / "summary.json").read_text())["eval"]  # rliable's IQM and its CI
     row = {
         "env": env,
         "method": method,
         "expert_episodes": episodes,
-        "seeds": len(per_seed),
-        "eval_iqm": float(iqm(per_seed)),
-        "eval_ci": [float(ci["x"][0, 0]), float(ci["x"][1, 0])],
-        "eval_per_seed": per_seed.tolist(),
+        "seeds": len(evaluation["return_per_seed"]),
+        "eval_iqm": evaluation["iqm"],
+        "eval_ci": [evaluation["iqm_ci_low"], evaluation["iqm_ci_high"]],
+        "eval_per_seed": evaluation["return_per_seed"],
         "agreement": shift,
-        "train_seconds": summary["train_seconds"],
     }
     if method == "dagger":
         metrics = np.genfromtxt(out / "metrics.csv", delimiter=",", names=True)
@@ -224,13 +210,13 @@ def main() -> None:
         network = {"hidden_sizes": tuple(expert_config.hidden_sizes), "activation": expert_config.activation}
         for n in EPISODES:
             config = BCConfig(env=env, demos=str(demos.absolute()), num_demo_episodes=n, **network)
-            out = run(work / f"bc_{n}", "bc", config, args.seeds)
+            out = finished_run(work / f"bc_{n}", "bc", config, RunSettings(num_seeds=args.seeds))
             rows.append(cell(env, "bc", n, out, agreement(out, expert, seed_index, heldout)))
             write_results(rows, experts)
         for n in EPISODES[1:]:
             config = DAggerConfig(env=env, demos=str(demos.absolute()), num_demo_episodes=1, num_updates=n,
                                   episodes_per_round=1, gradient_steps=500, **network)  # fmt: skip
-            out = run(work / f"dagger_{n}", "dagger", config, args.seeds)
+            out = finished_run(work / f"dagger_{n}", "dagger", config, RunSettings(num_seeds=args.seeds))
             rows.append(cell(env, "dagger", n, out, agreement(out, expert, seed_index, heldout)))
             write_results(rows, experts)
 

@@ -26,9 +26,8 @@ import matplotlib
 import numpy as np
 
 import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
-from purerl.core.stats import interval_estimates, iqm
 from purerl.io.run import read_metrics_csv
-from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
+from purerl.io.run_dir import RunSettings, finished_run
 from purerl.io.tuned import tuned_config
 
 matplotlib.use("Agg")
@@ -45,27 +44,18 @@ VARIANTS = {
 }
 
 
-def run(out: Path, algorithm: str, config: Any, seeds: int) -> Path:
-    """Trains (or resumes, or reads back) one run in ``out``; returns it."""
-    if not (out / "summary.json").exists():
-        settings = RunSettings(num_seeds=seeds, base_seed=1)  # the tuned configs came from base seed 0
-        run_in_dir(out, algorithm, config, settings, resume=(out / RUN_FILE).exists())
-    return out
-
-
 def cell(env: str, method: str, queries: int | None, out: Path) -> dict[str, Any]:
     summary = json.loads((out / "summary.json").read_text())
-    per_seed = np.asarray(summary["eval"]["return_per_seed"])
-    _, ci = interval_estimates({"x": per_seed[:, None]}, lambda x: np.array([iqm(x)]))
+    evaluation = summary["eval"]  # rliable's IQM and its CI
     row = {
         "env": env,
         "method": method,
         "queries": queries,
-        "seeds": len(per_seed),
+        "seeds": len(evaluation["return_per_seed"]),
         "env_steps": summary["env_steps_per_seed"],
-        "eval_iqm": float(iqm(per_seed)),
-        "eval_ci": [float(ci["x"][0, 0]), float(ci["x"][1, 0])],
-        "eval_per_seed": per_seed.tolist(),
+        "eval_iqm": evaluation["iqm"],
+        "eval_ci": [evaluation["iqm_ci_low"], evaluation["iqm_ci_high"]],
+        "eval_per_seed": evaluation["return_per_seed"],
         "train_seconds": summary["train_seconds"],
     }
     if queries is not None:
@@ -135,8 +125,9 @@ def main() -> None:
                 name = f"pbrl_{queries}_" + ("_".join(f"{k}={v}" for k, v in fields.items()) or "exact")
                 plan.append((env, f"pbrl: {variant}", queries, "pbrl", config, args.work / env / name))
     rows = []
+    settings = RunSettings(num_seeds=args.seeds, base_seed=1)  # the tuned configs came from base seed 0
     for env, method, queries, algorithm, config, out in plan:  # every config checked before the first run
-        rows.append(cell(env, method, queries, run(out, algorithm, config, args.seeds)))
+        rows.append(cell(env, method, queries, finished_run(out, algorithm, config, settings)))
         write_results(rows)
 
 

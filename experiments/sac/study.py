@@ -37,7 +37,7 @@ import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
 from purerl.core.stats import iqm
 from purerl.io.config_io import config_from_dict
 from purerl.io.run import ALGORITHMS, read_metrics_csv
-from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
+from purerl.io.run_dir import RunSettings, finished_run
 from purerl.io.tuned import base_values
 
 matplotlib.use("Agg")
@@ -77,15 +77,6 @@ def study_config(algorithm: str, env: str, budget: str, bootstrap_truncation: bo
     if budget == "cpu" and algorithm == "ppo" and env.startswith("brax/"):
         values["num_envs"] = CPU_PPO_BRAX_ENVS
     return config_from_dict(config_cls, values)
-
-
-def run(env: str, algorithm: str, variant: str, config: Any, seeds: int) -> Path:
-    """Trains (or resumes, or reads back) one cell of the study; returns its run directory."""
-    out = WORK / env / f"{algorithm}_{variant}"
-    if not (out / "summary.json").exists():
-        settings = RunSettings(num_seeds=seeds, base_seed=1)  # configs were tuned on base seed 0
-        run_in_dir(out, algorithm, config, settings, resume=(out / RUN_FILE).exists())
-    return out
 
 
 def replay_megabytes(config: Any) -> float:
@@ -195,7 +186,8 @@ def main() -> None:
                 plan.append((env, algorithm, variant, config))  # every config checked before the first run
     cells = []
     for env, algorithm, variant, config in plan:
-        out = run(env, algorithm, variant, config, args.seeds)
+        settings = RunSettings(num_seeds=args.seeds, base_seed=1)  # configs were tuned on base seed 0
+        out = finished_run(WORK / env / f"{algorithm}_{variant}", algorithm, config, settings)
         cells.append(cell(env, algorithm, variant, out, config))
         write_results(cells, args.budget)
         print(f"{env} {algorithm} {variant}: eval IQM {cells[-1]['eval_iqm']:.1f}", flush=True)

@@ -172,3 +172,12 @@ def run_trackers(
             for s in seeds
         ]
     return Trackers(settings.trackers, out, algorithm, config, names, run_config)
+
+
+def finished_run(out: Path, algorithm: str, config: Any, settings: RunSettings) -> Path:
+    """``out`` holding a finished run: trained there if new, resumed from its newest checkpoint if stopped, read
+    back as it is if finished. What an experiment script runs each cell with, so that the same command continues
+    a study after any stop."""
+    if not (out / "summary.json").exists():
+        run_in_dir(out, algorithm, config, settings, resume=(out / RUN_FILE).exists())
+    return out
