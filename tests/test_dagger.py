@@ -26,10 +26,13 @@ def small(demos, **fields) -> dagger.DAggerConfig:
 
 
 @SHARES_THE_EXPERT
-def test_each_round_adds_the_states_the_learner_visited_labelled_by_the_expert(cartpole_expert):
+def test_each_round_adds_the_states_the_learner_visited_labelled_by_the_expert_and_fits_with_all_their_statistics(
+    cartpole_expert,
+):
     expert, demos = cartpole_expert
     config = small(demos)
     policy, expert_state, _ = dagger.load_expert(str(expert), 0)  # the demonstrations' first expert seed
+    arrays, _ = load_demos(str(demos))
     update = jax.jit(dagger.update)
     state = dagger.init(jax.random.key(0), config)
     visited, labels, lengths = [], [], []  # the plain way: append each round's played steps to a list
@@ -52,8 +55,11 @@ def test_each_round_adds_the_states_the_learner_visited_labelled_by_the_expert(c
         np.testing.assert_array_equal(np.asarray(state.learner_actions)[rows], np.array(labels, np.int32))
         demo_steps = int((np.asarray(state.step_weights) > 0).sum())
         assert int(metrics["dataset_size"]) == demo_steps + len(visited)
+        data = np.concatenate([arrays["observations"][np.asarray(state.step_weights) > 0], *[v[None] for v in visited]])
+        np.testing.assert_allclose(state.obs_stats.mean, data.mean(axis=0), rtol=1e-4, atol=1e-5)  # the round's fit
+        np.testing.assert_allclose(state.obs_stats.var, data.var(axis=0), rtol=1e-3, atol=1e-6)  # standardised by all
         assert int(metrics["expert_queries"]) == int(metrics["env_steps"]) == sum(lengths) == len(visited)
-    assert demo_steps == 500 and len(visited) > 0  # one whole expert episode; the learner played some steps
+    assert demo_steps in arrays["episode_lengths"] and len(visited) > 0  # one whole expert episode; the learner's
 
 
 @SHARES_THE_EXPERT

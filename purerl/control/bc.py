@@ -120,8 +120,7 @@ def init(key: jax.Array, config: BCConfig) -> BCState:
     rank = jnp.argsort(jax.random.permutation(episodes_key, num_episodes))
     trained = (rank < chosen)[demos["episode"]]
     step_weights = trained / trained.sum()
-    mean = step_weights @ demos["observations"]
-    stats = RunningMeanStd(mean, step_weights @ (demos["observations"] - mean) ** 2, trained.sum().astype(jnp.float32))
+    stats = RunningMeanStd.of((demos["observations"], trained.astype(jnp.float32)))
     network = make_network(config)
     params = network.init(params_key, jnp.zeros((1, config.spec.obs_dim)), method=ActorCritic.policy)
     optimizer = clipped_adam(config.learning_rate, config.max_grad_norm, config.adam_eps)

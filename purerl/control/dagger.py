@@ -6,7 +6,7 @@ compounding error.
 One update is one DAgger round:
 
 - round 0 fits the seed's demonstrations, exactly as BC does (``purerl.control.bc``: the same episodes, the
-  same frozen observation statistics, the same loss);
+  same observation statistics, the same loss);
 - each round r >= 1 first plays ``episodes_per_round`` whole episodes with the learner, executing instead the
   expert's action with probability beta**r at each step (Ross et al.'s mixture policy with beta_i = p^(i-1);
   beta = 0, the default, is the learner alone, the variant they found best), has the expert label every state
@@ -16,7 +16,8 @@ One update is one DAgger round:
 
 The expert is a finished purerl run (by default the one that wrote the demonstrations) at one of its seeds; its
 labels are the kind its demonstrations hold: sampled actions, or its mode if they were collected with
-``--greedy``. The observation statistics stay those of the demonstrations. Streams: ``init`` as BC's;
+``--greedy``. Observations are standardised by the statistics of all the data so far (round 0: BC's), renewed
+each round before the fit. Streams: ``init`` as BC's;
 round r's episodes, mixture coins and labels from ``step_key(rollout, r)``; its batches from
 ``step_key(minibatch, r)``.
 """
@@ -215,7 +216,16 @@ def update(state: DAggerState, index: jax.Array) -> tuple[DAggerState, dict[str,
     state, played = jax.lax.cond(index > 0, play_and_label, no_episodes, state, index)
     demos = bc.demonstrations(config)
     num_demo_rows = state.step_weights.shape[0]
-    weights = jnp.concatenate([state.step_weights > 0, state.learner_rows_used]).astype(jnp.float32)
+    demo_weights, learner_weights = (
+        (state.step_weights > 0).astype(jnp.float32),
+        state.learner_rows_used.astype(jnp.float32),
+    )
+    weights = jnp.concatenate([demo_weights, learner_weights])
+    # The statistics of all the data so far. Frozen at the demonstrations', a feature that never varied in them
+    # (a MinAtar cell the expert's episode never lit) would stay 0 to the learner however often it visits it.
+    state = state._replace(
+        obs_stats=RunningMeanStd.of((demos["observations"], demo_weights), (state.learner_obs, learner_weights))
+    )
 
     def gradient_step(train_state: TrainState, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         rows = jax.random.choice(key, weights.shape[0], (config.batch_size,), p=weights)
@@ -247,5 +257,5 @@ def make_train(config: DAggerConfig):
     return train
 
 
-policy = bc.policy  # the learner is BC's policy, standardised by the demonstrations' statistics
+policy = bc.policy  # the learner is BC's policy, standardised by the statistics its last round fitted with
 evaluate = bc.evaluate

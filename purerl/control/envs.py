@@ -318,6 +318,15 @@ class RunningMeanStd:
         # count starts at a tiny epsilon, as in Gym's RunningMeanStd, so the first update dominates.
         return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
 
+    @classmethod
+    def of(cls, *parts: tuple[jax.Array, jax.Array]) -> "RunningMeanStd":
+        """The mean and population variance of the rows of every ``(x [N_i, *shape], weights [N_i])`` part
+        together, each row counted ``weights`` times (0 leaves it out); the count is the weights' sum."""
+        total = sum(weights.sum() for _, weights in parts)
+        mean = sum(weights @ x for x, weights in parts) / total
+        var = sum(weights @ jnp.square(x - mean) for x, weights in parts) / total
+        return cls(mean, var, jnp.asarray(total, jnp.float32))
+
     def update(self, batch: jax.Array) -> "RunningMeanStd":
         """Merge a batch ``[N, *shape]`` (Chan et al.'s parallel algorithm)."""
         batch_mean, batch_var = jnp.mean(batch, axis=0), jnp.var(batch, axis=0)
