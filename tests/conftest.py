@@ -56,11 +56,12 @@ def sentiment_sft(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cartpole_expert(tmp_path_factory) -> tuple[Path, Path]:
-    """A PPO expert on CartPole (2 seeds, 60k env steps: each returns 500) and 8 of its episodes collected
-    (``purerl collect``): ``(run_dir, demos_dir)``. Its tests are in the xdist group ``cartpole_expert``."""
+    """A PPO expert on CartPole (2 seeds of the tuned config at its 150k env steps: each returns 500) and 8 of
+    its episodes collected (``purerl collect``): ``(run_dir, demos_dir)``. Its tests are in the xdist group
+    ``cartpole_expert``."""
     root = tmp_path_factory.mktemp("expert")
     expert, demos = root / "expert", root / "demos"
-    assert cli.main(["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--total-timesteps", "60000",
-                     "--eval-episodes", "8", "--out", str(expert)]) == 0  # fmt: skip
+    assert cli.main(["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--eval-episodes", "8",
+                     "--out", str(expert)]) == 0  # fmt: skip
     assert cli.main(["collect", "--from", str(expert), "--episodes", "8", "--out", str(demos)]) == 0
     return expert, demos

@@ -95,6 +95,10 @@ def test_bad_settings_are_one_line_errors(cartpole_expert, tmp_path):
         small(demos, expert=str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match=r"^beta must be in \[0, 1\], got 1.5$"):
         small(demos, beta=1.5)
+    with pytest.raises(ValueError, match=r"^num_updates must be >= 2 \(round 0 is BC on the demonstrations; for BC "):
+        small(demos, num_updates=1)  # it crashed in the compiled program: no learner rows to write to
+    with pytest.raises(ValueError, match=r"^num_demo_episodes must be a whole number, got 1.5$"):
+        small(demos, num_demo_episodes=1.5)  # a sweep's value; it trained on 2 episodes, labelled 1.5
     arrays, meta = load_demos(str(demos))
     acrobot = {name: value[:500] for name, value in arrays.items()} | {"observations": np.zeros((500, 6), np.float32)}
     np.savez(tmp_path / "demos.npz", **acrobot)  # hand-made demonstrations that name no expert

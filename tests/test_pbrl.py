@@ -156,6 +156,8 @@ def test_bad_settings_are_one_line_errors():
         ({"query_interval": 3}, r"^query_rounds=3 every 3 updates do not fit in the 6 updates"),
         ({"query_selection": "entropy"}, "^query_selection must be one of random, disagreement; got 'entropy'$"),
         ({"label_noise": 1.5}, r"^label_noise must be in \[0.0, 1.0\], got 1.5$"),
+        ({"reward_hidden_sizes": (0,)}, r"^reward_hidden_sizes must be non-empty positive widths, got \(0,\)$"),
+        ({"query_selection": "disagreement", "ensemble_size": 1}, "^query_selection=disagreement needs ensemble_size"),
     ]
     for fields, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -29,7 +29,7 @@ from purerl.control.demonstrations import ARRAYS_FILE, load_demos
 from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
-from purerl.core.config import Config, doc, optional, positive
+from purerl.core.config import Config, doc, optional, positive, positive_whole
 from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
 from purerl.core.optim import clipped_adam
 from purerl.core.streams import Streams, split_streams, step_key
@@ -45,7 +45,7 @@ class BCConfig(Config):
     num_demo_episodes: int | None = doc(
         None,
         "episodes each seed trains on, drawn without replacement (none: all of them)",
-        optional(positive),
+        optional(positive_whole),
         sweepable=True,
     )
     num_updates: int = doc(2000, "gradient steps", positive)

@@ -36,7 +36,7 @@ from purerl.control import bc
 from purerl.control.demonstrations import load_demos
 from purerl.control.envs import RunningMeanStd, vec_env
 from purerl.control.evaluation import play_episodes, select_seed
-from purerl.core.config import doc, in_range, non_negative, optional, positive
+from purerl.core.config import at_least, doc, in_range, non_negative, optional, positive
 from purerl.core.streams import Streams, step_key
 
 
@@ -44,7 +44,10 @@ from purerl.core.streams import Streams, step_key
 class DAggerConfig(bc.BCConfig):
     """DAgger's settings: BC's (round 0 is BC on the demonstrations), the rounds and the expert."""
 
-    num_updates: int = doc(8, "DAgger rounds (an update is a round): round 0 is BC on the demonstrations", positive)
+    num_updates: int = doc(
+        8, "DAgger rounds (an update is a round): round 0 is BC on the demonstrations",
+        at_least(2, "(round 0 is BC on the demonstrations; for BC alone: purerl train bc)"),
+    )  # fmt: skip
     gradient_steps: int = doc(500, "Adam steps per round on batches drawn from all the data so far", positive)
     episodes_per_round: int = doc(1, "learner episodes per round r >= 1, every state labelled by the expert", positive)
     beta: float = doc(
@@ -53,7 +56,7 @@ class DAggerConfig(bc.BCConfig):
     )  # fmt: skip
     expert: str = doc("", "the expert's finished run directory (default: the run that wrote --demos)")
     expert_seed_index: int | None = doc(
-        None, "the expert's seed in that run (default: the first seed the demonstrations came from)",
+        None, "the expert's seed in that run (default: the first seed the demonstrations came from, or 0 of --expert)",
         optional(non_negative),
     )  # fmt: skip
 
@@ -71,8 +74,9 @@ class DAggerConfig(bc.BCConfig):
         run_dir = self.expert or expert.get("run_dir", "")
         if not run_dir:
             raise ValueError(f"--demos {self.demos} does not say which run wrote them; name the expert: --expert RUN")
-        seed = self.expert_seed_index
-        return run_dir, expert.get("seeds", [0])[0] if seed is None else seed
+        if self.expert_seed_index is not None:
+            return run_dir, self.expert_seed_index
+        return run_dir, 0 if self.expert else expert.get("seeds", [0])[0]
 
     @property
     def expert_greedy(self) -> bool:
@@ -81,8 +85,9 @@ class DAggerConfig(bc.BCConfig):
 
     @property
     def input_files(self) -> tuple[str, ...]:
-        """BC's, and the expert run's summary (a retrained expert writes another)."""
-        return (*super().input_files, str(Path(self.expert_source[0]) / "summary.json"))
+        """BC's, and the expert run's config (runs are deterministic: the same config and seeds give the same
+        expert; its summary is rewritten whenever the run is resumed, so it cannot serve)."""
+        return (*super().input_files, str(Path(self.expert_source[0]) / "config.json"))
 
     @property
     def learner_rows(self) -> int:

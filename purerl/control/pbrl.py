@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purerl.control import ppo
-from purerl.control.policy import make_network
+from purerl.control.policy import check_hidden_sizes, make_network
 from purerl.core.config import doc, in_range, one_of, optional, positive
 from purerl.core.networks import StateActionEnsemble
 from purerl.core.optim import clipped_adam
@@ -84,6 +84,9 @@ class PbRLConfig(ppo.PPOConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_hidden_sizes(self.reward_hidden_sizes, "reward_hidden_sizes")
+        if self.query_selection == "disagreement" and self.ensemble_size < 2:
+            raise ValueError(f"query_selection=disagreement needs ensemble_size >= 2, got {self.ensemble_size}")
         if self.normalize_observations or self.scale_rewards or self.reward_scale != 1.0:
             raise ValueError(
                 "pbrl's reward model reads raw observations and its teacher raw rewards: normalize_observations and "
@@ -94,7 +97,7 @@ class PbRLConfig(ppo.PPOConfig):
                              "segments are cut from")  # fmt: skip
         if self.queries % self.query_rounds:
             raise ValueError(f"queries={self.queries} does not split evenly over query_rounds={self.query_rounds}")
-        if self.query_rounds * self.interval > self.num_updates:
+        if (self.query_rounds - 1) * self.interval >= self.num_updates:
             raise ValueError(f"query_rounds={self.query_rounds} every {self.interval} updates do not fit in the "
                              f"{self.num_updates} updates of total_timesteps={self.total_timesteps}")  # fmt: skip
 

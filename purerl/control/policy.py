@@ -24,9 +24,9 @@ def check_network_fields(config: NetworkConfig) -> None:
         raise ValueError(f"log_std_init is for continuous actions; {config.spec.name} has discrete actions")
 
 
-def check_hidden_sizes(hidden_sizes: tuple[int, ...]) -> None:
+def check_hidden_sizes(hidden_sizes: tuple[int, ...], name: str = "hidden_sizes") -> None:
     if not hidden_sizes or min(hidden_sizes) <= 0:
-        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {hidden_sizes!r}")
+        raise ValueError(f"{name} must be non-empty positive widths, got {hidden_sizes!r}")
 
 
 def make_network(config: NetworkConfig) -> ActorCritic:

@@ -45,6 +45,13 @@ def non_negative(name: str, value: float) -> None:
     finite(name, value)
 
 
+def positive_whole(name: str, value: float) -> None:
+    """A count: a whole number > 0 (a sweep passes its values as floats)."""
+    if value != int(value):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    positive(name, value)
+
+
 def all_positive(name: str, values: Sequence[float]) -> None:
     """A tuple field of one or more finite values, each > 0."""
     if not values or not all(0 < value < math.inf for value in values):
