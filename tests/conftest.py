@@ -5,8 +5,6 @@
   them compiled is loaded, not compiled again, by the next (JAX never caches programs that hold host
   callbacks, such as the progress bar's). Fresh per session, so no test sees a program from another version.
 - On a GPU, workers share the device: none preallocates most of its memory.
-- XLA compiles without its backend optimisation passes (compile time, not run time, is most of a test);
-  the bitwise reference-results test runs with the default flags in subprocesses.
 - Importing purerl first applies its safe XLA defaults before any JAX backend starts.
 - Expensive runs that several tests read are fixtures whose tests share an ``xdist_group``, so that one
   worker builds each once (``--dist loadgroup``, pyproject.toml).
@@ -18,14 +16,6 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-# The tests compile hundreds of small programs and run most of them briefly: without its LLVM optimisation
-# passes XLA compiles them about 40% faster. The float rounding of its programs can then differ from the default
-# build's in the last bits, so the bitwise reference-results test runs its CLI in subprocesses without this flag
-# (tests/reference_results.py reads it here); every other test checks to tolerances.
-TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
-    os.environ["PURERL_TESTS_XLA_FLAG"] = TEST_XLA_FLAG
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # cache short compiles too
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="purerl-tests-jax-cache-")

@@ -9,14 +9,14 @@ of 2 points, and the LM path SFT -> GRPO on ``sentiment`` (a few steps each).
 
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import jaxlib
 import numpy as np
+
+from purerl.io import cli
 
 RECORDED = Path(__file__).parent / "data" / "reference_results.json"
 CONTROL = ["--config", "defaults", "--seeds", "2", "--chunk-updates", "2", "--eval-episodes", "4"]  # generic defaults
@@ -89,27 +89,16 @@ GROUP_RUNS = {**{name: (name,) for name in RUNS}, "lm": ("sft", "lm_grpo")}
 GROUPS = tuple(GROUP_RUNS)
 
 
-def purerl(*args: str) -> None:
-    """``purerl ARGS`` in a subprocess with the XLA flags a user has (the test session's own compile flag
-    removed, ``tests/conftest.py``), so that the bits are those of the recording."""
-    env = dict(os.environ)
-    test_flag = env.pop("PURERL_TESTS_XLA_FLAG", None)
-    if test_flag:
-        env["XLA_FLAGS"] = env["XLA_FLAGS"].replace(test_flag, "").strip()
-    result = subprocess.run([sys.executable, "-m", "purerl.io.launch", *args], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def run_group(group: str, work: Path) -> dict[str, dict[str, list[float]]]:
     """The reference runs of ``group`` (a name of ``RUNS``, or ``"lm"``: SFT then GRPO from it) into ``work``:
     run name -> column name -> values (metrics.csv, evals.csv and the evaluation returns)."""
     if group in RUNS:
         out = work / group
-        purerl(*RUNS[group], "--out", str(out))
+        assert cli.main([*RUNS[group], "--out", str(out)]) == 0
         columns = read_columns(out / "metrics.csv")
         return {group: columns | {"eval_returns": np.load(out / "eval.npz")["returns"].ravel().tolist()}}
-    purerl(*LM_SFT, "--out", str(work / "sft"))
-    purerl(*LM_GRPO, "--init", str(work / "sft"), "--out", str(work / "lm_grpo"))
+    assert cli.main([*LM_SFT, "--out", str(work / "sft")]) == 0
+    assert cli.main([*LM_GRPO, "--init", str(work / "sft"), "--out", str(work / "lm_grpo")]) == 0
     results = {}
     for name in GROUP_RUNS["lm"]:
         results[name] = read_columns(work / name / "metrics.csv")

@@ -27,8 +27,7 @@ HARD_TIMEOUT = 240  # seconds; the run takes about 15 s here
 
 
 def devices_env(count: int) -> dict[str, str]:
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
-    return os.environ | {"XLA_FLAGS": flags, "PYTHONUNBUFFERED": "1"}
+    return os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}", "PYTHONUNBUFFERED": "1"}
 
 
 def run_cli(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
