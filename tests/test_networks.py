@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.core.networks import ActorCritic, cast_dense_weights, orthogonal
+from purerl.core.networks import ActorCritic, StateActionEnsemble, cast_dense_weights, orthogonal
 
 
 def test_categorical_log_prob_and_entropy_closed_form():
@@ -134,3 +134,14 @@ print("initialised")
 def test_initialising_many_seeds_at_once_does_not_hang():
     result = subprocess.run([sys.executable, "-c", MANY_SEEDS_INIT], capture_output=True, text=True, timeout=120)
     assert "initialised" in result.stdout, result.stderr[-2000:]
+
+
+def test_an_ensemble_on_member_inputs_gives_member_k_slice_k():
+    """``member_inputs``: member k reads only slice k, with the same parameters (and names) as the shared form."""
+    shared = StateActionEnsemble(3, (16, 16))
+    obs, action = jax.random.normal(jax.random.key(0), (3, 5, 4)), jax.random.normal(jax.random.key(1), (3, 5, 2))
+    params = shared.init(jax.random.key(2), obs[0], action[0])
+    own = StateActionEnsemble(3, (16, 16), member_inputs=True).apply(params, obs, action)
+    assert own.shape == (3, 5)
+    for k in range(3):
+        np.testing.assert_allclose(own[k], shared.apply(params, obs[k], action[k])[k], rtol=1e-6)

@@ -135,14 +135,42 @@ def test_the_reward_model_learns_a_known_preference():
     assert float(after["return_correlation"]) >= 0.9 and float(fitted["reward_model_accuracy"]) == 1.0
 
 
+def test_each_reward_model_fits_its_own_minibatch():
+    """One Adam step's loss against the plain way: member k's Bradley-Terry loss on its own drawn rows (the
+    ensemble applied to all rows, member k's output kept), in numpy, summed over members' means."""
+    config = pbrl.PbRLConfig(**SMALL | {"reward_steps": 1, "ensemble_size": 3, "reward_batch_size": 5})
+    state = pbrl.init(jax.random.key(0), config)
+    pairs = pbrl.cut_segments(jax.random.key(1), rollout(config), config, 2 * config.queries)
+    labels = jax.random.bernoulli(jax.random.key(2), 0.5, (config.queries,)).astype(jnp.float32)
+    labelled = jnp.arange(config.queries) < 9  # three rows never labelled: never drawn
+    state = state._replace(pairs=jax.tree.map(lambda x: x.reshape(config.queries, 2, *x.shape[1:]), pairs),
+                           labels=labels, labelled=labelled)  # fmt: skip
+    key = jax.random.key(3)
+    _, fitted = pbrl.fit_reward_model(state, key)
+    rows = np.asarray(jax.random.choice(jax.random.split(key, 1)[0], config.queries, (3, 5),
+                                        p=labelled.astype(jnp.float32)))  # fmt: skip
+    assert rows.max() < 9
+    expected = []
+    for k in range(3):
+        own = jax.tree.map(lambda x, k=k: x[rows[k]], state.pairs)
+        returns = np.asarray(pbrl.predicted_returns(state.reward_model.params, config, own), np.float64)[k]
+        margin = returns[:, 0] - returns[:, 1]
+        y = np.asarray(labels)[rows[k]]
+        expected.append(np.mean(y * np.log1p(np.exp(-margin)) + (1 - y) * np.log1p(np.exp(margin))))
+    np.testing.assert_allclose(float(fitted["reward_model_loss"]), np.mean(expected), rtol=1e-5)
+
+
 def test_vmapped_seed_equals_a_single_run_and_queries_follow_the_schedule():
     config = pbrl.PbRLConfig(**SMALL)
     train = pbrl.make_train(config)
     keys = jax.random.split(jax.random.key(0), 3)
     states, metrics = jax.jit(jax.vmap(train))(keys)
     single_state, single = jax.jit(train)(keys[2])
-    np.testing.assert_allclose(metrics["loss"][2], single["loss"], rtol=1e-5)
-    np.testing.assert_allclose(metrics["reward_model_loss"][2], single["reward_model_loss"], rtol=1e-5)
+    # Not bitwise: XLA compiles the reward model's fit differently under the seeds' vmap (its first gradient is
+    # equal, its parameters 1e-8 apart after 5 steps), and Adam's eps of 1e-8 turns such noise in near-zero
+    # gradients into full steps. The labels, drawn from the same keys, are equal
+    np.testing.assert_allclose(metrics["loss"][2], single["loss"], rtol=1e-3)
+    np.testing.assert_allclose(metrics["reward_model_loss"][2], single["reward_model_loss"], rtol=1e-3)
     np.testing.assert_array_equal(states.labels[2], single_state.labels)
     np.testing.assert_array_equal(single["queries"], [4, 4, 8, 8, 12, 12])  # 4 pairs at updates 0, 2 and 4
     assert bool(single_state.labelled.all())

@@ -137,8 +137,8 @@ class PbRLState(NamedTuple):
 MEASURES = ("heldout_accuracy", "return_correlation", "reward_model_loss", "reward_model_accuracy")
 
 
-def reward_network(config: PbRLConfig) -> StateActionEnsemble:
-    return StateActionEnsemble(config.ensemble_size, config.reward_hidden_sizes, "relu")
+def reward_network(config: PbRLConfig, member_inputs: bool = False) -> StateActionEnsemble:
+    return StateActionEnsemble(config.ensemble_size, config.reward_hidden_sizes, "relu", member_inputs=member_inputs)
 
 
 def init(key: jax.Array, config: PbRLConfig) -> PbRLState:
@@ -212,10 +212,10 @@ def teacher_labels(config: PbRLConfig, first: Segments, second: Segments, key: j
     return jnp.where(flipped, 1.0 - labels, labels)
 
 
-def predicted_returns(params: Any, config: PbRLConfig, segments: Segments) -> jax.Array:
+def predicted_returns(params: Any, config: PbRLConfig, segments: Segments, member_inputs: bool = False) -> jax.Array:
     """Every member's predicted return of each segment: ``[K, ...]``, the sum of its rewards over the
-    unmasked steps."""
-    rewards = reward_network(config).apply(params, segments.obs, segments.actions)  # [K, ..., L]
+    unmasked steps. With ``member_inputs`` the segments are ``[K, ...]`` and member k reads only slice k."""
+    rewards = reward_network(config, member_inputs).apply(params, segments.obs, segments.actions)  # [K, ..., L]
     return jnp.sum(rewards * segments.mask, axis=-1)
 
 
@@ -264,9 +264,8 @@ def fit_reward_model(state: PbRLState, key: jax.Array) -> tuple[TrainState, dict
     members, batch = config.ensemble_size, config.reward_batch_size
 
     def loss_fn(params: Any, rows: jax.Array) -> tuple[jax.Array, jax.Array]:
-        pairs = jax.tree.map(lambda x: x[rows.reshape(-1)], state.pairs)  # [K * batch, 2, L, ...]
-        returns = predicted_returns(params, config, pairs)  # [K, K * batch, 2]: every member on every row
-        own = jnp.stack([returns[k, k * batch : (k + 1) * batch] for k in range(members)])  # [K, batch, 2]
+        pairs = jax.tree.map(lambda x: x[rows], state.pairs)  # [K, batch, 2, L, ...]
+        own = predicted_returns(params, config, pairs, member_inputs=True)  # [K, batch, 2]: member k on its rows
         labels = state.labels[rows]  # [K, batch]
         losses = preference_loss(own[..., 0], own[..., 1], labels)
         right = jnp.where(labels == 0.5, jnp.nan, ((own[..., 0] > own[..., 1]) == (labels > 0.5)).astype(jnp.float32))

@@ -173,13 +173,16 @@ class SquashedGaussianActor(nn.Module):
 class StateActionEnsemble(nn.Module):
     """``num_members`` independent MLPs to a scalar on the concatenation of an observation and an action:
     ``(obs [..., D], action [..., A]) -> [num_members, ...]`` float32. SAC's twin critics are two (Fujimoto et
-    al. 2018's clipped double Q); PbRL's reward model is an ensemble of them (Christiano et al. 2017)."""
+    al. 2018's clipped double Q); PbRL's reward model is an ensemble of them (Christiano et al. 2017). With
+    ``member_inputs`` the inputs carry a leading member axis (``[num_members, ..., D]``) and member k reads only
+    slice k: an ensemble trained on each member's own minibatch costs one member's work per row."""
 
     num_members: int = 2
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     compute_dtype: str = "float32"
     layer_norm: bool = False
+    member_inputs: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -188,7 +191,7 @@ class StateActionEnsemble(nn.Module):
             QNetwork,  # each member's parameters live under this name (SAC checkpoints depend on it)
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=None,
+            in_axes=0 if self.member_inputs else None,
             out_axes=0,
             axis_size=self.num_members,
         )
