@@ -302,6 +302,20 @@ def test_nan_stops_with_update_and_seed_and_keeps_the_last_good_checkpoint(tmp_p
     assert checkpoints.latest_step() == 10
 
 
+@pytest.mark.parametrize("minutes,saved", [(0.0, [20]), (1e-9, [5, 10, 15, 20]), (60.0, [20])])
+def test_a_checkpoint_is_saved_once_checkpoint_minutes_passed_since_the_last(tmp_path, minutes, saved):
+    """A kill without warning (SIGKILL, a session's end) loses at most ``checkpoint_minutes`` plus a chunk."""
+    config = ppo.PPOConfig(total_timesteps=20 * 64, num_envs=4, num_steps=16, hidden_sizes=(8,))
+    checkpoints, steps = RunCheckpoints(tmp_path / "checkpoints"), []
+    save = checkpoints.save
+    checkpoints.save = lambda step, *rest: (steps.append(step), save(step, *rest))
+    train_in_chunks(
+        ppo.init, ppo.update, config.num_updates, jax.random.split(jax.random.key(0), 2), config, seed_mesh(),
+        chunk_updates=5, checkpoints=checkpoints, checkpoint_every=0, checkpoint_minutes=minutes,
+    )  # fmt: skip
+    assert steps == saved
+
+
 def small_state():
     keys = jax.random.split(jax.random.key(1), 2)
     return {"params": jnp.arange(6.0).reshape(2, 3), "key": keys, "step": jnp.int32(7)}

@@ -155,6 +155,8 @@ def fail_if_compiled(*args, **kwargs):
         (["--seeds", "0"], "--seeds must be > 0, got 0"),
         (["--chunk-updates", "0"], "--chunk-updates must be > 0, got 0"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
+        (["--checkpoint-minutes", "-1"], "--checkpoint-minutes must be >= 0, got -1.0"),
+        (["--checkpoint-minutes", "nan"], "--checkpoint-minutes must be >= 0, got nan"),
         (["--chunk-updates", "1.5"], "argument --chunk-updates: invalid int value: '1.5'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--log-std-init", "0.5"], "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),

@@ -6,7 +6,8 @@ vmapped over runs, is scanned ``chunk_updates`` at a time by one compiled progra
 shorter last chunk compiles once more), which every device runs on its own slice of the runs
 (``purerl.core.sharding.on_each_device``); the state of every run is carried from chunk to chunk on the
 devices. After each chunk the host collects its metrics, reports progress, stops on a non-finite loss or
-parameter, saves a checkpoint every ``checkpoint_every`` updates, and saves one and stops if SIGINT (Ctrl-C)
+parameter, saves a checkpoint every ``checkpoint_every`` updates and whenever ``checkpoint_minutes`` of wall
+time passed since the last save (so a SIGKILL loses at most that much), and saves one and stops if SIGINT (Ctrl-C)
 or SIGTERM arrived during the chunk (or exits after a grace period if the chunk does not end). The update
 index is an argument of each chunk, so every update computes exactly what it computes in the single scan: a
 resumed run is bitwise identical to an uninterrupted one with the same chunks.
@@ -121,6 +122,7 @@ def train_in_chunks(
     chunk_updates: int | None = None,
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
+    checkpoint_minutes: float = 0.0,
     meta: dict[str, Any] | None = None,
     meta_differences: Callable[[dict[str, Any]], list[str]] | None = None,
     progress: Callable[[int, np.ndarray], None] | None = None,
@@ -137,7 +139,8 @@ def train_in_chunks(
 
     ``chunk_updates=None`` scans all updates in one chunk. With ``checkpoints``, a run whose directory holds
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
-    (0: never periodically), at the end, and when a stop signal arrives (``StopSignals``, with
+    (0: never periodically), after the first chunk that ends ``checkpoint_minutes`` or more after the last save
+    or the start of training (0: never by time), at the end, and when a stop signal arrives (``StopSignals``, with
     ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint; a
     resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
     entries of ``meta`` stored otherwise). ``progress(done,
@@ -183,9 +186,13 @@ def train_in_chunks(
         if checkpoints is not None and start:
             signals.last_saved = f"update {start} in {checkpoints.directory}"
 
+        last_save = time.monotonic()
+
         def save(done: int) -> None:
+            nonlocal last_save
             checkpoints.save(done, unpad(state, num_runs), history, meta or {})
             signals.last_saved = f"update {done} in {checkpoints.directory}"
+            last_save = time.monotonic()
 
         for low, high in zip(bounds[:-1], bounds[1:], strict=True):
             state, metrics, finite = compiled[high - low](state, np.arange(low, high))
@@ -209,7 +216,9 @@ def train_in_chunks(
                     raise KeyboardInterrupt
                 continue
             periodic = checkpoint_every > 0 and high // checkpoint_every > low // checkpoint_every
-            if periodic or high == num_updates or stop:
+            # every process decides alike: a save is collective
+            timely = checkpoint_minutes > 0 and any_process(time.monotonic() - last_save >= 60 * checkpoint_minutes)
+            if periodic or timely or high == num_updates or stop:
                 save(high)
             if stop and high < num_updates:
                 where = checkpoints.directory

@@ -30,14 +30,22 @@ from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs, with_absolute_paths
 from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import ALGORITHMS
-from purerl.io.run_dir import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHUNK_UPDATES, RunSettings, load_run_dir, run_in_dir
+from purerl.io.run_dir import (
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_CHECKPOINT_MINUTES,
+    DEFAULT_CHUNK_UPDATES,
+    RunSettings,
+    load_run_dir,
+    run_in_dir,
+)
 from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, check_stop_grace
 from purerl.io.sweep import parse_grid, sweep_table
 from purerl.io.tuned import control_config_from_args
 from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
-RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every")  # fixed by a resumed run
+# fixed by a resumed run
+RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every", "checkpoint_minutes")
 
 
 def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type) -> None:
@@ -71,6 +79,12 @@ def add_chunking_flags(sub: argparse.ArgumentParser) -> None:
         type=int,
         help=f"save a checkpoint every this many updates (0: only at the end and on Ctrl-C/SIGTERM) "
         f"[{DEFAULT_CHECKPOINT_EVERY}]",
+    )
+    sub.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="also save at the end of the first chunk this many minutes after the last save, so that a kill "
+        f"without warning loses at most about that much (0: never by time) [{DEFAULT_CHECKPOINT_MINUTES:g}]",
     )
 
 
@@ -270,7 +284,7 @@ def control_command(args: argparse.Namespace) -> dict:
         settings = dataclasses.replace(settings, tensorboard=args.tensorboard, wandb=args.wandb)
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
-    flags |= {"chunk_updates": args.chunk_updates, "checkpoint_every": args.checkpoint_every}
+    flags |= {name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every", "checkpoint_minutes")}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
     for name in ("field_demos", "field_expert"):  # bc's and dagger's: a resume from elsewhere still finds them
@@ -345,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = collect(args.run_dir, out, args.episodes, args.seed_index, args.greedy, args.seed)
         elif args.command == "benchmark":
             run_settings = {"tensorboard": args.tensorboard, "wandb": args.wandb}
-            run_settings |= {name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every")}
+            run_settings |= {
+                name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every", "checkpoint_minutes")
+            }
             summary = run_benchmark(
                 args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed,
                 {name: value for name, value in run_settings.items() if value is not None},

@@ -127,6 +127,7 @@ def run_seeds(
     chunk_updates: int | None = None,
     checkpoints: RunCheckpoints | None = None,
     checkpoint_every: int = 0,
+    checkpoint_minutes: float = 0.0,
     stop_grace: float = DEFAULT_STOP_GRACE,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> RunResult:
@@ -136,7 +137,7 @@ def run_seeds(
     point trains the same ``num_seeds`` seed keys, so points are compared on common random numbers. The runs
     are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
     the same as on one device up to float rounding (README, "Many devices, many hosts"). ``chunk_updates``,
-    ``checkpoints``, ``checkpoint_every``, ``stop_grace`` and ``on_chunk`` are those of
+    ``checkpoints``, ``checkpoint_every``, ``checkpoint_minutes``, ``stop_grace`` and ``on_chunk`` are those of
     ``purerl.io.chunked.train_in_chunks``.
     """
     algo = ALGORITHMS[algorithm]
@@ -169,6 +170,7 @@ def run_seeds(
             chunk_updates=chunk_updates,
             checkpoints=checkpoints,
             checkpoint_every=checkpoint_every,
+            checkpoint_minutes=checkpoint_minutes,
             meta=meta,
             meta_differences=partial(run_meta_differences, meta, config),
             progress=bar,

@@ -30,6 +30,7 @@ from purerl.io.trackers import TRACKERS, Trackers
 RUN_FILE = "run.json"
 DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
 DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
+DEFAULT_CHECKPOINT_MINUTES = 10.0  # and at the first chunk's end this long after the last save: a SIGKILL loses less
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RunSettings:
     base_seed: int = 0  # --seed: seed i trains from split(key(base_seed), num_seeds)[i]
     chunk_updates: int = DEFAULT_CHUNK_UPDATES  # updates per jitted chunk; a run can stop between chunks
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # 0: only at the end and on a stop signal
+    checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES  # also save this long after the last save (0: never)
     grid: dict[str, list[float]] | None = None  # a sweep: field -> values, one point per element of the product
     tensorboard: bool = False  # --tensorboard: event files per seed (purerl.io.trackers)
     wandb: bool = False  # --wandb: W&B offline runs per seed
@@ -51,6 +53,8 @@ class RunSettings:
                 raise ValueError(f"--{flag} must be > 0, got {value}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        if not self.checkpoint_minutes >= 0:  # NaN too
+            raise ValueError(f"--checkpoint-minutes must be >= 0, got {self.checkpoint_minutes}")
 
     @property
     def command(self) -> str:
@@ -142,6 +146,7 @@ def run_in_dir(
         chunk_updates=settings.chunk_updates,
         checkpoints=checkpoints,
         checkpoint_every=settings.checkpoint_every,
+        checkpoint_minutes=settings.checkpoint_minutes,
         stop_grace=stop_grace,
         on_chunk=None if trackers is None else trackers.log_chunk,
     )
