@@ -26,8 +26,7 @@ import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.control.ppo import init, make_train, update
 from purerl.core.sharding import seed_mesh
 from purerl.io.chunked import train_in_chunks
-from purerl.io.run import environment_info
-from purerl.io.run_dir import DEFAULT_CHUNK_UPDATES
+from purerl.io.run import ALGORITHMS, environment_info
 
 
 def single_jit(config, keys):
@@ -55,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--timesteps", type=int, default=150_000)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[10, DEFAULT_CHUNK_UPDATES])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[10, ALGORITHMS["ppo"].chunk_updates])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args()

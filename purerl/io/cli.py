@@ -33,7 +33,6 @@ from purerl.io.run import ALGORITHMS
 from purerl.io.run_dir import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_MINUTES,
-    DEFAULT_CHUNK_UPDATES,
     RunSettings,
     load_run_dir,
     run_in_dir,
@@ -58,7 +57,7 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         help="JSON config file, or 'defaults' for the generic defaults; explicit flags override it "
         "[the env's tuned config where purerl ships one (purerl/configs), else the defaults]",
     )
-    add_chunking_flags(sub)
+    add_chunking_flags(sub, ALGORITHMS[algorithm].chunk_updates)
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     add_tracker_flags(sub)
     add_stop_grace_flag(sub)
@@ -66,13 +65,13 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
     add_config_flags(sub, config_cls)
 
 
-def add_chunking_flags(sub: argparse.ArgumentParser) -> None:
+def add_chunking_flags(sub: argparse.ArgumentParser, default_chunk: int | str) -> None:
     """How often a run can stop and how often it saves: a chunk longer than ``--stop-grace`` cannot end in
     time on Ctrl-C, and the updates since the last checkpoint are then lost."""
     sub.add_argument(
         "--chunk-updates",
         type=int,
-        help=f"updates per jitted chunk; the run can stop and save between chunks [{DEFAULT_CHUNK_UPDATES}]",
+        help=f"updates per jitted chunk; the run can stop and save between chunks [{default_chunk}]",
     )
     sub.add_argument(
         "--checkpoint-every",
@@ -173,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
-    add_chunking_flags(bench)
+    add_chunking_flags(bench, "the algorithm's: " + ", ".join(f"{n} {a.chunk_updates}" for n, a in ALGORITHMS.items()))
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)

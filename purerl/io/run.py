@@ -38,7 +38,9 @@ class Algorithm:
     ``evaluate(state)`` and ``policy(state, obs)`` (one seed's action distribution at raw observations), the
     state carrying its config. ``curve`` is the per-update metric that shows training progress (the progress
     bar, ``learning_curve.png``, the summary's ``train`` block, a sweep's area under the curve): the training
-    episodes' return, or for BC, which plays no episodes while training, its loss, against updates."""
+    episodes' return, or for BC, which plays no episodes while training, its loss, against updates.
+    ``chunk_updates`` is a CLI run's default number of updates per jitted chunk (``purerl.io.chunked``): few
+    enough that progress shows, a stop is honoured within the grace period and a chunk's end can save."""
 
     config_cls: type
     init: Any
@@ -46,6 +48,7 @@ class Algorithm:
     evaluate: Any
     policy: Any
     curve: str = "episode_return"
+    chunk_updates: int = 50  # ppo's overhead against one chunk: benchmarks/chunking_overhead.py
 
     @property
     def plays_episodes(self) -> bool:
@@ -58,7 +61,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate, grpo.policy),
     "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate, sac.policy),
     "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy, curve="loss"),
-    "dagger": Algorithm(dagger.DAggerConfig, dagger.init, dagger.update, dagger.evaluate, dagger.policy),
+    # A DAgger update is a whole round (episodes played, labelled, then hundreds of Adam steps): one per chunk.
+    "dagger": Algorithm(
+        dagger.DAggerConfig, dagger.init, dagger.update, dagger.evaluate, dagger.policy, chunk_updates=1
+    ),
     "pbrl": Algorithm(pbrl.PbRLConfig, pbrl.init, pbrl.update, pbrl.evaluate, pbrl.policy),
 }
 

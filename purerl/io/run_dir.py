@@ -28,7 +28,6 @@ from purerl.io.sweep import expand_grid, point_labels, sweep_base_config, write_
 from purerl.io.trackers import TRACKERS, Trackers
 
 RUN_FILE = "run.json"
-DEFAULT_CHUNK_UPDATES = 50  # updates per jitted chunk of a CLI run (benchmarks/chunking_overhead.py)
 DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
 DEFAULT_CHECKPOINT_MINUTES = 10.0  # and at the first chunk's end this long after the last save: a SIGKILL loses less
 
@@ -40,7 +39,7 @@ class RunSettings:
 
     num_seeds: int = 16  # --seeds: seeds trained in parallel (per sweep point)
     base_seed: int = 0  # --seed: seed i trains from split(key(base_seed), num_seeds)[i]
-    chunk_updates: int = DEFAULT_CHUNK_UPDATES  # updates per jitted chunk; a run can stop between chunks
+    chunk_updates: int | None = None  # updates per jitted chunk (None: the algorithm's); a run stops between chunks
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # 0: only at the end and on a stop signal
     checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES  # also save this long after the last save (0: never)
     grid: dict[str, list[float]] | None = None  # a sweep: field -> values, one point per element of the product
@@ -49,7 +48,7 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         for flag, value in (("seeds", self.num_seeds), ("chunk-updates", self.chunk_updates)):
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise ValueError(f"--{flag} must be > 0, got {value}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
@@ -118,6 +117,8 @@ def run_in_dir(
     tracker added at a resume first receives the restored metrics); a finished one is evaluated again.
     ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
+    if settings.chunk_updates is None:  # resolved before run.json is written: a resume keeps the chunks
+        settings = dataclasses.replace(settings, chunk_updates=ALGORITHMS[algorithm].chunk_updates)
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
     if resume:
