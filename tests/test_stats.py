@@ -96,3 +96,17 @@ def test_curves_over_different_steps_are_interpolated_on_the_range_all_runs_cove
     assert np.isnan(interpolate_curves(steps, values, np.array([5.0, 38.0]))).tolist() == [[True, False], [True, True]]
     same = np.array([[1, 2, 3], [1, 2, 3]])
     np.testing.assert_array_equal(common_step_grid(same), [1, 2, 3])
+
+
+def test_curves_that_start_with_nan_are_gridded_and_interpolated_over_their_finite_points():
+    """DAgger's round 0 plays no episode (NaN at 0 env steps) and its seeds' later steps differ: the grid
+    starts where every seed has a return, so round 1 shows (before: a grid from 0 put a NaN mean there)."""
+    steps = np.array([[0, 100, 200, 300], [0, 120, 260, 330]])
+    values = np.array([[np.nan, 1.0, 3.0, 5.0], [np.nan, 2.0, 2.0, 4.0]])
+    grid = common_step_grid(steps, values)
+    np.testing.assert_allclose(grid, [120, 180, 240, 300])
+    curves = interpolate_curves(steps, values, grid)
+    # by hand: run 0 is 1 + 2 (x - 100) / 100; run 1 is 2 up to 260, then 2 + 2 (x - 260) / 70
+    np.testing.assert_allclose(curves, [[1.4, 2.6, 3.8, 5.0], [2.0, 2.0, 2.0, 2.0 + 80 / 70]])
+    gap = interpolate_curves(np.array([[0, 10, 20, 30]]), np.array([[1.0, np.nan, 3.0, np.nan]]), np.array([15.0, 25]))
+    np.testing.assert_allclose(gap, [[2.5, np.nan]])  # 1 + 2 * 15 / 20: across a NaN inside, never past the last finite point

@@ -116,19 +116,28 @@ def bootstrap_mean_ci_curve(
 
 def interpolate_curves(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Each run's curve ``values[i]`` over its own x values ``steps[i]`` (both ``[runs, points]``, increasing
-    x), linearly interpolated at the shared ``grid`` (GRPO's env steps per update differ between seeds).
-    Grid points outside a run's own range are NaN: never extrapolated."""
-    pairs = zip(np.asarray(steps), np.asarray(values), strict=True)
-    return np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in pairs])
+    x), linearly interpolated at the shared ``grid`` (GRPO's env steps per update differ between seeds)
+    between its finite points (NaN: no episode had ended yet, or DAgger's round 0). Grid points outside the
+    range of a run's finite points are NaN: never extrapolated."""
+    curves = []
+    for x, y in zip(np.asarray(steps, np.float64), np.asarray(values, np.float64), strict=True):
+        keep = np.isfinite(y)
+        curves.append(np.interp(grid, x[keep], y[keep], left=np.nan, right=np.nan) if keep.any() else grid * np.nan)
+    return np.stack(curves)
 
 
-def common_step_grid(steps: np.ndarray) -> np.ndarray:
-    """The x values shared by all runs: the runs' own when they agree, else evenly spaced points over the
-    range every run covers."""
+def common_step_grid(steps: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """The x values shared by all runs (``steps: [runs, points]``): the runs' own when they agree, else evenly
+    spaced points over the range every run covers (with ``values``: covers with finite values, where a run
+    has any)."""
     steps = np.asarray(steps, dtype=np.float64)
     if np.all(steps == steps[:1]):
         return steps[0]
-    return np.linspace(steps[:, 0].max(), steps[:, -1].min(), steps.shape[1])
+    finite = np.ones(steps.shape, bool) if values is None else np.isfinite(values)
+    finite[~finite.any(axis=1)] = True  # a run with no finite value constrains nothing it could show
+    first = np.where(finite, steps, np.inf).min(axis=1).max()
+    last = np.where(finite, steps, -np.inf).max(axis=1).min()
+    return np.linspace(first, last, steps.shape[1])
 
 
 def learning_curve_auc(steps: np.ndarray, values: np.ndarray) -> np.ndarray:

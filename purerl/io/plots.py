@@ -27,7 +27,7 @@ def draw_learning_curves(
         if x == "update":
             steps = np.arange(1, curves.shape[1] + 1)
         else:
-            steps = common_step_grid(metrics["env_steps"])
+            steps = common_step_grid(metrics["env_steps"], curves)
             if not np.all(metrics["env_steps"] == steps):
                 curves = interpolate_curves(metrics["env_steps"], curves, steps)
         mean, low, high = bootstrap_mean_ci_curve(curves)
