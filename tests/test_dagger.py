@@ -124,6 +124,6 @@ def test_dagger_from_one_expert_episode_reaches_the_experts_return(cartpole_expe
     np.testing.assert_array_equal(metrics["expert_queries"], metrics["env_steps"])  # the expert labels every step
     assert np.all(np.diff(metrics["expert_queries"], axis=1) > 0)  # every round queries it
     captured = capsys.readouterr()
-    assert "DAGGER on CartPole-v1: 4 seeds x" in captured.out
+    assert "DAgger on CartPole-v1: 4 seeds x" in captured.out
     # a round per chunk: progress every round, and a stop or a timed checkpoint need not wait for the others
     assert json.loads((out / "run.json").read_text())["chunk_updates"] == 1 and "2/4 updates" in captured.err

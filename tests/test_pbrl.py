@@ -200,4 +200,4 @@ def test_ppo_on_the_reward_learnt_from_200_queries_balances_cartpole(tmp_path, c
                      "--queries", "200", "--eval-episodes", "16", "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval"]["iqm"] >= 400, summary["eval"]
-    assert "tuned PBRL config" in capsys.readouterr().err
+    assert "tuned PbRL config" in capsys.readouterr().err

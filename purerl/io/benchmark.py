@@ -35,7 +35,7 @@ from purerl.control.physics_envs import BRAX, PLAYGROUND, is_physics_env
 from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
-from purerl.io.run import ALGORITHMS, read_metrics_csv
+from purerl.io.run import ALGORITHMS, read_metrics_csv, title
 from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import plot_aggregates
@@ -282,7 +282,7 @@ def write_report(out: Path) -> dict[str, Any]:
     random = random_baselines(out, envs)
     reasons = {env: unnormalisable(env, random[env]) for env in envs}
     scored = [env for env in envs if reasons[env] is None]
-    name = settings["algorithm"].upper()
+    name = title(settings["algorithm"])
     aggregates = {}
     if scored:
         normalized = normalised_scores(rows, random, scored)
@@ -324,7 +324,7 @@ def write_report(out: Path) -> dict[str, Any]:
 def report_markdown(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines = [
-        f"# {settings['algorithm'].upper()} on {settings['suite']} ({settings['num_seeds']} seeds from base seed "
+        f"# {title(settings['algorithm'])} on {settings['suite']} ({settings['num_seeds']} seeds from base seed "
         f"{settings['base_seed']}, {settings['budget']} budget)",
         "",
         *([f"**Partial: still to run: {', '.join(report['pending'])}.**", ""] if report.get("pending") else []),
@@ -396,7 +396,7 @@ def compare_benchmarks(dir_a: Path, dir_b: Path, out: Path) -> dict[str, Any]:
     only = {"a": [env for env in rows_a if env not in rows_b], "b": [env for env in rows_b if env not in rows_a]}
     pending = {"a": reports["DIR_A"].get("pending", []), "b": reports["DIR_B"].get("pending", [])}
     labels = [
-        f"{report['settings']['algorithm'].upper()} ({directory.name})"
+        f"{title(report['settings']['algorithm'])} ({directory.name})"
         for report, directory in ((reports["DIR_A"], dir_a), (reports["DIR_B"], dir_b))
     ]
     if labels[0] == labels[1]:

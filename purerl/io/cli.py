@@ -29,7 +29,7 @@ from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, defau
 from purerl.io.config_io import add_config_flags, config_from_args
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs, with_absolute_paths
 from purerl.io.lm_sft import load_sft_config, run_sft
-from purerl.io.run import ALGORITHMS
+from purerl.io.run import ALGORITHMS, title
 from purerl.io.run_dir import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_MINUTES,
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command, verb in ((train, "train"), (sweep, "sweep")):
         algorithms = command.add_subparsers(dest="algorithm", required=True)
         for name, algo in ALGORITHMS.items():
-            sub = algorithms.add_parser(name, help=f"{verb} {name.upper()}")
+            sub = algorithms.add_parser(name, help=f"{verb} {title(name)}")
             if verb == "sweep":
                 sweepable = ", ".join(algo.config_cls.sweepable())
                 sub.add_argument(
@@ -221,7 +221,7 @@ def print_summary(summary: dict, out: Path) -> None:
     spread = "" if low == high else f" (mean; {low:,} to {high:,} per seed)"
     offline = high == 0  # learnt from demonstrations alone (bc): no env steps, no training episodes
     budget = "demonstrations (no env steps)" if offline else f"{summary['env_steps_per_seed']:,} env steps{spread}"
-    print(f"\n{summary['algorithm'].upper()} on {summary['env']}: {summary['num_seeds']} seeds x {budget}")
+    print(f"\n{title(summary['algorithm'])} on {summary['env']}: {summary['num_seeds']} seeds x {budget}")
     print(f"{'':22}{'mean':>10}{'IQM':>10}{'IQM 95% CI':>22}")
     metric = training.get("metric", "episode_return")
     train_label = "train return" if metric == "episode_return" else f"train {metric}"
@@ -244,7 +244,7 @@ def print_summary(summary: dict, out: Path) -> None:
 
 def print_sweep_summary(summary: dict, out: Path) -> None:
     print(
-        f"\n{summary['algorithm'].upper()} sweep on {summary['env']}: {summary['num_points']} points x "
+        f"\n{title(summary['algorithm'])} sweep on {summary['env']}: {summary['num_points']} points x "
         f"{summary['num_seeds']} seeds, compile {summary['compile_seconds']:.1f} s, "
         f"train {summary['train_seconds']:.1f} s"
     )

@@ -68,6 +68,12 @@ ALGORITHMS: dict[str, Algorithm] = {
     "pbrl": Algorithm(pbrl.PbRLConfig, pbrl.init, pbrl.update, pbrl.evaluate, pbrl.policy),
 }
 
+
+def title(algorithm: str) -> str:
+    """How an algorithm's name is written in prose: its acronym as the literature writes it."""
+    return {"dagger": "DAgger", "pbrl": "PbRL"}.get(algorithm, algorithm.upper())
+
+
 VERSIONED_PACKAGES = ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "flashbax", "numpy")
 
 
@@ -314,7 +320,7 @@ def write_outputs(out: Path, algorithm: str, config: Any, result: RunResult, bas
     algo = ALGORITHMS[algorithm]
     plot_learning_curve(
         out / "learning_curve.png",
-        {f"{algorithm.upper()} ({summary['num_seeds']} seeds)": result.metrics},
+        {f"{title(algorithm)} ({summary['num_seeds']} seeds)": result.metrics},
         title=f"{config.env}: " + ("training-episode return" if algo.plays_episodes else f"training {algo.curve}"),
         metric=algo.curve,
         x="env_steps" if algo.plays_episodes else "update",

@@ -28,7 +28,7 @@ from purerl.core.sharding import is_main_process
 from purerl.core.spread import has_spread
 from purerl.core.stats import BOOTSTRAP_REPS, interval_estimates, iqm, learning_curve_auc, numpy_global_seed
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import ALGORITHMS, RunResult, environment_info, write_metrics_csv
+from purerl.io.run import ALGORITHMS, RunResult, environment_info, title, write_metrics_csv
 
 # Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
 # Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
@@ -234,9 +234,9 @@ def write_sweep_outputs(
         label: {name: values[p * num_seeds : (p + 1) * num_seeds] for name, values in result.metrics.items()}
         for p, label in enumerate(labels)
     }
-    title = f"{algorithm.upper()} on {config.env}: {len(labels)} points x {num_seeds} seeds"
+    heading = f"{title(algorithm)} on {config.env}: {len(labels)} points x {num_seeds} seeds"
     x = "env_steps" if algo.plays_episodes else "update"
-    plot_learning_curve(out / "curves.png", curves, title=title, metric=algo.curve, x=x)
+    plot_learning_curve(out / "curves.png", curves, title=heading, metric=algo.curve, x=x)
     plot_aggregates(out, normalized, summary["normalisation"])
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "sweep.md").write_text(sweep_table(summary) + "\n")

@@ -16,6 +16,7 @@ from typing import Any
 
 from purerl.io.config_io import config_from_dict, load_config_values, parse_value
 from purerl.io.config_io import field_types as field_types
+from purerl.io.run import title
 
 DEFAULTS = "defaults"  # --config defaults: the config class's own defaults
 
@@ -65,7 +66,7 @@ def base_values(
     env = env if env is not None else config_cls.__dataclass_fields__["env"].default
     path = tuned_config_path(algorithm, env)
     if path is None:
-        return {}, f"{env}: purerl ships no tuned {algorithm.upper()} config for it; the generic defaults"
+        return {}, f"{env}: purerl ships no tuned {title(algorithm)} config for it; the generic defaults"
     values = load_config_values(path)
     if "total_timesteps" not in values:
         budget = ""
@@ -74,7 +75,7 @@ def base_values(
     else:
         budget = f", {values['total_timesteps']:,} env steps per seed"
     note = (
-        f"{env}: starting from purerl's tuned {algorithm.upper()} config (purerl/configs/{algorithm}/{env}.json"
+        f"{env}: starting from purerl's tuned {title(algorithm)} config (purerl/configs/{algorithm}/{env}.json"
         f"{budget}); flags override it, --config {DEFAULTS} gives the generic defaults"
     )
     return values, note
