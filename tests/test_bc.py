@@ -136,6 +136,8 @@ def test_bad_settings_are_one_line_errors(demos, tmp_path):
         bc.BCConfig(env="Acrobot-v1", demos=demos["CartPole-v1"])
     with pytest.raises(ValueError, match=r"^num_demo_episodes=6 but .* holds 5 episodes$"):
         bc.BCConfig(env="CartPole-v1", demos=demos["CartPole-v1"], num_demo_episodes=6)
+    with pytest.raises(ValueError, match=r"^compute_dtype must be one of float32, bfloat16; got 'float16'$"):
+        bc.BCConfig(env="CartPole-v1", demos=demos["CartPole-v1"], compute_dtype="float16")  # before: at compile
     with pytest.raises(ValueError, match=r"is not a demonstration directory \(purerl collect\)"):
         bc.BCConfig(env="CartPole-v1", demos=str(tmp_path))
     (tmp_path / "demos.json").write_text("{}")  # a demos.npz beside it, but no env in its metadata
@@ -207,3 +209,4 @@ def test_a_resume_refuses_demonstrations_changed_since(demos, tmp_path, capsys):
         cli.main(["train", "bc", "--resume", str(run)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"input {copy}/demos.npz changed since (SHA-256 " in err, err
+    assert err.count("\n") == 1  # the one line, and no "compiling ..." before it: nothing compiles

@@ -29,7 +29,7 @@ from purerl.control.demonstrations import ARRAYS_FILE, load_demos
 from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
-from purerl.core.config import Config, doc, optional, positive, positive_whole
+from purerl.core.config import Config, doc, one_of, optional, positive, positive_whole
 from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
 from purerl.core.optim import clipped_adam
 from purerl.core.streams import Streams, split_streams, step_key
@@ -58,7 +58,9 @@ class BCConfig(Config):
     hidden_sizes: tuple[int, ...] = doc((64, 64), "hidden layer widths of the policy MLP")
     activation: str = doc("tanh", "hidden activation: tanh or relu")
     log_std_init: float | None = doc(None, "initial log-std of the Gaussian policy (continuous actions only; none = 0)")
-    compute_dtype: str = doc("float32", f"dtype of the MLP's matmuls: {', '.join(COMPUTE_DTYPES)}")
+    compute_dtype: str = doc(
+        "float32", f"dtype of the MLP's matmuls: {', '.join(COMPUTE_DTYPES)}", one_of(*COMPUTE_DTYPES)
+    )
     eval_episodes: int = doc(128, "episodes of the final evaluation, one per fresh env", positive)
     eval_greedy: bool = doc(False, "evaluate with the policy's mode instead of samples")
 

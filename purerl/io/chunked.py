@@ -126,6 +126,7 @@ def train_in_chunks(
     meta: dict[str, Any] | None = None,
     meta_differences: Callable[[dict[str, Any]], list[str]] | None = None,
     progress: Callable[[int, np.ndarray], None] | None = None,
+    on_compile: Callable[[], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     run_name: Callable[[int], str] = "run {}".format,
@@ -145,7 +146,8 @@ def train_in_chunks(
     resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
     entries of ``meta`` stored otherwise). ``progress(done,
     values)`` is called after each chunk with the updates done and every run's last ``progress_metric``;
-    ``on_start(first_update)`` is called once compilation is done; ``on_chunk(first_update, metrics)`` after
+    ``on_compile()`` before anything compiles (after a resumed run's checkpoint is accepted);
+    ``on_start(first_update)`` once compilation is done; ``on_chunk(first_update, metrics)`` after
     each chunk with its metrics (name -> ``[runs, updates]``), before its checkpoint, and once with the restored
     metrics of a resumed run; ``run_name(r)`` names run ``r`` in errors.
     """
@@ -155,9 +157,7 @@ def train_in_chunks(
 
     start, history = 0, {}
     step = checkpoints.latest_step() if checkpoints is not None else None
-    if step is None:
-        state = init_runs(init, keys, configs, mesh)
-    else:
+    if step is not None:
         like = jax.eval_shape(jax.vmap(init), keys, configs)
         restored, history, stored_meta = checkpoints.restore(step, like)
         differences = (meta_differences or partial(entry_differences, meta or {}))(stored_meta)
@@ -168,6 +168,10 @@ def train_in_chunks(
         state, start = shard_seeds(restored, mesh), step
         if on_chunk is not None:
             on_chunk(0, history)  # the restored updates, for a tracker added at this resume (the others rewrite)
+    if on_compile is not None:
+        on_compile()
+    if step is None:
+        state = init_runs(init, keys, configs, mesh)
 
     # Compile every chunk length this run needs before the clock starts.
     compile_start = time.perf_counter()

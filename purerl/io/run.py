@@ -168,7 +168,7 @@ def run_seeds(
         devices = f" on {mesh.size} devices" if mesh.size > 1 else ""
         runs = f"{num_points} points x {num_seeds} seeds" if sweep else f"{num_seeds} seeds"
         precision = "" if config.compute_dtype == "float32" else f" in {config.compute_dtype}"
-        print(f"compiling {algorithm} on {config.env} for {runs}{devices}{precision} ...", file=sys.stderr, flush=True)
+        heading = f"compiling {algorithm} on {config.env} for {runs}{devices}{precision} ..."
 
     meta = run_meta(algorithm, config, num_seeds, base_seed, sweep)
     try:
@@ -186,6 +186,7 @@ def run_seeds(
             meta=meta,
             meta_differences=partial(run_meta_differences, meta, config),
             progress=bar,
+            on_compile=None if bar is None else lambda: print(heading, file=sys.stderr, flush=True),
             on_start=None if bar is None else bar.start,
             on_chunk=on_chunk,
             run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
