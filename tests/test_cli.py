@@ -174,6 +174,21 @@ def test_bad_input_one_line_error_before_compile(monkeypatch, capsys, tmp_path, 
     assert err.startswith("purerl: error: ") and message in err and err.count("\n") == 1
 
 
+def test_a_config_another_algorithm_saved_is_refused_naming_it(monkeypatch, capsys, tmp_path):
+    """pbrl's fields include PPO's: a PPO run's config.json was silently taken, and GRPO's was refused with a
+    list of unknown fields that did not say why."""
+    monkeypatch.setattr(run_dir, "run_seeds", fail_if_compiled)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"_algorithm": "ppo", "env": "CartPole-v1", "num_envs": 4}))
+    for algorithm in ("pbrl", "grpo"):
+        with pytest.raises(SystemExit):
+            cli.main(["train", algorithm, "--config", str(saved), "--out", str(tmp_path / algorithm)])
+        err = capsys.readouterr().err
+        name = {"pbrl": "PbRL", "grpo": "GRPO"}[algorithm]
+        assert f"--config {saved} is a PPO run's config, not {name}'s: use purerl train ppo --config" in err, err
+        assert err.count("\n") == 1
+
+
 def test_resume_of_a_language_model_run_names_its_command(capsys, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"_algorithm": "sft", "task": "sentiment"}))
     with pytest.raises(SystemExit) as exit_info:

@@ -109,4 +109,5 @@ def test_curves_that_start_with_nan_are_gridded_and_interpolated_over_their_fini
     # by hand: run 0 is 1 + 2 (x - 100) / 100; run 1 is 2 up to 260, then 2 + 2 (x - 260) / 70
     np.testing.assert_allclose(curves, [[1.4, 2.6, 3.8, 5.0], [2.0, 2.0, 2.0, 2.0 + 80 / 70]])
     gap = interpolate_curves(np.array([[0, 10, 20, 30]]), np.array([[1.0, np.nan, 3.0, np.nan]]), np.array([15.0, 25]))
-    np.testing.assert_allclose(gap, [[2.5, np.nan]])  # 1 + 2 * 15 / 20: across a NaN inside, never past the last finite point
+    # 1 + 2 * 15 / 20: across a NaN inside, never past the last finite point
+    np.testing.assert_allclose(gap, [[2.5, np.nan]])

@@ -62,7 +62,14 @@ def base_values(
     if config is not None:
         if not Path(config).is_file():
             raise ValueError(f"config file {config!r} does not exist (--config {DEFAULTS}: the generic defaults)")
-        return load_config_values(config), ""
+        values = load_config_values(config)
+        saved_by = values.get("_algorithm", algorithm)
+        if saved_by != algorithm:
+            raise ValueError(
+                f"--config {config} is a {title(saved_by)} run's config, not {title(algorithm)}'s: use purerl "
+                f"train {saved_by} --config {config}, or copy the fields you want into a file without _algorithm"
+            )
+        return values, ""
     env = env if env is not None else config_cls.__dataclass_fields__["env"].default
     path = tuned_config_path(algorithm, env)
     if path is None:
