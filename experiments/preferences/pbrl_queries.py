@@ -9,15 +9,17 @@ Per env (CartPole-v1, Acrobot-v1, Pendulum-v1) and 8 seeds (base seed 1): pbrl f
 (a) exact labels and random pairs, (b) labels flipped with probability 0.1 and random pairs, (c) exact labels
 and pairs chosen by the disagreement of a 3-member ensemble; and PPO on the true reward with its tuned config
 (``purerl/configs/ppo/``; on Pendulum that one also normalises observations and scales rewards, which pbrl
-does not allow: the table says so). Final evaluation: 128 episodes per seed on the true reward, IQM over seeds
-with a 95% stratified-bootstrap CI (rliable). Also reported: the reward model's held-out accuracy and the
-correlation of its segment returns with the true ones at the last query round (mean over seeds).
+does not allow: the table says so, and PPO also runs without them, pbrl's settings). Final evaluation: 128
+episodes per seed on the true reward, IQM over seeds with a 95% stratified-bootstrap CI (rliable). Also
+reported: the reward model's held-out accuracy and the correlation of its segment returns with the true ones
+at the last query round (mean over seeds).
 
 Each run is a directory under ``runs/preferences/`` (not committed), resumed after any stop and read back once
 finished. Results in ``experiments/preferences/results/``: ``pbrl_queries.md``, ``.json`` and ``.png``.
 """
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -97,8 +99,9 @@ def write_results(rows: list[dict[str, Any]]) -> None:
                 (line,) = ax.plot(q, [r["eval_iqm"] for r in chosen], marker="o", label=variant)
                 ax.fill_between(q, [r["eval_ci"][0] for r in chosen], [r["eval_ci"][1] for r in chosen],
                                 color=line.get_color(), alpha=0.15)  # fmt: skip
-        for r in (r for r in rows if r["env"] == env and r["method"].startswith("PPO")):
-            ax.axhline(r["eval_iqm"], color="grey", linestyle="--", label=r["method"])
+        baselines = [r for r in rows if r["env"] == env and r["method"].startswith("PPO")]
+        for r, style in zip(baselines, ("--", ":"), strict=False):
+            ax.axhline(r["eval_iqm"], color="grey", linestyle=style, label=r["method"])
         ax.set(xscale="log", title=env, xlabel="queries (labelled pairs)", ylabel="eval return (IQM, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -119,6 +122,10 @@ def main() -> None:
         normalised = ppo_config.normalize_observations or ppo_config.scale_rewards
         plan.append((env, "PPO on the true reward" + (" (normalised obs, scaled rewards)" if normalised else ""),
                      None, "ppo", ppo_config, args.work / env / "ppo"))  # fmt: skip
+        if normalised:  # and with pbrl's settings, which cannot normalise: the like-for-like baseline
+            plain = dataclasses.replace(ppo_config, normalize_observations=False, scale_rewards=False)
+            plan.append((env, "PPO on the true reward (pbrl's settings: raw obs and rewards)", None, "ppo", plain,
+                         args.work / env / "ppo_raw"))  # fmt: skip
         for queries in QUERIES:
             for variant, fields in VARIANTS.items():
                 config = tuned_config("pbrl", env, queries=queries, **fields)
