@@ -155,8 +155,9 @@ def fail_if_compiled(*args, **kwargs):
         (["--seeds", "0"], "--seeds must be > 0, got 0"),
         (["--chunk-updates", "0"], "--chunk-updates must be > 0, got 0"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
-        (["--checkpoint-minutes", "-1"], "--checkpoint-minutes must be >= 0, got -1.0"),
-        (["--checkpoint-minutes", "nan"], "--checkpoint-minutes must be >= 0, got nan"),
+        (["--checkpoint-minutes", "-1"], "--checkpoint-minutes must be finite and >= 0, got -1.0"),
+        (["--checkpoint-minutes", "nan"], "--checkpoint-minutes must be finite and >= 0, got nan"),
+        (["--checkpoint-minutes", "inf"], "--checkpoint-minutes must be finite and >= 0, got inf"),
         (["--chunk-updates", "1.5"], "argument --chunk-updates: invalid int value: '1.5'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--log-std-init", "0.5"], "log_std_init is for continuous actions; CartPole-v1 has discrete actions"),
@@ -185,7 +186,7 @@ def test_a_config_another_algorithm_saved_is_refused_naming_it(monkeypatch, caps
             cli.main(["train", algorithm, "--config", str(saved), "--out", str(tmp_path / algorithm)])
         err = capsys.readouterr().err
         name = {"pbrl": "PbRL", "grpo": "GRPO"}[algorithm]
-        assert f"--config {saved} is a PPO run's config, not {name}'s: use purerl train ppo --config" in err, err
+        assert f"--config {saved} is a PPO run's config, not {name}'s: give it to that algorithm's command" in err, err
         assert err.count("\n") == 1
 
 

@@ -93,8 +93,8 @@ class PbRLConfig(ppo.PPOConfig):
                 "scale_rewards must be false and reward_scale 1 (the learned reward is scaled instead)"
             )
         if self.segment_length > self.num_steps:
-            raise ValueError(f"segment_length={self.segment_length} exceeds num_steps={self.num_steps}, the rollout "
-                             "segments are cut from")  # fmt: skip
+            raise ValueError(f"segment_length={self.segment_length} exceeds num_steps={self.num_steps}: segments are "
+                             "cut from one env's rollout of num_steps steps")  # fmt: skip
         if self.queries % self.query_rounds:
             raise ValueError(f"queries={self.queries} does not split evenly over query_rounds={self.query_rounds}")
         if (self.query_rounds - 1) * self.interval >= self.num_updates:

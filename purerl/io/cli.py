@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
-    add_chunking_flags(bench, "the algorithm's: " + ", ".join(f"{n} {a.chunk_updates}" for n, a in ALGORITHMS.items()))
+    defaults = ", ".join(f"{name} {ALGORITHMS[name].chunk_updates}" for name in BENCHMARKED)
+    add_chunking_flags(bench, f"the algorithm's: {defaults}")
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)

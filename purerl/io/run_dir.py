@@ -52,8 +52,8 @@ class RunSettings:
                 raise ValueError(f"--{flag} must be > 0, got {value}")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
-        if not self.checkpoint_minutes >= 0:  # NaN too
-            raise ValueError(f"--checkpoint-minutes must be >= 0, got {self.checkpoint_minutes}")
+        if not 0 <= self.checkpoint_minutes < float("inf"):  # NaN too
+            raise ValueError(f"--checkpoint-minutes must be finite and >= 0, got {self.checkpoint_minutes}")
 
     @property
     def command(self) -> str:

@@ -64,10 +64,11 @@ def base_values(
             raise ValueError(f"config file {config!r} does not exist (--config {DEFAULTS}: the generic defaults)")
         values = load_config_values(config)
         saved_by = values.get("_algorithm", algorithm)
-        if saved_by != algorithm:
+        if saved_by != algorithm:  # a hand-edited or LM config's may be anything: named as it is
+            by = f"{title(saved_by)} run's" if isinstance(saved_by, str) else f"_algorithm={saved_by!r}"
             raise ValueError(
-                f"--config {config} is a {title(saved_by)} run's config, not {title(algorithm)}'s: use purerl "
-                f"train {saved_by} --config {config}, or copy the fields you want into a file without _algorithm"
+                f"--config {config} is a {by} config, not {title(algorithm)}'s: give it to that algorithm's "
+                "command, or copy the fields you want into a file without _algorithm"
             )
         return values, ""
     env = env if env is not None else config_cls.__dataclass_fields__["env"].default
