@@ -43,8 +43,8 @@ from purerl.io.tuned import control_config_from_args
 from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
-# fixed by a resumed run
-RUN_FLAGS = ("seeds", "seed", "out", "config", "chunk_updates", "checkpoint_every", "checkpoint_minutes")
+CHUNKING_FLAGS = ("chunk_updates", "checkpoint_every", "checkpoint_minutes")  # train's, sweep's and benchmark's
+RUN_FLAGS = ("seeds", "seed", "out", "config", *CHUNKING_FLAGS)  # fixed by a resumed run
 
 
 def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type) -> None:
@@ -284,7 +284,7 @@ def control_command(args: argparse.Namespace) -> dict:
         settings = dataclasses.replace(settings, tensorboard=args.tensorboard, wandb=args.wandb)
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
-    flags |= {name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every", "checkpoint_minutes")}
+    flags |= {name: getattr(args, name) for name in CHUNKING_FLAGS}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
     for name in ("field_demos", "field_expert"):  # bc's and dagger's: a resume from elsewhere still finds them
@@ -359,9 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = collect(args.run_dir, out, args.episodes, args.seed_index, args.greedy, args.seed)
         elif args.command == "benchmark":
             run_settings = {"tensorboard": args.tensorboard, "wandb": args.wandb}
-            run_settings |= {
-                name: getattr(args, name) for name in ("chunk_updates", "checkpoint_every", "checkpoint_minutes")
-            }
+            run_settings |= {name: getattr(args, name) for name in CHUNKING_FLAGS}
             summary = run_benchmark(
                 args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed,
                 {name: value for name, value in run_settings.items() if value is not None},
