@@ -111,8 +111,9 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert [row["env"] for row in partial["envs"]] == ["Catch-bsuite"] and partial["pending"] == ["DeepSea-bsuite"]
     assert partial["aggregates"] == report["aggregates"]  # DeepSea is not in them anyway
     assert "**Partial: still to run: DeepSea-bsuite.**" in (out / "report.md").read_text()
-    assert cli.main([*TINY, "--out", str(out)]) == 0
+    assert cli.main([*TINY, "--out", str(out)]) == 0  # the same command, but for the flags that run.json keeps
     assert "env 2/2 DeepSea-bsuite resuming" in capsys.readouterr().err
+    assert json.loads((out / "DeepSea-bsuite" / "run.json").read_text())["chunk_updates"] == 7  # the first command's
     assert (out / "DeepSea-bsuite" / "summary.json").exists()
     assert "(resumed at update " in (out / "report.md").read_text()  # its timings are the last session's only
     assert "Partial" not in (out / "report.md").read_text()
@@ -141,6 +142,10 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
     earlier = dataclasses.replace(benchmark_config("ppo", "Catch-bsuite", "short"), learning_rate=0.123)
     save_config(earlier, old / "Catch-bsuite" / "config.json", "ppo")
     tiny = ["benchmark", "--suite", "bsuite", "--envs", "Catch-bsuite", "--seeds", "3", "--budget", "short"]
+    chunked = tmp_path / "chunked"  # started with --chunk-updates 7: a re-run may omit it, not change it
+    chunked.mkdir()
+    settings = json.loads((out / "benchmark.json").read_text())
+    (chunked / "benchmark.json").write_text(json.dumps(settings | {"chunking": {"chunk_updates": 7}}))
     cases = [
         ([*tiny, "--out", str(old)], "was run with another config than Catch-bsuite's now (learning_rate 0.123 -> "),
         (
@@ -159,6 +164,7 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
             ],
             "holds a benchmark with other settings (num_seeds 3 -> 4)",
         ),
+        ([*tiny, "--chunk-updates", "5", "--out", str(chunked)], "other settings (chunk_updates 7 -> 5)"),
         (["benchmark", "--suite", "atari", "--out", str(tmp_path / "a")], "--suite 'atari'; choose one of"),
         (["benchmark", "--envs", "Catch-bsuite", "--out", str(tmp_path / "b")], "--envs Catch-bsuite not in suite"),
         (["benchmark", "--seeds", "0", "--out", str(tmp_path / "c")], "--seeds must be > 0, got 0"),

@@ -36,7 +36,7 @@ from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summa
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
 from purerl.io.run import ALGORITHMS, read_metrics_csv, title
-from purerl.io.run_dir import RUN_FILE, RunSettings, run_in_dir
+from purerl.io.run_dir import CHUNKING, RUN_FILE, RunSettings, run_in_dir
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 from purerl.io.sweep import plot_aggregates
 from purerl.io.tuned import base_values, tuned_config_path, tuned_envs
@@ -131,18 +131,22 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
     return config
 
 
-def check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """A benchmark directory keeps its settings: the same command continues it, another is refused."""
+def check_settings(out: Path, settings: dict[str, Any], chunking: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark directory keeps its settings: the same command continues it, another is refused. ``chunking``:
+    the ``CHUNKING`` flags given now; one given before and omitted now keeps its value, as ``train --resume``
+    keeps a run's. Returns the chunking settings to run with (and saves them)."""
     path = out / SETTINGS_FILE
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
-        if changed:
-            text = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
-            raise ValueError(f"--out {str(out)!r} holds a benchmark with other settings ({text}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+    saved = json.loads(path.read_text()) if path.exists() else settings
+    kept = saved.get("chunking", {})
+    now = settings | {"chunking": kept | chunking}
+    changed = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
+    changed |= {key: (kept[key], value) for key, value in chunking.items() if kept.get(key, value) != value}
+    if changed:
+        text = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise ValueError(f"--out {str(out)!r} holds a benchmark with other settings ({text}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(now, indent=2) + "\n")
+    return now["chunking"]
 
 
 def run_benchmark(
@@ -159,7 +163,8 @@ def run_benchmark(
     """Trains (or resumes, or reads back) every env of the benchmark, then writes and returns the report.
     ``base_seed`` defaults to 1: purerl's configs were tuned on base seed 0, so reported seeds are held out.
     ``run_settings``: ``RunSettings`` fields for every env's run besides the seeds, e.g. ``{"tensorboard":
-    True, "chunk_updates": 10}`` (``purerl.io.run_dir``; trackers: ``purerl.io.trackers``)."""
+    True, "chunk_updates": 10}`` (``purerl.io.run_dir``; trackers: ``purerl.io.trackers``); the ``CHUNKING``
+    ones are kept in ``DIR/benchmark.json`` for the envs still to train, as the seeds are."""
     names = list(suite_envs(suite)) if not envs else envs
     for env in names:
         check_env_name(env)  # an unknown env, or one purerl cannot run, with its reason
@@ -169,10 +174,12 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"--envs {', '.join(unknown)} not in suite {suite!r}: {', '.join(suite_envs(suite))}")
     configs = {env: benchmark_config(algorithm, env, budget) for env in names}  # every config checked first
-    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(run_settings or {}))  # checked too
+    run_settings = run_settings or {}
+    RunSettings(num_seeds=num_seeds, base_seed=base_seed, **run_settings)  # checked before the directory is touched
     settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "base_seed": base_seed,
                 "budget": budget}  # fmt: skip
-    check_settings(out, settings)
+    chunking = check_settings(out, settings, {key: value for key, value in run_settings.items() if key in CHUNKING})
+    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(run_settings | chunking))
     for env in names:  # a run of an env is continued or read back only with the config it would start with now
         check_run_config(out / env, algorithm, configs[env])
     for position, env in enumerate(names, 1):

@@ -31,6 +31,7 @@ from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pair
 from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import ALGORITHMS, title
 from purerl.io.run_dir import (
+    CHUNKING,
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_MINUTES,
     RunSettings,
@@ -43,8 +44,7 @@ from purerl.io.tuned import control_config_from_args
 from purerl.lm.preference_data import PairsConfig
 from purerl.lm.sft import SFTConfig
 
-CHUNKING_FLAGS = ("chunk_updates", "checkpoint_every", "checkpoint_minutes")  # train's, sweep's and benchmark's
-RUN_FLAGS = ("seeds", "seed", "out", "config", *CHUNKING_FLAGS)  # fixed by a resumed run
+RUN_FLAGS = ("seeds", "seed", "out", "config", *CHUNKING)  # fixed by a resumed run
 
 
 def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type) -> None:
@@ -284,7 +284,7 @@ def control_command(args: argparse.Namespace) -> dict:
         settings = dataclasses.replace(settings, tensorboard=args.tensorboard, wandb=args.wandb)
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
-    flags |= {name: getattr(args, name) for name in CHUNKING_FLAGS}
+    flags |= {name: getattr(args, name) for name in CHUNKING}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
     settings = RunSettings(**{name: value for name, value in flags.items() if value is not None})
     for name in ("field_demos", "field_expert"):  # bc's and dagger's: a resume from elsewhere still finds them
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = collect(args.run_dir, out, args.episodes, args.seed_index, args.greedy, args.seed)
         elif args.command == "benchmark":
             run_settings = {"tensorboard": args.tensorboard, "wandb": args.wandb}
-            run_settings |= {name: getattr(args, name) for name in CHUNKING_FLAGS}
+            run_settings |= {name: getattr(args, name) for name in CHUNKING}
             summary = run_benchmark(
                 args.algo, args.suite, args.seeds, out, args.budget, args.envs, args.stop_grace, args.seed,
                 {name: value for name, value in run_settings.items() if value is not None},

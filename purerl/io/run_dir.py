@@ -30,6 +30,7 @@ from purerl.io.trackers import TRACKERS, Trackers
 RUN_FILE = "run.json"
 DEFAULT_CHECKPOINT_EVERY = 500  # updates between periodic checkpoints of a CLI run (also saved at the end and on stop)
 DEFAULT_CHECKPOINT_MINUTES = 10.0  # and at the first chunk's end this long after the last save: a SIGKILL loses less
+CHUNKING = ("chunk_updates", "checkpoint_every", "checkpoint_minutes")  # the RunSettings of when a run saves and stops
 
 
 @dataclass(frozen=True)
