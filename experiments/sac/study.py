@@ -8,7 +8,9 @@ IQM with 95% CIs, env steps to a threshold, replay memory per seed and compile t
 
 Each (env, algorithm, variant) is a ``purerl train`` run directory under ``runs/sac_study/`` (not committed),
 resumed after any stop and read back once finished, so the same command continues the study. Results (small)
-in ``experiments/sac/results/``: ``study.md`` (the table), ``study.json`` and one figure per env.
+in ``experiments/sac/results/``: ``study.md`` (the table), ``study.json`` and one figure per env. A finished
+cell is kept in ``study.json`` with its config, seeds and budget, and is not run again while they match, so the
+study also continues from a fresh checkout where ``runs/`` is gone (commit ``results/`` as cells finish).
 
 Configs: PPO from purerl's tuned config of the env (gymnax: experiments/ppo/README.md; brax: Brax's training
 notebook, ``purerl/configs/ppo/brax``), SAC from ``purerl/configs/sac/brax`` for brax and SAC's defaults
@@ -35,7 +37,7 @@ import numpy as np
 
 import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
 from purerl.core.stats import iqm
-from purerl.io.config_io import config_from_dict
+from purerl.io.config_io import config_from_dict, config_to_dict
 from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import RunSettings, finished_run
 from purerl.io.tuned import base_values
@@ -107,6 +109,7 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
         "env": env,
         "algorithm": algorithm,
         "variant": variant,
+        "config": config_to_dict(config),
         "seeds": summary["num_seeds"],
         "env_steps": summary["env_steps_per_seed"],
         "eval_iqm": summary["eval"]["iqm"],
@@ -129,6 +132,7 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
 
 def write_results(cells: list[dict[str, Any]], budget: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    cells = sorted(cells, key=lambda c: (ENVS.index(c["env"]), c["algorithm"] != "sac", c["variant"]))
     (RESULTS / "study.json").write_text(json.dumps({"budget": budget, "cells": cells}, indent=1) + "\n")
     lines = [
         f"# SAC vs PPO ({budget} budgets)",
@@ -171,6 +175,21 @@ def write_results(cells: list[dict[str, Any]], budget: str) -> None:
         plt.close(fig)
 
 
+def keys(cells: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(c["env"], c["algorithm"], c["variant"]) for c in cells}
+
+
+def committed_cells(budget: str, seeds: int) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The finished cells in ``results/study.json`` at this budget and seed count, by (env, algorithm, variant)."""
+    path = RESULTS / "study.json"
+    if not path.exists():
+        return {}
+    study = json.loads(path.read_text())
+    if study["budget"] != budget:
+        return {}
+    return {(c["env"], c["algorithm"], c["variant"]): c for c in study["cells"] if c["seeds"] == seeds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
@@ -184,12 +203,18 @@ def main() -> None:
             for variant in variants:
                 config = study_config(algorithm, env, args.budget, variant == "bootstrap")
                 plan.append((env, algorithm, variant, config))  # every config checked before the first run
+    kept = committed_cells(args.budget, args.seeds)
     cells = []
     for env, algorithm, variant, config in plan:
+        done = kept.get((env, algorithm, variant))
+        if done is not None and done["config"] == json.loads(json.dumps(config_to_dict(config))):
+            cells.append(done)
+            print(f"{env} {algorithm} {variant}: kept from {RESULTS / 'study.json'}", flush=True)
+            continue
         settings = RunSettings(num_seeds=args.seeds, base_seed=1)  # configs were tuned on base seed 0
         out = finished_run(WORK / env / f"{algorithm}_{variant}", algorithm, config, settings)
         cells.append(cell(env, algorithm, variant, out, config))
-        write_results(cells, args.budget)
+        write_results(cells + [c for key, c in kept.items() if key not in keys(cells)], args.budget)
         print(f"{env} {algorithm} {variant}: eval IQM {cells[-1]['eval_iqm']:.1f}", flush=True)
 
 
