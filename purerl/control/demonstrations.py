@@ -54,10 +54,21 @@ def flatten_episodes(played: dict[str, np.ndarray], seeds: np.ndarray, discrete:
     }
 
 
-@cache
 def load_demos(directory: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``(arrays, meta)`` of a demonstration directory, read once per process; a one-line ``ValueError`` if it
-    is not one."""
+    """``(arrays, meta)`` of a demonstration directory, read once per process while its files are unchanged
+    (a collect into the same directory, or an edit, is read again: a run's inputs are hashed from the files, so
+    the arrays it trains on must be theirs); a one-line ``ValueError`` if it is not one. The message names the
+    directory, not a flag: a resumed run reads the one its config names."""
+    path = Path(directory)
+    try:
+        stamps = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in (path / META_FILE, path / ARRAYS_FILE))
+    except OSError:
+        stamps = ()  # _read_demos says what is wrong
+    return _read_demos(directory, stamps)
+
+
+@cache
+def _read_demos(directory: str, stamps: tuple) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(directory)
     try:
         meta = json.loads((path / META_FILE).read_text())
@@ -67,5 +78,5 @@ def load_demos(directory: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if missing:
             raise KeyError(f"{META_FILE} lacks {', '.join(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"--demos {directory!r} is not a demonstration directory (purerl collect): {error}") from None
+        raise ValueError(f"{directory!r} is not a demonstration directory (purerl collect): {error}") from None
     return arrays, meta
