@@ -144,6 +144,13 @@ def test_bad_settings_are_one_line_errors(demos, tmp_path):
     (tmp_path / "demos.npz").write_bytes((Path(demos["CartPole-v1"]) / "demos.npz").read_bytes())
     with pytest.raises(ValueError, match=r"is not a demonstration directory \(purerl collect\): .*lacks env, episodes"):
         bc.BCConfig(env="CartPole-v1", demos=str(tmp_path))
+    # Collected again into the same directory: read again, not this process's copy of the old files (whose
+    # arrays a run would train on while hashing the new ones as its input).
+    (tmp_path / "demos.json").write_text((Path(demos["CartPole-v1"]) / "demos.json").read_text())
+    arrays, _ = load_demos(str(tmp_path))
+    half = {name: array[: len(array) // 2] for name, array in arrays.items()}
+    np.savez(tmp_path / "demos.npz", **half)
+    assert len(load_demos(str(tmp_path))[0]["actions"]) == len(half["actions"])
 
 
 def test_collect_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):
@@ -210,3 +217,14 @@ def test_a_resume_refuses_demonstrations_changed_since(demos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"input {copy}/demos.npz changed since (SHA-256 " in err, err
     assert err.count("\n") == 1  # the one line, and no "compiling ..." before it: nothing compiles
+
+    np.savez(copy / "demos.npz", **{name: array[: len(array) // 2] for name, array in arrays.items()})  # fewer
+    with pytest.raises(SystemExit) as stop:  # a new size is no state-shape error: the input changed
+        cli.main(["train", "bc", "--resume", str(run)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"input {copy}/demos.npz changed since (SHA-256 " in err, err
+    subprocess.run(["rm", "-r", str(copy)], check=True)  # gone: the error names the directory, not a flag
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "bc", "--resume", str(run)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"'{copy}' is not a demonstration directory" in err and "--demos" not in err, err

@@ -230,9 +230,16 @@ def test_corrupt_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys, ta
 
 @SHARES_THE_RUN
 def test_mismatched_checkpoint_is_a_clear_error(uninterrupted, tmp_path, capsys):
+    # A config that changes the state's shapes is named as the difference, not as the shapes it implies.
     other_shape = copy_run(uninterrupted, tmp_path / "shape")
     config = json.loads((other_shape / "config.json").read_text())
     (other_shape / "config.json").write_text(json.dumps(config | {"hidden_sizes": [16]}))
+    message = resume_error(other_shape, capsys)
+    assert message.endswith("config field hidden_sizes is (8,) there and (16,) here"), message
+    # A state unlike its own meta's (saved by another purerl version, say) is refused for its shapes.
+    meta = other_shape / "checkpoints" / str(NUM_UPDATES) / "meta" / "metadata"
+    values = json.loads(meta.read_text())
+    meta.write_text(json.dumps(values | {"config": values["config"] | {"hidden_sizes": [16]}}))
     assert "does not match this run's state" in resume_error(other_shape, capsys)
 
     other_value = copy_run(uninterrupted, tmp_path / "value")

@@ -101,10 +101,21 @@ class RunCheckpoints:
         except Exception as error:  # orbax and tensorstore raise many types for unreadable files
             raise CheckpointError(f"{where} is unreadable: {_first_line(error)}") from None
 
-    def _restore(self, step: int, like_state: Any, where: str) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
-        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    def meta(self, step: int) -> dict[str, Any]:
+        """The meta saved with ``step`` alone, read before its state: a resume compares it with its own run first,
+        so that another run's checkpoint is refused for what differs (a config field, an input file), not for
+        the state shape that difference implies. ``CheckpointError`` if unreadable or not purerl's."""
+        where = f"checkpoint {self.directory}/{step}"
+        try:
+            meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as error:  # orbax and tensorstore raise many types for unreadable files
+            raise CheckpointError(f"{where} is unreadable: {_first_line(error)}") from None
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{where} is not a purerl checkpoint of format {FORMAT_VERSION}")
+        return meta
+
+    def _restore(self, step: int, like_state: Any, where: str) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+        meta = self.meta(step)
         expected = jax.eval_shape(_storable, like_state)
         stored = _shapes_by_path(self.manager.item_metadata(step).state)
         wanted = _shapes_by_path(expected)

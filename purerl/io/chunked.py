@@ -159,12 +159,12 @@ def train_in_chunks(
     step = checkpoints.latest_step() if checkpoints is not None else None
     if step is not None:
         like = jax.eval_shape(jax.vmap(init), keys, configs)
-        restored, history, stored_meta = checkpoints.restore(step, like)
-        differences = (meta_differences or partial(entry_differences, meta or {}))(stored_meta)
+        differences = (meta_differences or partial(entry_differences, meta or {}))(checkpoints.meta(step))
         if differences:
             raise CheckpointError(
                 f"checkpoint {checkpoints.directory}/{step} was saved by a different run: " + "; ".join(differences)
             )
+        restored, history, _ = checkpoints.restore(step, like)
         state, start = shard_seeds(restored, mesh), step
         if on_chunk is not None:
             on_chunk(0, history)  # the restored updates, for a tracker added at this resume (the others rewrite)

@@ -103,13 +103,13 @@ def run_lm(
     first_step = 0
     latest = checkpoints.latest_step() if resume else None
     if latest is not None:
-        state, history, saved_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
-        differences = stored_config_differences(saved_meta.get("config"), config)
+        differences = stored_config_differences(checkpoints.meta(latest).get("config"), config)
         if differences:
             raise CheckpointError(
                 f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config: "
                 + "; ".join(differences)
             )
+        state, history, _ = checkpoints.restore(latest, jax.eval_shape(lambda: state))
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)
     elif resume:  # stopped before its first checkpoint (killed: a stop signal saves one), as control runs do
