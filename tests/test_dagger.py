@@ -2,6 +2,7 @@
 and the command a user runs reaching the expert's return from one demonstration episode."""
 
 import json
+import shutil
 from functools import partial
 
 import jax
@@ -107,6 +108,28 @@ def test_bad_settings_are_one_line_errors(cartpole_expert, tmp_path):
         dagger.DAggerConfig(env="Acrobot-v1", demos=str(tmp_path))
     with pytest.raises(ValueError, match=r"^the expert .* learnt CartPole-v1, not Acrobot-v1$"):
         dagger.DAggerConfig(env="Acrobot-v1", demos=str(tmp_path), expert=str(expert))
+
+
+@SHARES_THE_EXPERT
+def test_a_resume_refuses_an_expert_trained_again_in_its_directory(cartpole_expert, tmp_path, capsys):
+    """Another seed, the same config.json: the expert's parameters are its fingerprint, not its config file
+    (which let this pass unnoticed, and the process's copy of the old expert would have labelled the rest)."""
+    _, demos = cartpole_expert
+    expert, run = tmp_path / "expert", tmp_path / "dagger"
+    tiny_expert = ["train", "ppo", "--env", "CartPole-v1", "--config", "defaults", "--num-envs", "4",
+                   "--num-steps", "8", "--total-timesteps", "64", "--seeds", "1", "--eval-episodes", "1",
+                   "--out", str(expert)]  # fmt: skip
+    assert cli.main(tiny_expert) == 0
+    assert cli.main(["train", "dagger", "--demos", str(demos), "--expert", str(expert), "--seeds", "1",
+                     "--num-demo-episodes", "1", "--num-updates", "2", "--gradient-steps", "2", "--batch-size", "8",
+                     "--episodes-per-round", "1", "--eval-episodes", "1", "--out", str(run)]) == 0  # fmt: skip
+    shutil.rmtree(expert)
+    assert cli.main([*tiny_expert, "--seed", "1"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "dagger", "--resume", str(run)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"input expert {expert} seed 0 changed since (SHA-256 " in err, err
 
 
 @pytest.mark.learning

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from purerl.control.demonstrations import ARRAYS_FILE, load_demos
+from purerl.control.demonstrations import ARRAYS_FILE, file_digest, load_demos
 from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
@@ -85,9 +85,11 @@ class BCConfig(Config):
         return None
 
     @property
-    def input_files(self) -> tuple[str, ...]:
-        """Files the run reads: a resume checks that they are unchanged (``purerl.io.run.run_meta``)."""
-        return (str(Path(self.demos) / ARRAYS_FILE),)
+    def inputs(self) -> dict[str, str]:
+        """What the run reads, each with its SHA-256: a resume checks that they are unchanged
+        (``purerl.io.run.run_meta``)."""
+        path = str(Path(self.demos) / ARRAYS_FILE)
+        return {path: file_digest(path)}
 
 
 class BCState(NamedTuple):

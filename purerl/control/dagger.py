@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purerl.control import bc
-from purerl.control.demonstrations import load_demos
+from purerl.control.demonstrations import file_stamps, load_demos
 from purerl.control.envs import RunningMeanStd, vec_env
 from purerl.control.evaluation import play_episodes, select_seed
 from purerl.core.config import at_least, doc, in_range, non_negative, optional, positive
@@ -84,10 +84,11 @@ class DAggerConfig(bc.BCConfig):
         return bool(load_demos(self.demos)[1].get("expert", {}).get("greedy", False))
 
     @property
-    def input_files(self) -> tuple[str, ...]:
-        """BC's, and the expert run's config (runs are deterministic: the same config and seeds give the same
-        expert; its summary is rewritten whenever the run is resumed, so it cannot serve)."""
-        return (*super().input_files, str(Path(self.expert_source[0]) / "config.json"))
+    def inputs(self) -> dict[str, str]:
+        """BC's, and the expert's trained state (its parameters: ``purerl.io.checkpoints.state_digest``), so that
+        a resume notices an expert trained again with another config or seed in the same directory."""
+        run_dir, seed_index = self.expert_source
+        return super().inputs | {f"expert {run_dir} seed {seed_index}": expert_digest(run_dir, seed_index)}
 
     @property
     def learner_rows(self) -> int:
@@ -95,20 +96,36 @@ class DAggerConfig(bc.BCConfig):
         return (self.num_updates - 1) * self.episodes_per_round * self.spec.max_steps_in_episode
 
 
-@cache
 def load_expert(run_dir: str, seed_index: int) -> tuple[Any, Any, Any]:
     """``(policy, state, config)`` of seed ``seed_index`` of the finished run in ``run_dir``: ``policy(state, obs)``
-    is its algorithm's action distribution at raw observations. Read once per process; the state is a
-    constant of the compiled program, like the demonstrations. One-line ``ValueError`` for a run that cannot
-    serve or a seed it lacks."""
+    is its algorithm's action distribution at raw observations. Read once per process while the run's files are
+    unchanged; the state is a constant of the compiled program, like the demonstrations. One-line
+    ``ValueError`` for a run that cannot serve or a seed it lacks."""
+    return _read_expert(run_dir, seed_index, expert_stamps(run_dir))[:3]
+
+
+def expert_digest(run_dir: str, seed_index: int) -> str:
+    """SHA-256 of that seed's trained state (``purerl.io.checkpoints.state_digest``)."""
+    return _read_expert(run_dir, seed_index, expert_stamps(run_dir))[3]
+
+
+def expert_stamps(run_dir: str) -> tuple[tuple[int, int], ...]:
+    """A run trained again in the same directory rewrites both files before it trains."""
+    return file_stamps(Path(run_dir) / "config.json", Path(run_dir) / "run.json")
+
+
+@cache
+def _read_expert(run_dir: str, seed_index: int, stamps: tuple) -> tuple[Any, Any, Any, str]:
     # The run-directory format belongs to the I/O layer, which imports this module: imported when first used.
+    from purerl.io.checkpoints import state_digest
     from purerl.io.run import ALGORITHMS
     from purerl.io.run_dir import load_trained_state
 
     algorithm, config, settings, states = load_trained_state(Path(run_dir), flag="--expert")
     if not 0 <= seed_index < settings.num_seeds:
         raise ValueError(f"--expert-seed-index {seed_index}: the expert run has seeds 0..{settings.num_seeds - 1}")
-    return ALGORITHMS[algorithm].policy, select_seed(states, seed_index), config
+    state = select_seed(states, seed_index)
+    return ALGORITHMS[algorithm].policy, state, config, state_digest(state)
 
 
 class DAggerState(NamedTuple):

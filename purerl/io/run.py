@@ -3,7 +3,6 @@ summary (with IQM and bootstrap CIs), learning curve. Used by the CLI and by the
 
 import csv
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -99,7 +98,7 @@ def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
 
 def run_meta(algorithm: str, config: Any, num_seeds: int, base_seed: int, sweep: dict[str, list[float]]) -> dict:
     """What identifies a run; stored with its checkpoints, so a resume can tell it is the same run. A config
-    that reads files (BC's demonstrations, DAgger's expert: ``config.input_files``) adds their SHA-256, so a
+    that reads files (BC's demonstrations, DAgger's expert: ``config.inputs``) adds their SHA-256s, so a
     resume refuses inputs changed since."""
     meta = {
         "algorithm": algorithm,
@@ -108,9 +107,9 @@ def run_meta(algorithm: str, config: Any, num_seeds: int, base_seed: int, sweep:
         "base_seed": base_seed,
         "sweep": sweep,
     }
-    inputs = getattr(config, "input_files", ())
+    inputs = getattr(config, "inputs", {})
     if inputs:
-        meta["inputs"] = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in inputs}
+        meta["inputs"] = inputs
     return meta
 
 
