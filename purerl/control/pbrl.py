@@ -107,7 +107,9 @@ class PbRLConfig(ppo.PPOConfig):
 
     @property
     def interval(self) -> int:
-        """Updates between query rounds: ``query_interval``, or the rounds spread over the first half."""
+        """Updates between query rounds: ``query_interval``, or ``max(1, num_updates // (2 * query_rounds))``,
+        which spreads the rounds over the first half of training; more rounds than half the updates take one
+        update each, from the first, so they reach into the second half (all of it when rounds == updates)."""
         if self.query_interval is not None:
             return self.query_interval
         return max(1, self.num_updates // (2 * self.query_rounds))
