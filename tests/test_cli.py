@@ -190,6 +190,28 @@ def test_a_config_another_algorithm_saved_is_refused_naming_it(monkeypatch, caps
         assert err.count("\n") == 1
 
 
+def test_a_config_of_the_other_halfs_algorithm_of_that_name_is_refused_naming_its_command(capsys, tmp_path):
+    """Control and LM both have ppo and grpo: each one's config given to the other was refused with a list of
+    unknown fields that did not say why; an LM rm run's config given to lm dpo was taken (their fields overlap)."""
+    lm_ppo, control_ppo, lm_rm = tmp_path / "lm_ppo.json", tmp_path / "ppo.json", tmp_path / "rm.json"
+    lm_ppo.write_text(json.dumps({"_algorithm": "ppo", "init": "runs/sft", "kl_coef": 0.05, "steps": 10}))
+    control_ppo.write_text(json.dumps({"_algorithm": "ppo", "env": "CartPole-v1", "ent_coef": 0.0}))
+    lm_rm.write_text(json.dumps({"_algorithm": "rm", "init": "runs/sft", "steps": 10}))
+    cases = [
+        (["train", "ppo", "--config", str(lm_ppo)], f"is a config of purerl lm ppo (fields init, kl_coef, steps); "
+                                                    f"use: purerl lm ppo --config {lm_ppo}"),
+        (["sweep", "ppo", "--config", str(lm_ppo), "--grid", "steps=1,2"], "is a config of purerl lm ppo"),
+        (["lm", "ppo", "--config", str(control_ppo)], f"is a config of purerl train ppo (fields ent_coef, env); "
+                                                      f"use: purerl train ppo --config {control_ppo}"),
+        (["lm", "dpo", "--config", str(lm_rm)], f"--config {lm_rm} is an LM rm run's config, not LM dpo's"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*argv, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
 def test_resume_of_a_language_model_run_names_its_command(capsys, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"_algorithm": "sft", "task": "sentiment"}))
     with pytest.raises(SystemExit) as exit_info:

@@ -26,7 +26,7 @@ from purerl.io.benchmark import BENCHMARKED, compare_benchmarks, run_benchmark
 from purerl.io.checkpoints import CheckpointError
 from purerl.io.collect import collect
 from purerl.io.compile_cache import ENV_VAR, OFF, configure_compile_cache, default_directory
-from purerl.io.config_io import add_config_flags, config_from_args
+from purerl.io.config_io import add_config_flags, config_from_args, field_types, load_config_values
 from purerl.io.lm_align import METHODS, load_method_config, run_method, run_pairs, with_absolute_paths
 from purerl.io.lm_sft import load_sft_config, run_sft
 from purerl.io.run import ALGORITHMS, title
@@ -283,6 +283,7 @@ def control_command(args: argparse.Namespace) -> dict:
         # Trackers change no result: a resume may add some to those it was saved with (run_in_dir keeps those).
         settings = dataclasses.replace(settings, tensorboard=args.tensorboard, wandb=args.wandb)
         return run_in_dir(args.resume, algorithm, config, settings, resume=True, stop_grace=args.stop_grace)
+    refuse_another_commands_config(args, lm=False)
     flags = {"num_seeds": args.seeds, "base_seed": args.seed}
     flags |= {name: getattr(args, name) for name in CHUNKING}
     flags |= {"tensorboard": args.tensorboard, "wandb": args.wandb}
@@ -298,8 +299,33 @@ def control_command(args: argparse.Namespace) -> dict:
     return run_in_dir(output_dir(args), args.algorithm, config, settings, stop_grace=args.stop_grace, note=note)
 
 
+def refuse_another_commands_config(args: argparse.Namespace, lm: bool) -> None:
+    """``--config`` of the other half's algorithm of the same name (control and LM both have ``ppo`` and
+    ``grpo``) is refused in one line naming the command it belongs to, as is an LM run's config given to
+    another LM algorithm (the control half refuses that in ``purerl.io.tuned.base_values``)."""
+    config = getattr(args, "config", None)
+    if config is None or not Path(config).is_file():
+        return  # none, 'defaults', or missing: said where it is read
+    values, algorithm = load_config_values(config), args.algorithm
+    saved_by = values.get("_algorithm", algorithm)
+    if lm and saved_by != algorithm:
+        by = f"an LM {saved_by} run's" if isinstance(saved_by, str) else f"an _algorithm={saved_by!r}"
+        raise ValueError(f"--config {config} is {by} config, not LM {algorithm}'s: give it to that command, or "
+                         "copy the fields you want into a file without _algorithm")  # fmt: skip
+    own = LM_COMMANDS[algorithm][0] if lm else ALGORITHMS[algorithm].config_cls
+    other = ALGORITHMS.get(algorithm) if lm else LM_COMMANDS.get(algorithm)
+    other_cls = None if other is None else other.config_cls if lm else other[0]
+    fields = {name for name in values if not name.startswith("_")}
+    foreign = sorted(fields - set(field_types(own)))
+    if other_cls is not None and foreign and fields <= set(field_types(other_cls)):
+        command = f"purerl train {algorithm}" if lm else f"purerl lm {algorithm}"
+        raise ValueError(f"--config {config} is a config of {command} (fields {', '.join(foreign[:4])}); use: "
+                         f"{command} --config {config}")  # fmt: skip
+
+
 def lm_command(args: argparse.Namespace) -> dict:
     algorithm = args.algorithm
+    refuse_another_commands_config(args, lm=True)
     if algorithm == "pairs":
         return run_pairs(with_absolute_paths(config_from_args(PairsConfig, args)), output_dir(args))
     if args.resume is not None:
