@@ -39,7 +39,8 @@ class Algorithm:
     bar, ``learning_curve.png``, the summary's ``train`` block, a sweep's area under the curve): the training
     episodes' return, or for BC, which plays no episodes while training, its loss, against updates.
     ``chunk_updates`` is a CLI run's default number of updates per jitted chunk (``purerl.io.chunked``): few
-    enough that progress shows, a stop is honoured within the grace period and a chunk's end can save."""
+    enough that progress shows, a stop is honoured within the grace period and a chunk's end can save; an
+    update of many gradient steps counts as that many (``default_chunk``)."""
 
     config_cls: type
     init: Any
@@ -48,6 +49,12 @@ class Algorithm:
     policy: Any
     curve: str = "episode_return"
     chunk_updates: int = 50  # ppo's overhead against one chunk: benchmarks/chunking_overhead.py
+
+    def default_chunk(self, config: Any) -> int:
+        """Updates per chunk by default: ``chunk_updates`` gradient steps' worth where an update takes several
+        (SAC's ``gradient_steps``, ``utd_ratio * num_envs * num_steps``: 64 with Brax's hopper settings, whose
+        50-update chunk ran about 8 minutes for 8 seeds on 2 CPU cores, past any stop grace), at least 1."""
+        return max(1, self.chunk_updates // max(1, getattr(config, "gradient_steps", 1)))
 
     @property
     def plays_episodes(self) -> bool:

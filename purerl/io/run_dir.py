@@ -119,7 +119,7 @@ def run_in_dir(
     ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
     if settings.chunk_updates is None:  # resolved before run.json is written: a resume keeps the chunks
-        settings = dataclasses.replace(settings, chunk_updates=ALGORITHMS[algorithm].chunk_updates)
+        settings = dataclasses.replace(settings, chunk_updates=ALGORITHMS[algorithm].default_chunk(config))
     if settings.grid:
         config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
     if resume:
