@@ -20,10 +20,14 @@ notebook, ``purerl/configs/ppo/brax``), SAC from ``purerl/configs/sac/brax`` for
 | --- | --- | --- |
 | Pendulum-v1 | 100k | 1M |
 | MountainCarContinuous-v0 | 100k | 1M |
-| brax/hopper, brax/walker2d | 1M | PPO 50M, SAC its config's (6.6M, 7.9M) |
+| brax/hopper, brax/walker2d | PPO 1M, SAC 50k | PPO 50M, SAC its config's (6.6M, 7.9M) |
 
-On the CPU, PPO's brax configs run 128 environments instead of 2048 (the same 80 steps each, 32 minibatches):
-their 163,840 env steps per update would leave 6 updates in 1M steps.
+SAC's CPU budget on brax is its own: on 2 cores a SAC update costs what it does on Pendulum (0.5 gradient
+steps of 512 per env step against 1 of 256, the same 2x256 networks), about 100 env steps/s for 8 seeds, so 1M
+steps would take 22 h, and a cell must finish within one session (``runs/`` does not survive it). The curves
+against wall-clock seconds show what each algorithm gets in the same time. On the CPU, PPO's brax configs run
+128 environments instead of 2048 (the same 80 steps each, 32 minibatches): their 163,840 env steps per update
+would leave 6 updates in 1M steps.
 """
 
 import argparse
@@ -53,6 +57,7 @@ BUDGETS = {
             "brax/walker2d": 1_000_000},
     "full": {"Pendulum-v1": 1_000_000, "MountainCarContinuous-v0": 1_000_000},
 }  # fmt: skip
+CPU_SAC_BRAX_BUDGET = 50_000  # env steps per seed: about 70 min for 8 seeds on 2 cores (the docstring)
 THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "brax/hopper": 1000.0, "brax/walker2d": 1000.0}
 ABLATED = ("brax/hopper", "brax/walker2d")  # good policies reach the 1000-step limit there
 # What has been published near these budgets (../shared/reference/rl-anchors.md §c for gymnax,
@@ -78,6 +83,8 @@ def study_config(algorithm: str, env: str, budget: str, bootstrap_truncation: bo
         values["total_timesteps"] = BUDGETS[budget][env]
     if budget == "cpu" and algorithm == "ppo" and env.startswith("brax/"):
         values["num_envs"] = CPU_PPO_BRAX_ENVS
+    if budget == "cpu" and algorithm == "sac" and env.startswith("brax/"):
+        values["total_timesteps"] = CPU_SAC_BRAX_BUDGET
     return config_from_dict(config_cls, values)
 
 
