@@ -261,3 +261,18 @@ def test_a_learning_curve_without_an_ended_episode_says_so_instead_of_an_empty_a
         draw_learning_curves(ax, {"ppo": metrics})
     assert [text.get_text() for text in ax.texts] == ["no training episode has ended"]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("continues", [True, False])
+def test_an_experiment_script_stopped_by_a_signal_ends_in_one_line(continues):
+    """Experiment scripts ended a SIGTERM with a traceback of purerl's internals (the SAC study did)."""
+    script = (
+        "import signal; from purerl.io.run_dir import run_script; from purerl.io.stopping import Interrupted\n"
+        "def main(): raise Interrupted('SIGTERM at update 3/10; saved in runs/x/checkpoints', signal.SIGTERM)\n"
+        f"run_script(main, continues={continues})"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    line = "stopped: SIGTERM at update 3/10; saved in runs/x/checkpoints"
+    line += "; the same command continues it" if continues else ""
+    assert result.returncode == 128 + 15 and result.stderr.strip().splitlines()[-1] == line, result.stderr
+    assert "Traceback" not in result.stderr

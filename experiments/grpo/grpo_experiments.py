@@ -27,7 +27,7 @@ import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.core.stats import interpolate_curves, iqm, summarize_runs
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import read_metrics_csv
-from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.run_dir import RunSettings, run_in_dir, run_script
 from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
@@ -207,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, continues=False)

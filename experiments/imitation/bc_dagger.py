@@ -43,7 +43,7 @@ from purerl.control.envs import env_spec, vec_env
 from purerl.control.evaluation import play_episodes
 from purerl.io.collect import collect
 from purerl.io.run import ALGORITHMS
-from purerl.io.run_dir import RunSettings, finished_run, load_trained_state
+from purerl.io.run_dir import RunSettings, finished_run, load_trained_state, run_script
 from purerl.io.tuned import tuned_config
 
 matplotlib.use("Agg")
@@ -222,4 +222,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,7 +16,7 @@ from pathlib import Path
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import read_metrics_csv
-from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.run_dir import RunSettings, run_in_dir, run_script
 from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
@@ -83,4 +83,4 @@ def write_table() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, continues=False)

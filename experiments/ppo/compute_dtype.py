@@ -29,7 +29,7 @@ import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.io.run import read_metrics_csv
-from purerl.io.run_dir import RunSettings, run_in_dir
+from purerl.io.run_dir import RunSettings, run_in_dir, run_script
 from purerl.io.tuned import tuned_config
 
 HERE = Path(__file__).parent
@@ -110,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,7 +29,7 @@ import numpy as np
 
 import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
 from purerl.io.run import read_metrics_csv
-from purerl.io.run_dir import RunSettings, finished_run
+from purerl.io.run_dir import RunSettings, finished_run, run_script
 from purerl.io.tuned import tuned_config
 
 matplotlib.use("Agg")
@@ -139,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

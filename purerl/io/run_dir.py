@@ -13,6 +13,7 @@ one, a single config and a sweep, all go through it.
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from purerl.core.sharding import is_main_process
 from purerl.io.checkpoints import RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import config_from_dict, load_config_values, save_config
 from purerl.io.run import ALGORITHMS, run_seeds, seed_keys, write_outputs
-from purerl.io.stopping import DEFAULT_STOP_GRACE
+from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted
 from purerl.io.sweep import expand_grid, point_labels, sweep_base_config, write_sweep_outputs
 from purerl.io.trackers import TRACKERS, Trackers
 
@@ -188,3 +189,14 @@ def finished_run(out: Path, algorithm: str, config: Any, settings: RunSettings) 
     if not (out / "summary.json").exists():
         run_in_dir(out, algorithm, config, settings, resume=(out / RUN_FILE).exists())
     return out
+
+
+def run_script(main: Callable[[], None], continues: bool = True) -> None:
+    """An experiment script's entry point: a stop signal (Ctrl-C, SIGTERM) ends it as ``purerl`` ends, with one
+    line (where the stopped run was saved; ``continues``: that the same command goes on from there) and exit
+    code 128 + the signal, instead of a traceback."""
+    try:
+        main()
+    except Interrupted as stop:
+        print(f"stopped: {stop}" + ("; the same command continues it" if continues else ""), file=sys.stderr)
+        sys.exit(128 + stop.signum)
