@@ -5,6 +5,7 @@ IQM with 95% CIs, env steps to a threshold, replay memory per seed and compile t
     python experiments/sac/study.py                                  # every env, 8 seeds, CPU budgets
     python experiments/sac/study.py --envs Pendulum-v1 --seeds 8     # some envs
     python experiments/sac/study.py --budget full                    # the published budgets (a GPU)
+    python experiments/sac/study.py --algorithms ppo                 # one algorithm's cells (the other's kept)
 
 Each (env, algorithm, variant) is a ``purerl train`` run directory under ``runs/sac_study/`` (not committed),
 resumed after any stop and read back once finished, so the same command continues the study. Results (small)
@@ -203,10 +204,11 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--budget", default="cpu", choices=tuple(BUDGETS))
+    parser.add_argument("--algorithms", nargs="+", default=["sac", "ppo"], choices=("sac", "ppo"))
     args = parser.parse_args()
     plan = []
     for env in args.envs:
-        for algorithm in ("sac", "ppo"):
+        for algorithm in args.algorithms:
             variants = ("bootstrap", "no_bootstrap") if env in ABLATED else ("bootstrap",)
             for variant in variants:
                 config = study_config(algorithm, env, args.budget, variant == "bootstrap")
