@@ -249,6 +249,16 @@ def test_console_script_help_lists_every_config_field():
         assert flag in result.stdout
 
 
+def test_every_command_has_help(capsys):
+    """``purerl lm sft --help`` crashed: argparse %-formats help texts, and a field's said "84% of the samples"."""
+    commands = [["benchmark"], ["collect"]] + [["lm", name] for name in cli.LM_COMMANDS]
+    commands += [[command, name] for command in ("train", "sweep") for name in run.ALGORITHMS]
+    for argv in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*argv, "--help"])
+        assert exit_info.value.code == 0 and "usage: purerl " + " ".join(argv) in capsys.readouterr().out, argv
+
+
 def test_a_learning_curve_without_an_ended_episode_says_so_instead_of_an_empty_axis():
     import matplotlib.pyplot as plt
 

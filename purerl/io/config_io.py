@@ -119,7 +119,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             dest=f"field_{field.name}",
             metavar="A,B,..." if typing.get_origin(base) is tuple else getattr(base, "__name__", "VALUE").upper(),
             default=argparse.SUPPRESS,
-            help=f"{field.metadata.get('help', '')} [{shown}]",
+            help=f"{field.metadata.get('help', '')} [{shown}]".replace("%", "%%"),  # argparse %-formats help
         )
 
 
