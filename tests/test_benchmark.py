@@ -146,8 +146,17 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
     chunked.mkdir()
     settings = json.loads((out / "benchmark.json").read_text())
     (chunked / "benchmark.json").write_text(json.dumps(settings | {"chunking": {"chunk_updates": 7}}))
+    defaults = tmp_path / "defaults"  # started without them: the defaults were recorded (None: the algorithm's)
+    defaults.mkdir()
+    chunking = {"chunk_updates": None, "checkpoint_every": 500, "checkpoint_minutes": 10.0}
+    (defaults / "benchmark.json").write_text(json.dumps(settings | {"chunking": chunking}))
+    before = {path: path.read_text() for path in tmp_path.glob("*/benchmark.json")}
     cases = [
-        ([*tiny, "--out", str(old)], "was run with another config than Catch-bsuite's now (learning_rate 0.123 -> "),
+        (
+            [*tiny, "--checkpoint-every", "7", "--out", str(old)],
+            "was run with another config than Catch-bsuite's now (learning_rate 0.123 -> ",
+        ),  # fmt: skip
+        ([*tiny, "--chunk-updates", "5", "--out", str(defaults)], "other settings (chunk_updates None -> 5)"),
         (
             [
                 "benchmark",
@@ -178,6 +187,7 @@ def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(
             cli.main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert {path: path.read_text() for path in tmp_path.glob("*/benchmark.json")} == before  # refused: unchanged
 
 
 def fake_benchmark(directory, algorithm: str, returns: dict[str, list[float]], random: dict[str, float]) -> None:

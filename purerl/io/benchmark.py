@@ -133,20 +133,24 @@ def benchmark_config(algorithm: str, env: str, budget: str) -> Any:
 
 def check_settings(out: Path, settings: dict[str, Any], chunking: dict[str, Any]) -> dict[str, Any]:
     """A benchmark directory keeps its settings: the same command continues it, another is refused. ``chunking``:
-    the ``CHUNKING`` flags given now; one given before and omitted now keeps its value, as ``train --resume``
-    keeps a run's. Returns the chunking settings to run with (and saves them)."""
+    the ``CHUNKING`` flags given now. A new directory records all three, the defaults resolved (``chunk_updates``
+    None: the algorithm's); a flag omitted later keeps the recorded value, as ``train --resume`` keeps a run's.
+    Returns what to write to ``benchmark.json`` (``write_settings``) once the envs' runs are checked too."""
     path = out / SETTINGS_FILE
-    saved = json.loads(path.read_text()) if path.exists() else settings
+    first = {name: chunking.get(name, getattr(RunSettings, name)) for name in CHUNKING}
+    saved = json.loads(path.read_text()) if path.exists() else settings | {"chunking": first}
     kept = saved.get("chunking", {})
-    now = settings | {"chunking": kept | chunking}
     changed = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
     changed |= {key: (kept[key], value) for key, value in chunking.items() if kept.get(key, value) != value}
     if changed:
         text = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
         raise ValueError(f"--out {str(out)!r} holds a benchmark with other settings ({text}); use another --out")
+    return settings | {"chunking": kept | chunking}
+
+
+def write_settings(out: Path, settings: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(now, indent=2) + "\n")
-    return now["chunking"]
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def run_benchmark(
@@ -178,10 +182,11 @@ def run_benchmark(
     RunSettings(num_seeds=num_seeds, base_seed=base_seed, **run_settings)  # checked before the directory is touched
     settings = {"algorithm": algorithm, "suite": suite, "envs": names, "num_seeds": num_seeds, "base_seed": base_seed,
                 "budget": budget}  # fmt: skip
-    chunking = check_settings(out, settings, {key: value for key, value in run_settings.items() if key in CHUNKING})
-    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(run_settings | chunking))
+    settings = check_settings(out, settings, {key: value for key, value in run_settings.items() if key in CHUNKING})
+    run_settings = RunSettings(num_seeds=num_seeds, base_seed=base_seed, **(run_settings | settings["chunking"]))
     for env in names:  # a run of an env is continued or read back only with the config it would start with now
         check_run_config(out / env, algorithm, configs[env])
+    write_settings(out, settings)
     for position, env in enumerate(names, 1):
         run_dir = out / env
         state = "done" if (run_dir / "summary.json").exists() else "resuming" if (run_dir / RUN_FILE).exists() else ""
