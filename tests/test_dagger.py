@@ -92,7 +92,7 @@ def test_bad_settings_are_one_line_errors(cartpole_expert, tmp_path):
     expert, demos = cartpole_expert
     with pytest.raises(ValueError, match=r"^--expert-seed-index 5: the expert run has seeds 0\.\.1$"):
         small(demos, expert_seed_index=5)
-    with pytest.raises(ValueError, match=r"^--expert '.*' is not a purerl run"):
+    with pytest.raises(ValueError, match=r"^the expert '.*' is not a purerl run"):
         small(demos, expert=str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match=r"^beta must be in \[0, 1\], got 1.5$"):
         small(demos, beta=1.5)

@@ -40,7 +40,7 @@ class BCConfig(Config):
     """Behavioural cloning's settings. ``env`` is the demonstrations' (the CLI fills it from ``--demos``);
     ``validate`` checks that the two agree and that the demonstrations hold ``num_demo_episodes``."""
 
-    env: str = doc("CartPole-v1", "the demonstrations' env (purerl train bc fills it from --demos)", known_env)
+    env: str = doc("CartPole-v1", "the demonstrations' env (train bc and train dagger fill it from --demos)", known_env)
     demos: str = doc("", "demonstration directory, written by purerl collect")
     num_demo_episodes: int | None = doc(
         None,

@@ -121,7 +121,7 @@ def _read_expert(run_dir: str, seed_index: int, stamps: tuple) -> tuple[Any, Any
     from purerl.io.run import ALGORITHMS
     from purerl.io.run_dir import load_trained_state
 
-    algorithm, config, settings, states = load_trained_state(Path(run_dir), flag="--expert")
+    algorithm, config, settings, states = load_trained_state(Path(run_dir), flag="the expert")
     if not 0 <= seed_index < settings.num_seeds:
         raise ValueError(f"--expert-seed-index {seed_index}: the expert run has seeds 0..{settings.num_seeds - 1}")
     state = select_seed(states, seed_index)

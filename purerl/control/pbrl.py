@@ -63,7 +63,8 @@ class PbRLConfig(ppo.PPOConfig):
     queries: int = doc(200, "labelled pairs in all, an equal share per query round", positive)
     query_rounds: int = doc(10, "query updates", positive)
     query_interval: int | None = doc(
-        None, "updates between query rounds (none: the rounds spread over the first half of training)",
+        None, "updates between query rounds (none: updates // (2 x rounds), at least 1: the rounds spread over the "
+        "first half of training, or one per update from the first if there are more than half the updates)",
         optional(positive),
     )  # fmt: skip
     segment_length: int = doc(25, "steps per segment (at most num_steps)", positive)

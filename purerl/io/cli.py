@@ -58,8 +58,8 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         "[the env's tuned config where purerl ships one (purerl/configs), else the defaults]",
     )
     chunk = ALGORITHMS[algorithm].chunk_updates
-    add_chunking_flags(sub, f"{chunk}; updates of several gradient steps: {chunk} steps' worth" if algorithm == "sac"
-                       else chunk)  # fmt: skip
+    sac = f"{chunk} gradient steps' worth: an update takes utd_ratio x num_envs x num_steps of them"
+    add_chunking_flags(sub, sac if algorithm == "sac" else chunk)
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     add_tracker_flags(sub)
     add_stop_grace_flag(sub)
