@@ -1,6 +1,7 @@
 """Every language-model method resumes to the run it would have been without the stop, through the config
 it saved (whose tuple fields, the pairs and the reward models, come back from JSON as lists)."""
 
+import re
 import shutil
 from dataclasses import replace
 
@@ -76,3 +77,24 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(start, tmp
     assert summary["resumed_from_step"] == 0
     for name in ("metrics.csv", "evals.csv", "samples.txt"):
         assert (tmp_path / "killed" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+
+
+@pytest.mark.timeout(300)
+def test_a_resume_refuses_inputs_changed_since(start, tmp_path):
+    """An LM resume compared only its config: it went on with other preference pairs, or from an SFT run
+    trained again in the same directory, without a word."""
+    sft, pairs = tmp_path / "sft", tmp_path / "pairs"
+    shutil.copytree(start / "sft", sft)
+    shutil.copytree(start / "pairs", pairs)
+    config = DPOConfig(init=str(sft), pairs=(str(pairs),), **SMALL)
+    run_method("dpo", config, tmp_path / "dpo")
+    save_pairs(sentiment_pairs(21), pairs / "pairs.jsonl")
+    changed = rf"other inputs: input pairs {re.escape(str(pairs))}/pairs.jsonl changed since \(SHA-256 "
+    with pytest.raises(CheckpointError, match=changed):
+        run_method("dpo", config, tmp_path / "dpo", resume=True)
+    shutil.copyfile(start / "pairs" / "pairs.jsonl", pairs / "pairs.jsonl")  # the same bytes again: accepted
+    assert run_method("dpo", config, tmp_path / "dpo", resume=True)["resumed_from_step"] == 4
+    shutil.rmtree(sft)
+    run_sft(SFTConfig(task="sentiment", steps=3, warmup_steps=1, eval_every=3, eval_prompts=8, seed=1), sft)
+    with pytest.raises(CheckpointError, match=rf"other inputs: input init {re.escape(str(sft))} changed since"):
+        run_method("dpo", config, tmp_path / "dpo", resume=True)

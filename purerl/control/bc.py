@@ -25,11 +25,12 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from purerl.control.demonstrations import ARRAYS_FILE, file_digest, load_demos
+from purerl.control.demonstrations import ARRAYS_FILE, load_demos
 from purerl.control.envs import EnvSpec, RunningMeanStd, env_spec, evaluation_env, known_env
 from purerl.control.evaluation import evaluate_episodes
 from purerl.control.policy import check_network_fields, make_network
 from purerl.core.config import Config, doc, one_of, optional, positive, positive_whole
+from purerl.core.files import file_digest
 from purerl.core.networks import COMPUTE_DTYPES, ActorCritic
 from purerl.core.optim import clipped_adam
 from purerl.core.streams import Streams, split_streams, step_key

@@ -33,10 +33,11 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purerl.control import bc
-from purerl.control.demonstrations import file_stamps, load_demos
+from purerl.control.demonstrations import load_demos
 from purerl.control.envs import RunningMeanStd, vec_env
 from purerl.control.evaluation import play_episodes, select_seed
 from purerl.core.config import at_least, doc, in_range, non_negative, optional, positive
+from purerl.core.files import file_stamps
 from purerl.core.streams import Streams, step_key
 
 

@@ -21,13 +21,14 @@ A demonstration directory holds two files that load without purerl (numpy and JS
     first_episode = demos["observations"][demos["episode"] == 0]
 """
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from purerl.core.files import file_stamps
 
 ARRAYS_FILE, META_FILE = "demos.npz", "demos.json"
 STEP_ARRAYS = ("observations", "actions", "rewards", "episode")
@@ -61,20 +62,6 @@ def load_demos(directory: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     the arrays it trains on must be theirs); a one-line ``ValueError`` if it is not one. The message names the
     directory, not a flag: a resumed run reads the one its config names."""
     return _read_demos(directory, file_stamps(Path(directory) / META_FILE, Path(directory) / ARRAYS_FILE))
-
-
-def file_stamps(*paths: Path) -> tuple[tuple[int, int], ...]:
-    """Modification time (ns) and size of each file, ``()`` if one is missing: the key of a per-process cache of
-    what the files hold, so that files written since are read again."""
-    try:
-        return tuple((path.stat().st_mtime_ns, path.stat().st_size) for path in paths)
-    except OSError:
-        return ()
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @cache

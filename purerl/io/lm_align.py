@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import jax
 
+from purerl.core.files import file_digest
 from purerl.core.streams import seed_streams, step_key
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 from purerl.io.config_io import config_from_dict, save_config
@@ -81,6 +82,23 @@ def with_absolute_paths(config: Any) -> Any:
         elif value:
             changes[name] = str(Path(value).resolve())
     return dataclasses.replace(config, **changes)
+
+
+def run_inputs(config: Any) -> dict[str, str]:
+    """What a run of ``config`` reads, each with a SHA-256, so that a resume refuses inputs changed since: the
+    runs it starts from or scores with (``init``, ``policy``, ``reward_model``) by the state saved in their
+    newest checkpoint (``purerl.io.checkpoints.state_digest``), the preference pairs by their files' bytes."""
+    inputs = {}
+    for name in ("init", "policy", "reward_model"):
+        value = getattr(config, name, None) or ()
+        for path in value if isinstance(value, tuple) else (value,):
+            checkpoints = RunCheckpoints(Path(path) / "checkpoints")
+            step = checkpoints.latest_step()
+            inputs[f"{name} {path}"] = "none" if step is None else checkpoints.meta(step)["state_digest"]
+    for path in map(Path, getattr(config, "pairs", ()) or ()):
+        file = path / "pairs.jsonl" if path.is_dir() else path
+        inputs[f"pairs {file}"] = file_digest(file)
+    return inputs
 
 
 def check_run_paths(config: Any) -> None:
@@ -293,7 +311,8 @@ def run_method(
 ) -> dict[str, Any]:
     """Trains (or continues) the ``algorithm`` run in ``out``; returns the summary."""
     check_run_paths(config)
-    return run_lm(METHODS[algorithm][1](config), out, resume, stream, stop_grace)
+    trainer = dataclasses.replace(METHODS[algorithm][1](config), inputs=run_inputs(config))
+    return run_lm(trainer, out, resume, stream, stop_grace)
 
 
 def load_method_config(algorithm: str, out: Path) -> Any:

@@ -29,7 +29,7 @@ from purerl.io.config_io import (
     save_config,
     stored_config_differences,
 )
-from purerl.io.run import environment_info
+from purerl.io.run import environment_info, input_differences
 from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
 from purerl.lm.evaluation import Evaluation
 from purerl.lm.training import TrainingConfig
@@ -52,6 +52,7 @@ class LMTrainer:
     description: str  # one line printed at the start
     tokens_per_step: int  # for the progress line's throughput
     summary: dict[str, Any] = field(default_factory=dict)  # extra fields of summary.json
+    inputs: dict[str, str] = field(default_factory=dict)  # what the run reads -> SHA-256 (lm_align.run_inputs)
 
 
 def run_directory_values(out: Path, flag: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def run_lm(
     else:
         checkpoints = new_run_checkpoints(out, f"purerl lm {algorithm} --resume {out}")
         save_config(config, out / "config.json", algorithm)
-    meta = {"algorithm": algorithm, "config": config_to_dict(config)}
+    meta = {"algorithm": algorithm, "config": config_to_dict(config), "inputs": trainer.inputs}
     state = trainer.init_state
     eval_columns = tuple(f"eval/{name}" for name in trainer.eval_metrics)  # apart from step metrics' names
     names = (*trainer.step_metrics, "eval_step", *eval_columns)
@@ -103,12 +104,18 @@ def run_lm(
     first_step = 0
     latest = checkpoints.latest_step() if resume else None
     if latest is not None:
-        differences = stored_config_differences(checkpoints.meta(latest).get("config"), config)
+        stored = checkpoints.meta(latest)
+        differences = stored_config_differences(stored.get("config"), config)
         if differences:
             raise CheckpointError(
                 f"checkpoint {checkpoints.directory}/{latest} belongs to a run with another config: "
                 + "; ".join(differences)
             )
+        if "inputs" in stored:  # saved by purerl since it fingerprints an LM run's inputs
+            changed = input_differences(trainer.inputs, stored["inputs"])
+            if changed:
+                raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} was saved by a run that read "
+                                      "other inputs: " + "; ".join(changed))  # fmt: skip
         state, history, _ = checkpoints.restore(latest, jax.eval_shape(lambda: state))
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)

@@ -125,13 +125,19 @@ def run_meta_differences(meta: dict[str, Any], config: Any, stored_meta: dict[st
     ``config``): the config field by field (fields added to purerl since take their defaults), the rest as is."""
     rest = {name: value for name, value in meta.items() if name not in ("config", "inputs")}
     config_differences = [f"config field {d}" for d in stored_config_differences(stored_meta.get("config"), config)]
-    stored_inputs = stored_meta.get("inputs", {})
-    input_differences = [
-        f"input {path} changed since (SHA-256 {str(stored_inputs.get(path))[:12]} there, {digest[:12]} here)"
-        for path, digest in meta.get("inputs", {}).items()
-        if stored_inputs.get(path) != digest
+    inputs = input_differences(meta.get("inputs", {}), stored_meta.get("inputs", {}))
+    return config_differences + inputs + entry_differences(rest, stored_meta)
+
+
+def input_differences(inputs: dict[str, str], stored: dict[str, str]) -> list[str]:
+    """One line per input (name -> SHA-256) that ``stored`` (a checkpoint's) does not hold as it is now."""
+    return [
+        f"input {name} changed since (SHA-256 {stored[name][:12]} there, {digest[:12]} here)"
+        if name in stored
+        else f"input {name} was not read by the run that saved it"
+        for name, digest in inputs.items()
+        if stored.get(name) != digest
     ]
-    return config_differences + input_differences + entry_differences(rest, stored_meta)
 
 
 def run_seeds(
