@@ -185,8 +185,7 @@ def test_a_config_another_algorithm_saved_is_refused_naming_it(monkeypatch, caps
         with pytest.raises(SystemExit):
             cli.main(["train", algorithm, "--config", str(saved), "--out", str(tmp_path / algorithm)])
         err = capsys.readouterr().err
-        name = {"pbrl": "PbRL", "grpo": "GRPO"}[algorithm]
-        assert f"--config {saved} is a PPO run's config, not {name}'s: give it to that algorithm's command" in err, err
+        assert f"--config {saved} is a config of purerl train ppo, not of purerl train {algorithm}; use: " in err, err
         assert err.count("\n") == 1
 
 
@@ -198,12 +197,15 @@ def test_a_config_of_the_other_halfs_algorithm_of_that_name_is_refused_naming_it
     control_ppo.write_text(json.dumps({"_algorithm": "ppo", "env": "CartPole-v1", "ent_coef": 0.0}))
     lm_rm.write_text(json.dumps({"_algorithm": "rm", "init": "runs/sft", "steps": 10}))
     cases = [
-        (["train", "ppo", "--config", str(lm_ppo)], f"is a config of purerl lm ppo (fields init, kl_coef, steps); "
+        (["train", "ppo", "--config", str(lm_ppo)], f"is a config of purerl lm ppo, not of purerl train ppo; "
                                                     f"use: purerl lm ppo --config {lm_ppo}"),
-        (["sweep", "ppo", "--config", str(lm_ppo), "--grid", "steps=1,2"], "is a config of purerl lm ppo"),
-        (["lm", "ppo", "--config", str(control_ppo)], f"is a config of purerl train ppo (fields ent_coef, env); "
+        (["sweep", "ppo", "--config", str(lm_ppo), "--grid", "steps=1,2"], "is a config of purerl lm ppo, not of "
+                                                                            "purerl sweep ppo"),
+        (["lm", "ppo", "--config", str(control_ppo)], f"is a config of purerl train ppo, not of purerl lm ppo; "
                                                       f"use: purerl train ppo --config {control_ppo}"),
-        (["lm", "dpo", "--config", str(lm_rm)], f"--config {lm_rm} is an LM rm run's config, not LM dpo's"),
+        (["lm", "grpo", "--config", str(control_ppo)], "is a config of purerl train ppo, not of purerl lm grpo"),
+        (["lm", "dpo", "--config", str(lm_rm)], f"--config {lm_rm} is a config of purerl lm rm, not of purerl lm dpo"),
+        (["train", "ppo", "--config", str(lm_rm)], "is a config of purerl lm rm, not of purerl train ppo"),
     ]  # fmt: skip
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:

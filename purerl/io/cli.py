@@ -303,27 +303,26 @@ def control_command(args: argparse.Namespace) -> dict:
 
 
 def refuse_another_commands_config(args: argparse.Namespace, lm: bool) -> None:
-    """``--config`` of the other half's algorithm of the same name (control and LM both have ``ppo`` and
-    ``grpo``) is refused in one line naming the command it belongs to, as is an LM run's config given to
-    another LM algorithm (the control half refuses that in ``purerl.io.tuned.base_values``)."""
+    """``--config`` of another command's run is refused in one line naming that command: the file's
+    ``_algorithm`` (or, without one, this command's algorithm) names the algorithm, and its fields say which half
+    (control and LM both have ``ppo`` and ``grpo``). A file whose fields fit no command is left to the usual
+    errors."""
     config = getattr(args, "config", None)
     if config is None or not Path(config).is_file():
         return  # none, 'defaults', or missing: said where it is read
-    values, algorithm = load_config_values(config), args.algorithm
-    saved_by = values.get("_algorithm", algorithm)
-    if lm and saved_by != algorithm:
-        by = f"an LM {saved_by} run's" if isinstance(saved_by, str) else f"an _algorithm={saved_by!r}"
-        raise ValueError(f"--config {config} is {by} config, not LM {algorithm}'s: give it to that command, or "
-                         "copy the fields you want into a file without _algorithm")  # fmt: skip
-    own = LM_COMMANDS[algorithm][0] if lm else ALGORITHMS[algorithm].config_cls
-    other = ALGORITHMS.get(algorithm) if lm else LM_COMMANDS.get(algorithm)
-    other_cls = None if other is None else other.config_cls if lm else other[0]
-    fields = {name for name in values if not name.startswith("_")}
-    foreign = sorted(fields - set(field_types(own)))
-    if other_cls is not None and foreign and fields <= set(field_types(other_cls)):
-        command = f"purerl train {algorithm}" if lm else f"purerl lm {algorithm}"
-        raise ValueError(f"--config {config} is a config of {command} (fields {', '.join(foreign[:4])}); use: "
-                         f"{command} --config {config}")  # fmt: skip
+    values = load_config_values(config)
+    name = values.get("_algorithm", args.algorithm)
+    fields = {field for field in values if not field.startswith("_")}
+    if not isinstance(name, str):
+        return  # said by the config's reader
+    halves = {"train": {n: a.config_cls for n, a in ALGORITHMS.items()}}
+    halves["lm"] = {n: cls for n, (cls, _) in LM_COMMANDS.items()}
+    homes = [half for half, cls in halves.items() if name in cls and fields <= set(field_types(cls[name]))]
+    here = "lm" if lm else "train"
+    if homes and (here, args.algorithm) not in [(half, name) for half in homes]:
+        command = f"purerl {homes[0]} {name}"
+        raise ValueError(f"--config {config} is a config of {command}, not of purerl {'lm' if lm else args.command} "
+                         f"{args.algorithm}; use: {command} --config {config}")  # fmt: skip
 
 
 def lm_command(args: argparse.Namespace) -> dict:
