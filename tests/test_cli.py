@@ -14,7 +14,7 @@ from purerl.control import grpo, ppo
 from purerl.control.ppo import make_train
 from purerl.io import cli, run, run_dir
 from purerl.io.config_io import config_from_dict, load_config_values
-from purerl.io.tuned import control_config_from_args, tuned_config, tuned_config_path, tuned_envs
+from purerl.io.tuned import base_values, control_config_from_args, tuned_config, tuned_config_path, tuned_envs
 
 TINY = [
     "--total-timesteps",
@@ -186,6 +186,8 @@ def test_a_config_another_algorithm_saved_is_refused_naming_it(monkeypatch, caps
             cli.main(["train", algorithm, "--config", str(saved), "--out", str(tmp_path / algorithm)])
         err = capsys.readouterr().err
         assert f"--config {saved} is a config of purerl train ppo, not of purerl train {algorithm}; use: " in err, err
+        with pytest.raises(ValueError, match=r"is a PPO run's config, not .*'s: give it to that algorithm's command"):
+            base_values(algorithm, run.ALGORITHMS[algorithm].config_cls, str(saved), None)  # what scripts call
         assert err.count("\n") == 1
 
 
