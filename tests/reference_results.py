@@ -80,8 +80,22 @@ def read_columns(path: Path) -> dict[str, list[float]]:
 
 
 def environment() -> dict[str, str]:
-    """What decides the bits: on the recording environment the runs reproduce exactly."""
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": jax.devices()[0].platform}
+    """What decides the bits: on the recording environment the runs reproduce exactly. XLA compiles for the
+    host's vector instructions, so a CPU's count too: the same jax on an AVX2-only machine differed from a
+    recording in the last bits (approx_kl 1.5753230e-4 against 1.5753231e-4), and the exact test failed there.
+    A recording that does not name its CPU's (this one's) is compared to float rounding everywhere."""
+    platform = jax.devices()[0].platform
+    found = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": platform}
+    return found | ({"cpu": cpu_features()} if platform == "cpu" else {})
+
+
+def cpu_features() -> str:
+    """The vector instruction sets of this machine's CPU that XLA may compile for (Linux; else unknown)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    return " ".join(sorted(f for f in flags.split(":")[1].split() if f.startswith(("avx", "fma", "amx"))))
 
 
 # The runs of each group: one per control run; "lm" is SFT, then GRPO from it.
