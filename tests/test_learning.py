@@ -1,7 +1,10 @@
 """Learning tests: real returns within a CI budget on 2 CPU cores, each under its own timeout.
 
 The settings are the shipped experiment configs (PPO's CartPole one reached 500 on 32 of 32 seeds at
-150k steps); GRPO's is cut to a CI budget.
+150k steps), some with a CI budget. Another CPU or jax version rounds differently and makes each seed another
+draw, so a test must pass on seeds it was not written on: experiments/learning_tests/calibrate.py runs each
+one's settings on 16 held-out seeds, and the comments cite the share of seed pairs that pass
+(experiments/learning_tests/results/calibration.md).
 
 Random policies score about 22 on CartPole-v1 and about -1200 on Pendulum-v1.
 """
@@ -34,7 +37,7 @@ def experiment_config(env: str, algorithm: str = "ppo", **overrides):
 def test_ppo_solves_cartpole_in_150k_steps():
     config = experiment_config("CartPole-v1", eval_episodes=32)
     assert config.total_timesteps == 150_000
-    returns, metrics = train_and_evaluate(config, num_seeds=2)
+    returns, metrics = train_and_evaluate(config, num_seeds=2)  # 120 of 120 held-out pairs pass: every seed 500
     assert returns.mean() >= 400, returns
     assert np.nanmean(np.asarray(metrics["episode_return"])[:, -10:]) >= 400  # training episodes agree
 
@@ -42,16 +45,18 @@ def test_ppo_solves_cartpole_in_150k_steps():
 @pytest.mark.timeout(300)
 def test_ppo_improves_clearly_on_continuous_pendulum():
     config = experiment_config("Pendulum-v1", total_timesteps=100_000, eval_episodes=32)
-    returns, metrics = train_and_evaluate(config, num_seeds=2)
+    returns, metrics = train_and_evaluate(config, num_seeds=2)  # 119 of 120 held-out pairs pass (not -466, -409)
     first_episodes = np.nanmean(np.asarray(metrics["episode_return"])[:, :5])
     assert first_episodes < -900, first_episodes
     assert returns.mean() > -400, returns
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_grpo_learns_cartpole_without_a_critic():
-    # 26 updates: about 150k-210k env steps, within the config's 300k budget (eval 475 and 500 on these seeds).
-    config = experiment_config("CartPole-v1", "grpo", num_updates=26, eval_episodes=32)
+    # The shipped config at its 300k env steps: every pair of 16 held-out seeds passes (the lowest seed 485).
+    # A cut to 26 updates passed on these two seeds on one CPU and failed on another: 4 of 16 seeds had not
+    # learned yet (55% of pairs passed).
+    config = experiment_config("CartPole-v1", "grpo", eval_episodes=32)
     returns, metrics = train_and_evaluate(config, num_seeds=2, algorithm=grpo)
     episode_return = np.asarray(metrics["episode_return"])
     assert episode_return[:, 0].mean() < 40, episode_return[:, 0]  # a near-uniform policy at the start
@@ -61,8 +66,8 @@ def test_grpo_learns_cartpole_without_a_critic():
 
 @pytest.mark.timeout(240)
 def test_sac_swings_pendulum_up_in_8k_steps():
-    # CleanRL's settings with (64, 64) networks and 1000 random steps: a CI budget (eval -131 and -164 on
-    # these seeds; PPO above needs 100k steps to pass -400).
+    # CleanRL's settings with (64, 64) networks and 1000 random steps: a CI budget (PPO above needs 100k steps
+    # to pass -400). 119 of 120 held-out pairs pass (not -383, -315).
     config = sac.SACConfig(total_timesteps=8000, learning_starts=1000, hidden_sizes=(64, 64), eval_episodes=32)
     returns, metrics = train_and_evaluate(config, num_seeds=2, algorithm=sac)
     assert np.nanmean(np.asarray(metrics["episode_return"])[:, 200:1000]) < -900  # the random episodes

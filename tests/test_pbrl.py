@@ -196,8 +196,11 @@ def test_bad_settings_are_one_line_errors():
 @pytest.mark.timeout(300)
 def test_ppo_on_the_reward_learnt_from_200_queries_balances_cartpole(tmp_path, capsys):
     out = tmp_path / "pbrl"
-    assert cli.main(["train", "pbrl", "--env", "CartPole-v1", "--seeds", "2", "--total-timesteps", "100000",
-                     "--queries", "200", "--eval-episodes", "16", "--out", str(out)]) == 0  # fmt: skip
+    # The shipped config (150k env steps, 200 queries) on 4 seeds, whose IQM drops the lowest: on 16 held-out
+    # seeds one ended at 289 and the others at 489 or more, so every 4 of them pass. Two seeds at 100k steps
+    # passed here and failed on another CPU (74% of held-out pairs passed; experiments/learning_tests).
+    assert cli.main(["train", "pbrl", "--env", "CartPole-v1", "--seeds", "4", "--queries", "200",
+                     "--eval-episodes", "16", "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval"]["iqm"] >= 400, summary["eval"]
     assert "tuned PbRL config" in capsys.readouterr().err
