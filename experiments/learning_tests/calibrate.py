@@ -20,6 +20,7 @@ same config are kept (``--again`` trains it anyway); the rule is applied to them
 import argparse
 import itertools
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,13 +32,15 @@ import jax
 import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.control import grpo, pbrl, ppo, sac
+from purerl.control import bc, dagger, grpo, pbrl, ppo, sac
 from purerl.core.stats import iqm
+from purerl.io import cli
 from purerl.io.run import environment_info
 from purerl.io.run_dir import run_script
 from purerl.io.tuned import tuned_config
 
 RESULTS = Path(__file__).parent / "results"
+EXPERT = Path("runs/learning_tests")  # the imitation tests' expert and demonstrations (not committed)
 NUM_SEEDS, BASE_SEED = 16, 1
 
 
@@ -54,7 +57,21 @@ class Case:
     passes: Callable[[np.ndarray], bool]
 
 
-# The settings and assertions of tests/test_learning.py and tests/test_pbrl.py: keep the two in step.
+def cartpole_demos() -> str:
+    """The imitation tests' demonstrations, made as their fixture ``cartpole_expert`` makes them (tests/conftest.py:
+    a PPO expert of 2 seeds at CartPole's tuned config, 8 episodes collected), once, under ``runs/``."""
+    expert, demos = EXPERT / "expert", EXPERT / "demos"
+    if not (demos / "demos.npz").exists():
+        shutil.rmtree(EXPERT, ignore_errors=True)
+        train = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--eval-episodes", "8", "--out", str(expert)]
+        assert (
+            cli.main(train) == 0
+            and cli.main(["collect", "--from", str(expert), "--episodes", "8", "--out", str(demos)]) == 0
+        )
+    return str(demos)
+
+
+# The settings and assertions of the learning tests named: keep the two in step.
 CASES = {
     "ppo_cartpole": Case(
         "test_learning.py::test_ppo_solves_cartpole_in_150k_steps",
@@ -95,6 +112,24 @@ CASES = {
         4,
         "IQM >= 400",
         lambda r: iqm(r) >= 400,
+    ),
+    "bc_cartpole": Case(
+        "test_bc.py::test_collect_then_bc_from_the_command_line_reaches_the_experts_return",
+        bc,
+        lambda: bc.BCConfig(demos=cartpole_demos(), num_demo_episodes=4, num_updates=500, eval_episodes=16),
+        4,
+        "IQM >= 400",
+        lambda r: iqm(r) >= 400,
+    ),
+    "dagger_cartpole": Case(
+        "test_dagger.py::test_dagger_from_one_expert_episode_reaches_the_experts_return",
+        dagger,
+        lambda: dagger.DAggerConfig(
+            demos=cartpole_demos(), num_demo_episodes=1, num_updates=4, gradient_steps=300, eval_episodes=16
+        ),
+        4,
+        "IQM >= 450",
+        lambda r: iqm(r) >= 450,
     ),
 }
 
