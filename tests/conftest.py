@@ -28,6 +28,24 @@ from purerl.io import cli  # noqa: E402
 from purerl.io.lm_sft import run_sft  # noqa: E402
 from purerl.lm.sft import SFTConfig  # noqa: E402
 
+# Shared runs that tests build as fixtures (session or module scope). pytest-timeout counts a fixture's setup in
+# the timeout of the test that happens to build it, which the scheduling decides, so every test that uses one
+# gets SHARED_RUN_SECONDS more per such fixture: on the CI's 2-core AVX2 EPYC sentiment_sft took 243 s to build
+# and its first test timed out at 300 s, and the sharding runs took 300 s.
+SHARED_RUNS = {"sentiment_sft", "cartpole_expert", "lm_runs", "one_device_run", "four_device_run", "uninterrupted",
+               "start", "demos"}  # fmt: skip
+SHARED_RUN_SECONDS = 300.0
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        shared = SHARED_RUNS.intersection(getattr(item, "fixturenames", ()))
+        if shared:
+            marker = item.get_closest_marker("timeout")
+            own = float(marker.args[0]) if marker and marker.args else float(config.getini("timeout"))
+            # first, so that it is the closest marker pytest-timeout reads
+            item.add_marker(pytest.mark.timeout(own + SHARED_RUN_SECONDS * len(shared)), append=False)
+
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     """The session's owner (the xdist controller, or pytest alone) removes the cache it created."""
