@@ -12,6 +12,7 @@ from purerl.core.stats import (
     interpolate_curves,
     iqm,
     iqm_ci,
+    score_aggregates,
     summarize_runs,
 )
 
@@ -27,6 +28,19 @@ def test_iqm_is_the_25_percent_trimmed_mean_for_any_seed_count():
     assert iqm(np.array([7.0])) == 7.0
     with pytest.raises(ValueError, match="empty"):
         iqm(np.array([]))
+
+
+def test_iqm_and_the_aggregates_are_rliables_to_the_bit_at_every_seed_count():
+    """purerl's IQM is computed as scipy's trim_mean computes it, without its per-call overhead."""
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for num_runs in range(1, 41):
+        x = rng.normal(size=num_runs) ** 3
+        assert iqm(x) == metrics.aggregate_iqm(x[:, None]), num_runs
+    scores = rng.normal(0.5, 0.5, size=(7, 3))  # [runs, tasks]: one IQM over all
+    expected = [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores)]
+    assert list(score_aggregates(scores)) == expected
 
 
 @pytest.mark.parametrize("num_runs", [5, 7, 10, 13, 16])

@@ -32,7 +32,7 @@ import numpy as np
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.control.physics_envs import BRAX, PLAYGROUND, is_physics_env
-from purerl.core.stats import interval_estimates, iqm, learning_curve_auc, summarize_runs
+from purerl.core.stats import AGGREGATES, interval_estimates, iqm, learning_curve_auc, summarize_runs
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
 from purerl.io.run import ALGORITHMS, read_metrics_csv, title
@@ -285,8 +285,6 @@ def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
 def write_report(out: Path) -> dict[str, Any]:
     """``report.md``, ``report.json`` and the figures of the benchmark in ``out``, over the envs finished so far
     (the others are listed as pending)."""
-    from rliable import metrics
-
     settings = json.loads((out / SETTINGS_FILE).read_text())
     envs = [env for env in settings["envs"] if (out / env / "summary.json").exists()]
     pending = [env for env in settings["envs"] if env not in envs]
@@ -298,17 +296,13 @@ def write_report(out: Path) -> dict[str, Any]:
     aggregates = {}
     if scored:
         normalized = normalised_scores(rows, random, scored)
-
-        def aggregate(x: np.ndarray) -> np.ndarray:
-            return np.array([iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
-
-        estimates, intervals = interval_estimates({name: normalized}, aggregate)
-        for i, metric in enumerate(("iqm", "mean", "optimality_gap")):
+        note = "(random policy, best published): 0 and 1 per env"
+        estimates, intervals = plot_aggregates(out, {name: normalized}, note)
+        for i, metric in enumerate(AGGREGATES):
             aggregates[metric] = {
                 "estimate": float(estimates[name][i]),
                 "ci": [float(intervals[name][0, i]), float(intervals[name][1, i])],
             }
-        plot_aggregates(out, {name: normalized}, "(random policy, best published): 0 and 1 per env")
     report = {
         "settings": settings,
         "envs": rows,
