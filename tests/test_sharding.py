@@ -137,8 +137,6 @@ np.testing.assert_array_equal(unpad(placed, 6), np.arange(6.0))
 COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "collective-broadcast",
                "reduce-scatter", "send(", "recv(")
 configs = {
-    "ppo-CartPole": ("ppo", ppo.PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
-                                          eval_episodes=4)),
     "ppo-Pendulum": ("ppo", ppo.PPOConfig(env="Pendulum-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
                                           eval_episodes=4)),
     "grpo-CartPole": ("grpo", grpo.GRPOConfig(env="CartPole-v1", num_updates=2, num_groups=2, group_size=2,
@@ -174,8 +172,10 @@ print("programs ok")
 
 
 @pytest.mark.timeout(HARD_TIMEOUT)
-@pytest.mark.parametrize("kind", ["ppo-CartPole", "ppo-Pendulum", "grpo-CartPole"])
+@pytest.mark.parametrize("kind", ["ppo-Pendulum", "grpo-CartPole"])
 def test_sharded_programs_hold_no_communication_and_short_runs_equal_one_device(kind):
+    """PPO with Gaussian actions and GRPO with categorical ones; PPO on CartPole on four devices is the CLI's
+    run above, which agrees with one device in every metric."""
     command = [sys.executable, "-c", PROGRAMS, kind]
     result = subprocess.run(command, env=devices_env(4), capture_output=True, text=True, timeout=HARD_TIMEOUT - 10)
     assert result.returncode == 0, result.stderr[-3000:]
