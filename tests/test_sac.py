@@ -148,7 +148,10 @@ def test_a_vmapped_seed_equals_its_single_run():
     keys = jax.random.split(jax.random.key(7), 3)
     train = sac.make_train(TINY)
     batched_state, batched = jax.jit(jax.vmap(train))(keys)
-    single_state, single = jax.jit(train)(keys[1])
+    single_program = jax.jit(train)
+    single_state, single = single_program(keys[1])
+    for name, values in single_program(keys[1])[1].items():  # the same key, the same bits
+        np.testing.assert_array_equal(values, single[name], err_msg=name)
     for name in single:
         np.testing.assert_allclose(batched[name][1], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert float(single["q_loss"][-1]) > 0 and np.isnan(float(single["q_loss"][0]))  # trained after learning_starts

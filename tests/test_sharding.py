@@ -116,8 +116,8 @@ def test_two_processes_of_two_devices_with_the_bar_equal_one_process_of_four(tmp
     np.testing.assert_array_equal(np.load(out / "eval.npz")["returns"], np.load(reference / "eval.npz")["returns"])
 
 
-# In a fresh interpreter with 4 devices: padding, what the compiled programs hold, and a short run of the
-# kind named by argv[1] (one interpreter per kind, so that parallel test workers share them).
+# In a fresh interpreter with 4 devices: padding, what the compiled programs of the kinds named by argv[1:]
+# hold, and a short run of the first (one interpreter per test, so that parallel test workers share them).
 PROGRAMS = """
 import jax, numpy as np, re, sys
 import purerl
@@ -137,12 +137,15 @@ np.testing.assert_array_equal(unpad(placed, 6), np.arange(6.0))
 COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "collective-broadcast",
                "reduce-scatter", "send(", "recv(")
 configs = {
+    "ppo-CartPole": ("ppo", ppo.PPOConfig(env="CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
+                                          eval_episodes=4)),
     "ppo-Pendulum": ("ppo", ppo.PPOConfig(env="Pendulum-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2,
                                           eval_episodes=4)),
     "grpo-CartPole": ("grpo", grpo.GRPOConfig(env="CartPole-v1", num_updates=2, num_groups=2, group_size=2,
                                               num_minibatches=2, beta=0.04, eval_episodes=4)),
 }
-for algorithm, config in [configs[sys.argv[1]]]:
+for position, kind in enumerate(sys.argv[1:]):
+    algorithm, config = configs[kind]
     module = ppo if algorithm == "ppo" else grpo
     keys = seed_keys(0, 6)
     state = init_runs(module.init, keys, config, mesh)  # on one device, then split over four
@@ -159,6 +162,8 @@ for algorithm, config in [configs[sys.argv[1]]]:
         targets = set(re.findall(r'custom_call_target="([^"]+)"', text))
         assert not targets, (algorithm, config.env, name, targets)  # no LAPACK, no FFT, no host callback
 
+    if position > 0:  # its programs only
+        continue
     # A short run (the bar on) agrees with a one-device run in every metric of every seed, padding dropped.
     one_device = run_seeds(algorithm, config, 6, mesh=seed_mesh(jax.devices()[:1]))
     four_devices = run_seeds(algorithm, config, 6)
@@ -172,11 +177,11 @@ print("programs ok")
 
 
 @pytest.mark.timeout(HARD_TIMEOUT)
-@pytest.mark.parametrize("kind", ["ppo-Pendulum", "grpo-CartPole"])
-def test_sharded_programs_hold_no_communication_and_short_runs_equal_one_device(kind):
-    """PPO with Gaussian actions and GRPO with categorical ones; PPO on CartPole on four devices is the CLI's
-    run above, which agrees with one device in every metric."""
-    command = [sys.executable, "-c", PROGRAMS, kind]
+@pytest.mark.parametrize("kinds", [("ppo-Pendulum", "ppo-CartPole"), ("grpo-CartPole",)], ids=["ppo", "grpo"])
+def test_sharded_programs_hold_no_communication_and_short_runs_equal_one_device(kinds):
+    """The compiled programs of each kind; a short run of the first (PPO on CartPole runs on four devices in the
+    CLI's test above, where its first updates agree with one device's)."""
+    command = [sys.executable, "-c", PROGRAMS, *kinds]
     result = subprocess.run(command, env=devices_env(4), capture_output=True, text=True, timeout=HARD_TIMEOUT - 10)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "programs ok" in result.stdout

@@ -38,6 +38,8 @@ def test_iqm_and_the_aggregates_are_rliables_to_the_bit_at_every_seed_count():
     for num_runs in range(1, 41):
         x = rng.normal(size=num_runs) ** 3
         assert iqm(x) == metrics.aggregate_iqm(x[:, None]), num_runs
+    with_nan = np.array([1.0, 2.0, 3.0, np.nan])  # a diverged seed: NaN, not trimmed away as the best run
+    assert np.isnan(iqm(with_nan)) and np.isnan(metrics.aggregate_iqm(with_nan))
     scores = rng.normal(0.5, 0.5, size=(7, 3))  # [runs, tasks]: one IQM over all
     expected = [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores)]
     assert list(score_aggregates(scores)) == expected

@@ -32,14 +32,17 @@ def iqm(x: np.ndarray) -> float:
     """Interquartile mean of all values in ``x``: rliable's ``aggregate_iqm``, scipy's ``trim_mean(x, 0.25)``,
     which drops ``floor(n / 4)`` values from each end and averages the rest (7 runs: the middle 5).
 
-    Computed as scipy computes it (one partition, then the mean of the middle), so the bits are rliable's, without
-    scipy's argument handling: a bootstrap interval calls this once per resample (``BOOTSTRAP_REPS``), and
-    through ``trim_mean`` that handling made each interval take a second, two per training run's summary.
+    Computed in float64 as scipy computes it (one partition, then the mean of the middle), so the bits are
+    rliable's for float64 input, without scipy's argument handling: a bootstrap interval calls this once per
+    resample (``BOOTSTRAP_REPS``), and through ``trim_mean`` that handling made each interval take a second, two
+    per training run's summary. NaN if any value is NaN, as scipy's (a partition would trim NaNs as the best).
 
     Raises ValueError for an empty ``x``."""
     values = np.asarray(x, dtype=np.float64).ravel()
     if values.size == 0:
         raise ValueError("iqm of an empty array")
+    if np.isnan(values).any():
+        return float("nan")
     cut = values.size // 4
     middle = np.partition(values, (cut, values.size - cut - 1))[cut : values.size - cut]
     return float(np.mean(middle))
