@@ -15,8 +15,6 @@ import pytest
 from purerl.control import sac
 from purerl.core.distributions import TanhSquashedGaussian
 from purerl.io import cli
-from purerl.io.run import ALGORITHMS
-from purerl.io.tuned import tuned_config
 
 TINY = sac.SACConfig(
     total_timesteps=64, num_envs=2, num_steps=4, learning_starts=16, batch_size=8, hidden_sizes=(16,), eval_episodes=2
@@ -211,13 +209,3 @@ def test_a_stopped_run_resumes_bitwise_and_a_sweep_traces_the_learning_rates(tmp
     sweep = ["sweep", *run[1:], "--grid", "q_lr=1e-3,3e-3", "--grid", "tau=0.005,0.01", "--out", str(tmp_path / "sw")]
     assert cli.main(sweep) == 0
     assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())["points"]) == 4
-
-
-def test_the_default_chunk_is_about_50_gradient_steps():
-    """Brax's hopper settings take 64 gradient steps per update: 50-update chunks ran about 8 minutes for 8 seeds
-    on 2 CPU cores, with no progress shown and no stop possible within the grace period."""
-    algorithm = ALGORITHMS["sac"]
-    assert algorithm.default_chunk(sac.SACConfig(env="Pendulum-v1")) == 50  # one gradient step per update
-    assert algorithm.default_chunk(sac.SACConfig(env="Pendulum-v1", num_envs=16, utd_ratio=0.5)) == 50 // 8
-    assert algorithm.default_chunk(tuned_config("sac", "brax/hopper")) == 1  # 128 envs x 0.5
-    assert ALGORITHMS["ppo"].default_chunk(ALGORITHMS["ppo"].config_cls()) == 50  # no gradient_steps: updates

@@ -57,9 +57,7 @@ def add_run_flags(sub: argparse.ArgumentParser, algorithm: str, config_cls: type
         help="JSON config file, or 'defaults' for the generic defaults; explicit flags override it "
         "[the env's tuned config where purerl ships one (purerl/configs), else the defaults]",
     )
-    chunk = ALGORITHMS[algorithm].chunk_updates
-    sac = f"{chunk} gradient steps' worth: an update takes utd_ratio x num_envs x num_steps of them"
-    add_chunking_flags(sub, sac if algorithm == "sac" else chunk)
+    add_chunking_flags(sub, ALGORITHMS[algorithm].chunk_help)
     sub.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     add_tracker_flags(sub)
     add_stop_grace_flag(sub)
@@ -174,9 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
-    worth = {"sac": " gradient steps' worth"}
-    defaults = ", ".join(f"{name} {ALGORITHMS[name].chunk_updates}{worth.get(name, '')}" for name in BENCHMARKED)
-    add_chunking_flags(bench, f"the algorithm's: {defaults}")
+    add_chunking_flags(bench, f"the algorithm's: {ALGORITHMS['ppo'].chunk_help}")
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)

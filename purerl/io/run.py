@@ -30,6 +30,8 @@ from purerl.io.plots import plot_learning_curve
 from purerl.io.progress_bar import ProgressBar
 from purerl.io.stopping import DEFAULT_STOP_GRACE
 
+STEPS_PER_CHUNK_UNIT = 512  # env steps per seed of PPO's default update (4 envs x 128 steps): one unit
+
 
 @dataclass(frozen=True)
 class Algorithm:
@@ -51,10 +53,28 @@ class Algorithm:
     chunk_updates: int = 50  # ppo's overhead against one chunk: benchmarks/chunking_overhead.py
 
     def default_chunk(self, config: Any) -> int:
-        """Updates per chunk by default: ``chunk_updates`` gradient steps' worth where an update takes several
-        (SAC's ``gradient_steps``, ``utd_ratio * num_envs * num_steps``: 64 with Brax's hopper settings, whose
-        50-update chunk ran about 8 minutes for 8 seeds on 2 CPU cores, past any stop grace), at least 1."""
-        return max(1, self.chunk_updates // max(1, getattr(config, "gradient_steps", 1)))
+        """Updates per chunk by default: ``chunk_updates`` of the smallest updates, at least 1. An update of
+        several gradient steps counts as that many (SAC's ``gradient_steps``, ``utd_ratio * num_envs *
+        num_steps``: 64 with Brax's hopper settings, whose 50-update chunk ran about 8 minutes for 8 seeds on 2
+        CPU cores, past any stop grace), and one that plays more env steps per seed than PPO's default batch
+        (``STEPS_PER_CHUNK_UNIT``, 4 envs x 128 steps) counts as that many batches: PPO with 128 brax envs x 80
+        steps ran 50-update chunks of 29 minutes for 8 seeds on 2 CPU cores, so a stop lost up to that much;
+        MinAtar's 64 x 128 gets 3-update chunks (about 8 s for 4 seeds there)."""
+        units = getattr(config, "gradient_steps", None)
+        if units is None:
+            steps = getattr(config, "steps_per_update", None) or STEPS_PER_CHUNK_UNIT
+            units = -(-steps // STEPS_PER_CHUNK_UNIT)
+        return max(1, self.chunk_updates // max(1, units))
+
+    @property
+    def chunk_help(self) -> str:
+        """``default_chunk`` as ``--chunk-updates --help`` states it."""
+        if self.chunk_updates == 1:
+            return "1"
+        return (
+            f"{self.chunk_updates} small updates' worth: an update counts as its gradient steps (SAC) or as its env "
+            f"steps per seed in {STEPS_PER_CHUNK_UNIT}s (PPO, rounded up)"
+        )
 
     @property
     def plays_episodes(self) -> bool:
