@@ -85,15 +85,31 @@ def write_config(env: str, result: dict) -> None:
     path.write_text(json.dumps(values, indent=2) + "\n")
 
 
+def tuning_rows(env: str, result: dict) -> list[dict]:
+    """One CSV row per point of an env's sweep."""
+    best = best_point(result)
+    return [{"env": env, **row["hyperparameters"], "eval_iqm": row["eval_return_iqm"],
+             "eval_ci_low": row["eval_return_ci"][0], "eval_ci_high": row["eval_return_ci"][1],
+             "auc_iqm": row["auc_iqm"], "chosen": row is best} for row in result["points"]]  # fmt: skip
+
+
+def committed_rows() -> list[dict]:
+    """The rows of ``suite_tuning.csv`` as committed, so that tuning some envs from a checkout whose ``runs/``
+    lacks the others' sweeps keeps their rows."""
+    path = RESULTS / "suite_tuning.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [row | {"chosen": row["chosen"] == "True"} for row in csv.DictReader(f)]
+
+
 def write_tables(results: dict[str, dict]) -> None:
+    """``suite_tuning.csv`` and ``.md``: every env's points, those swept here from ``results`` and the other
+    envs' from the committed CSV, in ``ENVS`` order."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for env, result in results.items():
-        best = best_point(result)
-        for row in result["points"]:
-            rows.append({"env": env, **row["hyperparameters"], "eval_iqm": row["eval_return_iqm"],
-                         "eval_ci_low": row["eval_return_ci"][0], "eval_ci_high": row["eval_return_ci"][1],
-                         "auc_iqm": row["auc_iqm"], "chosen": row is best})  # fmt: skip
+    rows = [row for row in committed_rows() if row["env"] not in results]
+    rows += [row for env, result in results.items() for row in tuning_rows(env, result)]
+    rows.sort(key=lambda row: ENVS.index(row["env"]))
     with (RESULTS / "suite_tuning.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -107,17 +123,17 @@ def write_tables(results: dict[str, dict]) -> None:
         "| env | " + " | ".join(f"lr {a:g}, gamma {g:g}" for a in GRID["learning_rate"] for g in GRID["gamma"]) + " |",
         "| --- " * (1 + len(GRID["learning_rate"]) * len(GRID["gamma"])) + "|",
     ]
-    for env, result in results.items():
-        best = best_point(result)
+    envs = list(dict.fromkeys(row["env"] for row in rows))
+    for env in envs:
         cells = []
-        for row in result["points"]:
-            low, high = row["eval_return_ci"]
-            cell = f"{row['eval_return_iqm']:.3g} [{low:.3g}, {high:.3g}]"
-            cells.append(f"**{cell}**" if row is best else cell)
+        for row in (row for row in rows if row["env"] == env):
+            iqm, low, high = (float(row[name]) for name in ("eval_iqm", "eval_ci_low", "eval_ci_high"))
+            cell = f"{iqm:.3g} [{low:.3g}, {high:.3g}]"
+            cells.append(f"**{cell}**" if row["chosen"] else cell)
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
-    if any(env in LIMITS for env in results):
+    if any(env in LIMITS for env in envs):
         lines += ["", "Bounds no hyperparameter moves:", ""]
-        lines += [f"- {env}: {LIMITS[env]}." for env in results if env in LIMITS]
+        lines += [f"- {env}: {LIMITS[env]}." for env in envs if env in LIMITS]
     (RESULTS / "suite_tuning.md").write_text("\n".join(lines) + "\n")
 
 
