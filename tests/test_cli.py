@@ -72,6 +72,20 @@ def test_a_run_in_which_no_episode_ends_says_so_without_nan_or_warnings(tmp_path
     assert "nan" not in printed.out
 
 
+def test_a_resumed_run_keeps_its_own_chunks_when_the_caller_gives_none(tmp_path):
+    """Experiment scripts resume their cells through ``finished_run`` without a chunk setting: the run keeps the
+    chunks its ``run.json`` records, not the default for its config, which changed once (PPO's 50 updates
+    became 50 updates of 512 env steps per seed) while the SAC study had a brax run half done."""
+    out = tmp_path / "run"
+    train = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--chunk-updates", "3", "--out", str(out)]
+    assert cli.main([*train, *TINY]) == 0
+    (out / "summary.json").unlink()
+    _, config, _ = run_dir.load_run_dir(out)
+    run_dir.finished_run(out, "ppo", config, run_dir.RunSettings(num_seeds=2))
+    assert json.loads((out / "run.json").read_text())["chunk_updates"] == 3
+    assert (out / "summary.json").exists()
+
+
 def test_train_grpo_writes_its_group_metrics_and_a_curve_over_per_seed_env_steps(tmp_path, capsys):
     out = tmp_path / "grpo"
     flags = ["--num-updates", "3", "--num-groups", "2", "--group-size", "4", "--num-minibatches", "2"]

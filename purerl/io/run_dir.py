@@ -119,15 +119,17 @@ def run_in_dir(
     tracker added at a resume first receives the restored metrics); a finished one is evaluated again.
     ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
-    if settings.chunk_updates is None:  # resolved before run.json is written: a resume keeps the chunks
-        settings = dataclasses.replace(settings, chunk_updates=ALGORITHMS[algorithm].default_chunk(config))
-    if settings.grid:
-        config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
     if resume:
         checkpoints = RunCheckpoints(out / "checkpoints")
         saved = json.loads((out / RUN_FILE).read_text())
         settings = dataclasses.replace(settings, **{name: getattr(settings, name) or saved.get(name, False)
                                                     for name in TRACKERS})  # fmt: skip
+        if settings.chunk_updates is None:  # the run's own chunks, not today's default for its config
+            settings = dataclasses.replace(settings, chunk_updates=saved.get("chunk_updates"))
+    if settings.chunk_updates is None:  # resolved before run.json is written: a resume keeps the chunks
+        settings = dataclasses.replace(settings, chunk_updates=ALGORITHMS[algorithm].default_chunk(config))
+    if settings.grid:
+        config, points = sweep_base_config(config, settings.grid), expand_grid(settings.grid)
     trackers = None
     if settings.trackers and is_main_process():
         trackers = run_trackers(out, algorithm, config, settings, points)  # refuses a missing extra first
