@@ -23,10 +23,11 @@ notebook, ``purerl/configs/ppo/brax``), SAC from ``purerl/configs/sac/brax`` for
 | MountainCarContinuous-v0 | PPO 100k, SAC 50k | 1M |
 | brax/hopper, brax/walker2d | PPO 1M, SAC 50k | PPO 50M, SAC its config's (6.6M, 7.9M) |
 
-SAC's CPU budget is its own: on 2 cores it makes about 13 env steps per second per seed with 8 seeds (one
-gradient step of 256 per env step on Pendulum, 2x256 networks; Brax's settings cost the same per env step:
-0.5 gradient steps of 512), so 50k steps take about 65 minutes, and a cell must finish within one session
-(``runs/`` does not survive it). SAC on Pendulum reaches a training return of -175 by 20k steps. The curves
+SAC's CPU budget is its own: on 2 cores it makes about 30 env steps per second per seed with 8 seeds and the
+CPU to itself (one gradient step of 256 per env step on Pendulum, 2x256 networks; Brax's settings cost the same
+per env step: 0.5 gradient steps of 512), so 50k steps take about 28 minutes (Pendulum's cell: 1,668 s; about
+13 steps per second while the CPU was shared). A stopped cell resumes from its checkpoint (saved every 10
+minutes and on a stop) where ``runs/`` survives; else it starts again. SAC on Pendulum reaches a training return of -175 by 20k steps. The curves
 against wall-clock seconds show what each algorithm gets in the same time. On the CPU, PPO's brax configs run
 128 environments instead of 2048 (the same 80 steps each, 32 minibatches): their 163,840 env steps per update
 would leave 6 updates in 1M steps.
@@ -59,7 +60,7 @@ BUDGETS = {
             "brax/walker2d": 1_000_000},
     "full": {"Pendulum-v1": 1_000_000, "MountainCarContinuous-v0": 1_000_000},
 }  # fmt: skip
-CPU_SAC_BUDGET = 50_000  # env steps per seed on every env: about 65 min for 8 seeds on 2 cores (the docstring)
+CPU_SAC_BUDGET = 50_000  # env steps per seed on every env: about 28 min for 8 seeds on 2 cores (the docstring)
 THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "brax/hopper": 1000.0, "brax/walker2d": 1000.0}
 ABLATED = ("brax/hopper", "brax/walker2d")  # good policies reach the 1000-step limit there
 # What has been published near these budgets (../shared/reference/rl-anchors.md §c for gymnax,
