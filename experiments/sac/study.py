@@ -27,10 +27,10 @@ SAC's CPU budget is its own: on 2 cores it makes about 30 env steps per second p
 CPU to itself (one gradient step of 256 per env step on Pendulum, 2x256 networks; Brax's settings cost the same
 per env step: 0.5 gradient steps of 512), so 50k steps take about 28 minutes (Pendulum's cell: 1,668 s; about
 13 steps per second while the CPU was shared). A stopped cell resumes from its checkpoint (saved every 10
-minutes and on a stop) where ``runs/`` survives; else it starts again. SAC on Pendulum reaches a training return of -175 by 20k steps. The curves
-against wall-clock seconds show what each algorithm gets in the same time. On the CPU, PPO's brax configs run
-128 environments instead of 2048 (the same 80 steps each, 32 minibatches): their 163,840 env steps per update
-would leave 6 updates in 1M steps.
+minutes and on a stop) where ``runs/`` survives; else it starts again. SAC on Pendulum passes a training
+return of -200 by about 7k steps. The curves against wall-clock seconds show what each algorithm gets in the
+same time. On the CPU, PPO's brax configs run 128 environments instead of 2048 (the same 80 steps each, 32
+minibatches): their 163,840 env steps per update would leave 6 updates in 1M steps.
 """
 
 import argparse
