@@ -64,6 +64,11 @@ def best_point(result: dict) -> dict:
     return max(result["points"], key=key)
 
 
+def fmt(x: float) -> str:
+    """Three significant digits, without ``:.3g``'s exponent for returns of 1,000 and more (Pong-misc's 1e+03)."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
 def write_config(env: str, result: dict) -> None:
     best = best_point(result)
     defaults = {"learning_rate": PPOConfig().learning_rate, "gamma": PPOConfig().gamma}
@@ -75,8 +80,8 @@ def write_config(env: str, result: dict) -> None:
         f"learning_rate x gamma swept over {GRID['learning_rate']} x {GRID['gamma']} at the defaults' 500k env "
         f"steps; the best eval IQM wins, ties go to the larger eval mean, then area under the learning curve. "
         f"Chosen: "
-        f"{best['label']}, eval IQM {best['eval_return_iqm']:.3g} [{low:.3g}, {high:.3g}] (defaults: "
-        f"{default['eval_return_iqm']:.3g}). Reported results use base seed 1."
+        f"{best['label']}, eval IQM {fmt(best['eval_return_iqm'])} [{fmt(low)}, {fmt(high)}] (defaults: "
+        f"{fmt(default['eval_return_iqm'])}). Reported results use base seed 1."
     )
     if env in LIMITS:
         note += f" Bound: {LIMITS[env]}."
@@ -128,7 +133,7 @@ def write_tables(results: dict[str, dict]) -> None:
         cells = []
         for row in (row for row in rows if row["env"] == env):
             iqm, low, high = (float(row[name]) for name in ("eval_iqm", "eval_ci_low", "eval_ci_high"))
-            cell = f"{iqm:.3g} [{low:.3g}, {high:.3g}]"
+            cell = f"{fmt(iqm)} [{fmt(low)}, {fmt(high)}]"
             cells.append(f"**{cell}**" if row["chosen"] else cell)
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     if any(env in LIMITS for env in envs):
