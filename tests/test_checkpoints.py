@@ -115,7 +115,7 @@ STUCK_RUN = """
 import pathlib, sys, time
 import purerl
 import jax
-from purerl.control import grpo, ppo, sac
+from purerl.control import ppo
 from purerl.core.sharding import seed_mesh
 from purerl.io.checkpoints import RunCheckpoints
 from purerl.io.chunked import train_in_chunks
@@ -367,8 +367,9 @@ def test_state_that_reads_back_different_from_what_was_saved_is_corrupt(tmp_path
 def test_the_default_chunk_is_about_50_small_updates():
     """A chunk must end within the stop grace for a stop to save it. Brax's hopper settings take 64 SAC gradient
     steps per update: 50-update chunks ran about 8 minutes for 8 seeds on 2 CPU cores; PPO with 128 brax envs x
-    80 steps ran 50-update chunks of 29 minutes there. An update counts as its gradient steps (SAC) or as its env
-    steps per seed in PPO's default batches of 4 x 128 (rounded up)."""
+    80 steps ran 50-update chunks of 29 minutes there. An update counts as its env steps per seed in PPO's
+    default batches of 4 x 128 (rounded up), SAC's as its gradient steps where they are more, GRPO's as all the
+    steps its rollouts scan, finished episodes included."""
     assert ALGORITHMS["sac"].default_chunk(sac.SACConfig(env="Pendulum-v1")) == 50  # one gradient step an update
     assert ALGORITHMS["sac"].default_chunk(sac.SACConfig(env="Pendulum-v1", num_envs=16, utd_ratio=0.5)) == 50 // 8
     assert ALGORITHMS["sac"].default_chunk(tuned_config("sac", "brax/hopper")) == 1  # 128 envs x 0.5
@@ -378,4 +379,8 @@ def test_the_default_chunk_is_about_50_small_updates():
     assert ALGORITHMS["ppo"].default_chunk(tuned_config("ppo", "brax/hopper", num_envs=128)) == 50 // 20  # x 80
     assert ALGORITHMS["ppo"].default_chunk(tuned_config("ppo", "brax/hopper")) == 1  # 2048 x 80
     assert ALGORITHMS["pbrl"].default_chunk(tuned_config("pbrl", "Pendulum-v1")) == 50 // 4  # 16 x 128, as PPO
-    assert ALGORITHMS["grpo"].default_chunk(grpo.GRPOConfig()) == 50  # env steps vary: updates
+    # 1,024 envs take 1 gradient step an update but play two batches' env steps
+    assert ALGORITHMS["sac"].default_chunk(sac.SACConfig(env="Pendulum-v1", num_envs=1024, utd_ratio=2**-10)) == 25
+    assert ALGORITHMS["grpo"].default_chunk(grpo.GRPOConfig(num_groups=4, group_size=4)) == 50 // 16  # x 500 steps
+    assert ALGORITHMS["dagger"].default_chunk(None) == 1  # a round per chunk
+    assert ALGORITHMS["bc"].default_chunk(None) == 50  # Adam steps

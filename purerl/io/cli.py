@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", default="full", help="full: each env's budget; short: 1/10 of it (brax, playground: 1/50) [full]"
     )
     bench.add_argument("--envs", nargs="+", metavar="ENV", help="only these envs of the suite")
-    add_chunking_flags(bench, f"the algorithm's: {ALGORITHMS['ppo'].chunk_help}")
+    add_chunking_flags(bench, "the algorithm's, as `purerl train ALGO --help` states it")
     add_tracker_flags(bench)
     add_stop_grace_flag(bench)
     add_compile_cache_flag(bench)

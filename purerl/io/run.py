@@ -33,6 +33,27 @@ from purerl.io.stopping import DEFAULT_STOP_GRACE
 STEPS_PER_CHUNK_UNIT = 512  # env steps per seed of PPO's default update (4 envs x 128 steps): one unit
 
 
+def env_step_units(env_steps: int) -> int:
+    """``env_steps`` per seed in units of PPO's default update (``STEPS_PER_CHUNK_UNIT``), rounded up."""
+    return -(-env_steps // STEPS_PER_CHUNK_UNIT)
+
+
+def ppo_update_cost(config: Any) -> int:
+    return env_step_units(config.steps_per_update)
+
+
+def grpo_update_cost(config: Any) -> int:
+    return env_step_units(config.num_episodes * config.horizon)  # every rollout runs the whole horizon
+
+
+def sac_update_cost(config: Any) -> int:
+    return max(config.gradient_steps, env_step_units(config.steps_per_update))
+
+
+def one_unit(config: Any) -> int:
+    return 1
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """A control algorithm as data and pure functions: ``init(key, config)``, ``update(state, index)``,
@@ -40,9 +61,10 @@ class Algorithm:
     state carrying its config. ``curve`` is the per-update metric that shows training progress (the progress
     bar, ``learning_curve.png``, the summary's ``train`` block, a sweep's area under the curve): the training
     episodes' return, or for BC, which plays no episodes while training, its loss, against updates.
-    ``chunk_updates`` is a CLI run's default number of updates per jitted chunk (``purerl.io.chunked``): few
-    enough that progress shows, a stop is honoured within the grace period and a chunk's end can save; an
-    update of many gradient steps counts as that many (``default_chunk``)."""
+    ``chunk_updates`` small updates make a CLI run's default jitted chunk (``purerl.io.chunked``): few enough
+    that progress shows, a stop is honoured within the grace period and a chunk's end can save;
+    ``update_cost(config)`` says how many small updates one update of ``config`` counts as, and ``cost_rule``
+    says it in words for ``--help``."""
 
     config_cls: type
     init: Any
@@ -51,30 +73,23 @@ class Algorithm:
     policy: Any
     curve: str = "episode_return"
     chunk_updates: int = 50  # ppo's overhead against one chunk: benchmarks/chunking_overhead.py
+    update_cost: Callable[[Any], int] = ppo_update_cost
+    cost_rule: str = f"an update counts as its env steps per seed in units of {STEPS_PER_CHUNK_UNIT}, rounded up"
 
     def default_chunk(self, config: Any) -> int:
-        """Updates per chunk by default: ``chunk_updates`` of the smallest updates, at least 1. An update of
-        several gradient steps counts as that many (SAC's ``gradient_steps``, ``utd_ratio * num_envs *
-        num_steps``: 64 with Brax's hopper settings, whose 50-update chunk ran about 8 minutes for 8 seeds on 2
-        CPU cores, past any stop grace), and one that plays more env steps per seed than PPO's default batch
-        (``STEPS_PER_CHUNK_UNIT``, 4 envs x 128 steps) counts as that many batches: PPO with 128 brax envs x 80
-        steps ran 50-update chunks of 29 minutes for 8 seeds on 2 CPU cores, so a stop lost up to that much;
-        MinAtar's 64 x 128 gets 3-update chunks (about 8 s for 4 seeds there)."""
-        units = getattr(config, "gradient_steps", None)
-        if units is None:
-            steps = getattr(config, "steps_per_update", None) or STEPS_PER_CHUNK_UNIT
-            units = -(-steps // STEPS_PER_CHUNK_UNIT)
-        return max(1, self.chunk_updates // max(1, units))
+        """Updates per chunk by default: ``chunk_updates // update_cost(config)``, at least 1. Costs were
+        measured on 2 CPU cores: SAC with Brax's hopper settings takes 64 gradient steps an update, and its
+        50-update chunks ran about 8 minutes for 8 seeds, past any stop grace; PPO with 128 brax envs x 80
+        steps ran 50-update chunks of 29 minutes, so a stop lost up to that much; MinAtar's 64 x 128 (16 units)
+        gets 3-update chunks, about 8 s for 4 seeds."""
+        return max(1, self.chunk_updates // max(1, self.update_cost(config)))
 
     @property
     def chunk_help(self) -> str:
         """``default_chunk`` as ``--chunk-updates --help`` states it."""
         if self.chunk_updates == 1:
             return "1"
-        return (
-            f"{self.chunk_updates} small updates' worth: an update counts as its gradient steps (SAC) or as its env "
-            f"steps per seed in {STEPS_PER_CHUNK_UNIT}s (PPO, rounded up)"
-        )
+        return f"{self.chunk_updates} small updates' worth: {self.cost_rule}"
 
     @property
     def plays_episodes(self) -> bool:
@@ -84,12 +99,45 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate, ppo.policy),
-    "grpo": Algorithm(grpo.GRPOConfig, grpo.init, grpo.update, grpo.evaluate, grpo.policy),
-    "sac": Algorithm(sac.SACConfig, sac.init, sac.update, sac.evaluate, sac.policy),
-    "bc": Algorithm(bc.BCConfig, bc.init, bc.update, bc.evaluate, bc.policy, curve="loss"),
+    "grpo": Algorithm(
+        grpo.GRPOConfig,
+        grpo.init,
+        grpo.update,
+        grpo.evaluate,
+        grpo.policy,
+        update_cost=grpo_update_cost,
+        cost_rule=f"an update counts as num_groups*group_size episodes x the env's horizon (every rollout runs it "
+        f"whole) in units of {STEPS_PER_CHUNK_UNIT} env steps, rounded up",
+    ),
+    "sac": Algorithm(
+        sac.SACConfig,
+        sac.init,
+        sac.update,
+        sac.evaluate,
+        sac.policy,
+        update_cost=sac_update_cost,
+        cost_rule=f"an update counts as its gradient steps (utd_ratio*num_envs*num_steps) or its env steps per "
+        f"seed in units of {STEPS_PER_CHUNK_UNIT}, rounded up, whichever is more",
+    ),
+    "bc": Algorithm(
+        bc.BCConfig,
+        bc.init,
+        bc.update,
+        bc.evaluate,
+        bc.policy,
+        curve="loss",
+        update_cost=one_unit,
+        cost_rule="an update is one Adam step",
+    ),
     # A DAgger update is a whole round (episodes played, labelled, then hundreds of Adam steps): one per chunk.
     "dagger": Algorithm(
-        dagger.DAggerConfig, dagger.init, dagger.update, dagger.evaluate, dagger.policy, chunk_updates=1
+        dagger.DAggerConfig,
+        dagger.init,
+        dagger.update,
+        dagger.evaluate,
+        dagger.policy,
+        chunk_updates=1,
+        update_cost=one_unit,
     ),
     "pbrl": Algorithm(pbrl.PbRLConfig, pbrl.init, pbrl.update, pbrl.evaluate, pbrl.policy),
 }
