@@ -151,6 +151,14 @@ def test_bad_settings_are_one_line_errors(demos, tmp_path):
     half = {name: array[: len(array) // 2] for name, array in arrays.items()}
     np.savez(tmp_path / "demos.npz", **half)
     assert len(load_demos(str(tmp_path))[0]["actions"]) == len(half["actions"])
+    meta = json.loads((tmp_path / "demos.json").read_text())
+    (tmp_path / "demos.json").write_text(json.dumps(meta | {"episodes": 1}))
+    with pytest.raises(ValueError, match=r"^num_demo_episodes=2 but .* holds 1 episode$"):
+        bc.BCConfig(env="CartPole-v1", demos=str(tmp_path), num_demo_episodes=2)
+    np.savez(tmp_path / "demos.npz", **half | {"observations": np.array([{"pickled": 1}], dtype=object)})
+    with pytest.raises(ValueError, match=r"demos.npz holds Python objects, which purerl never writes") as error:
+        load_demos(str(tmp_path))
+    assert "allow_pickle" not in str(error.value)  # numpy's advice would unpickle untrusted data
 
 
 def test_collect_refuses_what_it_cannot_serve_in_one_line(tmp_path, capsys):

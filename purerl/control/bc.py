@@ -73,7 +73,8 @@ class BCConfig(Config):
             raise ValueError(f"env {self.env!r} is not the demonstrations' env {meta['env']!r} (--demos {self.demos})")
         if self.num_demo_episodes is not None and self.num_demo_episodes > meta["episodes"]:
             raise ValueError(
-                f"num_demo_episodes={self.num_demo_episodes} but {self.demos} holds {meta['episodes']} episodes"
+                f"num_demo_episodes={self.num_demo_episodes} but {self.demos} holds {meta['episodes']} "
+                f"episode{'' if meta['episodes'] == 1 else 's'}"
             )
         check_network_fields(self)
 

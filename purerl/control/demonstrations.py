@@ -75,5 +75,7 @@ def _read_demos(directory: str, stamps: tuple) -> tuple[dict[str, np.ndarray], d
         if missing:
             raise KeyError(f"{META_FILE} lacks {', '.join(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as error:
+        if "allow_pickle" in str(error):  # numpy's message would invite the user to unpickle untrusted data
+            error = f"{ARRAYS_FILE} holds Python objects, which purerl never writes and does not unpickle"
         raise ValueError(f"{directory!r} is not a demonstration directory (purerl collect): {error}") from None
     return arrays, meta
