@@ -97,49 +97,31 @@ class Algorithm:
         return self.curve == "episode_return"
 
 
+def module_algorithm(module: Any, config_cls: type, **fields: Any) -> Algorithm:
+    """The ``Algorithm`` of a control module that defines ``init``, ``update``, ``evaluate`` and ``policy``."""
+    return Algorithm(config_cls, module.init, module.update, module.evaluate, module.policy, **fields)
+
+
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(ppo.PPOConfig, ppo.init, ppo.update, ppo.evaluate, ppo.policy),
-    "grpo": Algorithm(
+    "ppo": module_algorithm(ppo, ppo.PPOConfig),
+    "grpo": module_algorithm(
+        grpo,
         grpo.GRPOConfig,
-        grpo.init,
-        grpo.update,
-        grpo.evaluate,
-        grpo.policy,
         update_cost=grpo_update_cost,
         cost_rule=f"an update counts as num_groups*group_size episodes x the env's horizon (every rollout runs it "
         f"whole) in units of {STEPS_PER_CHUNK_UNIT} env steps, rounded up",
     ),
-    "sac": Algorithm(
+    "sac": module_algorithm(
+        sac,
         sac.SACConfig,
-        sac.init,
-        sac.update,
-        sac.evaluate,
-        sac.policy,
         update_cost=sac_update_cost,
         cost_rule=f"an update counts as its gradient steps (utd_ratio*num_envs*num_steps) or its env steps per "
         f"seed in units of {STEPS_PER_CHUNK_UNIT}, rounded up, whichever is more",
     ),
-    "bc": Algorithm(
-        bc.BCConfig,
-        bc.init,
-        bc.update,
-        bc.evaluate,
-        bc.policy,
-        curve="loss",
-        update_cost=one_unit,
-        cost_rule="an update is one Adam step",
-    ),
+    "bc": module_algorithm(bc, bc.BCConfig, curve="loss", update_cost=one_unit, cost_rule="an update is one Adam step"),
     # A DAgger update is a whole round (episodes played, labelled, then hundreds of Adam steps): one per chunk.
-    "dagger": Algorithm(
-        dagger.DAggerConfig,
-        dagger.init,
-        dagger.update,
-        dagger.evaluate,
-        dagger.policy,
-        chunk_updates=1,
-        update_cost=one_unit,
-    ),
-    "pbrl": Algorithm(pbrl.PbRLConfig, pbrl.init, pbrl.update, pbrl.evaluate, pbrl.policy),
+    "dagger": module_algorithm(dagger, dagger.DAggerConfig, chunk_updates=1, update_cost=one_unit),
+    "pbrl": module_algorithm(pbrl, pbrl.PbRLConfig),
 }
 
 
