@@ -9,6 +9,7 @@ from purerl.core.stats import (
     bootstrap_mean_ci_curve,
     common_step_grid,
     explained_variance,
+    format_iqm_ci,
     interpolate_curves,
     iqm,
     iqm_ci,
@@ -57,6 +58,11 @@ def test_iqm_and_its_ci_are_rliables_on_odd_seed_counts(num_runs):
     _, intervals = library.get_interval_estimates({"a": x[:, None]}, aggregate, reps=BOOTSTRAP_REPS)
     assert (summary["iqm_ci_low"], summary["iqm_ci_high"]) == (intervals["a"][0, 0], intervals["a"][1, 0])
     assert summary["iqm_ci_low"] <= summary["iqm"] <= summary["iqm_ci_high"]
+
+
+def test_an_iqm_and_its_ci_are_written_as_every_table_writes_them():
+    assert format_iqm_ci(999.0, 994.6875, 1000.0) == "999.0 [994.7, 1000.0]"
+    assert format_iqm_ci(-0.04, -0.125, 0.5, digits=2) == "-0.04 [-0.12, 0.50]"
 
 
 def test_iqm_ci_is_reproducible_and_leaves_numpys_global_generator_as_it_was():

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
-from purerl.core.stats import interpolate_curves, iqm, summarize_runs
+from purerl.core.stats import format_iqm_ci, interpolate_curves, iqm, summarize_runs
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir, run_script
@@ -98,7 +98,7 @@ def iqm_ci(values: list[float]) -> str:
     if stats["num_nan"] == stats["num_runs"]:
         return "n/a"
     missing = f" ({stats['num_nan']} seeds n/a)" if stats["num_nan"] else ""
-    return f"{stats['iqm']:.1f} [{stats['iqm_ci_low']:.1f}, {stats['iqm_ci_high']:.1f}]{missing}"
+    return format_iqm_ci(stats["iqm"], stats["iqm_ci_low"], stats["iqm_ci_high"]) + missing
 
 
 def steps_to_threshold(values: list[float]) -> str:

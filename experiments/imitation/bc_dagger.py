@@ -41,6 +41,7 @@ from purerl.control.bc import BCConfig
 from purerl.control.dagger import DAggerConfig
 from purerl.control.envs import env_spec, vec_env
 from purerl.control.evaluation import play_episodes
+from purerl.core.stats import format_iqm_ci
 from purerl.io.collect import collect
 from purerl.io.run import ALGORITHMS
 from purerl.io.run_dir import RunSettings, finished_run, load_trained_state, run_script
@@ -153,7 +154,7 @@ def write_results(rows: list[dict[str, Any]], experts: dict[str, dict[str, Any]]
                 shift = r["agreement"]
                 on_expert, on_own = np.mean(shift["on_expert_states"]), np.mean(shift["on_own_states"])
                 return (
-                    f"{r['eval_iqm']:.1f} [{r['eval_ci'][0]:.1f}, {r['eval_ci'][1]:.1f}]",
+                    format_iqm_ci(r["eval_iqm"], *r["eval_ci"]),
                     f"{on_expert:.3f} / {on_own:.3f}",
                 )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from purerl.core.stats import summarize_runs
+from purerl.core.stats import format_iqm_ci, summarize_runs
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.lm_align import run_method, run_pairs
 from purerl.io.lm_sft import run_sft
@@ -101,7 +101,7 @@ def iqm_ci(values: list[float], digits: int = 2) -> str:
     """``IQM [low, high]`` over seeds with rliable's 95% stratified-bootstrap interval, the statistic of every
     purerl table (with 3 seeds the IQM is the mean, and the interval spans little more than their range)."""
     stats = summarize_runs(values)
-    return f"{stats['iqm']:.{digits}f} [{stats['iqm_ci_low']:.{digits}f}, {stats['iqm_ci_high']:.{digits}f}]"
+    return format_iqm_ci(stats["iqm"], stats["iqm_ci_low"], stats["iqm_ci_high"], digits)
 
 
 def final_samples(run: Path) -> list[str]:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
+from purerl.core.stats import format_iqm_ci
 from purerl.io.plots import plot_learning_curve
 from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir, run_script
@@ -73,9 +74,9 @@ def write_table() -> None:
         s = json.loads(path.read_text())
         ev, tr = s["eval"], s["train"]
         rows.append(
-            f"| {env} | {s['env_steps_per_seed']:,} | {s['num_seeds']} | {ev['iqm']:.1f} [{ev['iqm_ci_low']:.1f}, "
-            f"{ev['iqm_ci_high']:.1f}] | {ev['mean']:.1f} | {tr['iqm']:.1f} "
-            f"[{tr['iqm_ci_low']:.1f}, {tr['iqm_ci_high']:.1f}] "
+            f"| {env} | {s['env_steps_per_seed']:,} | {s['num_seeds']} | "
+            f"{format_iqm_ci(ev['iqm'], ev['iqm_ci_low'], ev['iqm_ci_high'])} | {ev['mean']:.1f} | "
+            f"{format_iqm_ci(tr['iqm'], tr['iqm_ci_low'], tr['iqm_ci_high'])} "
             f"| {ref['blines']} | >= {ref['target']} | {'yes' if ev['iqm'] >= ref['target'] else 'no'} "
             f"| {s['train_seconds']:.0f} s ({s['device']['kind']}) |"
         )

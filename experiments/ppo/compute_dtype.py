@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
+from purerl.core.stats import format_iqm_ci
 from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, run_in_dir, run_script
 from purerl.io.tuned import tuned_config
@@ -85,8 +86,8 @@ def write_table(results: list[dict]) -> str:
     for r in results:
         ev = r["eval"]
         lines.append(
-            f"| {r['row']} | {r['compute_dtype']} | {r['seeds']} | {r['env_steps_per_seed']:,} | {ev['iqm']:.1f} "
-            f"[{ev['iqm_ci_low']:.1f}, {ev['iqm_ci_high']:.1f}] | {r['run_mean_return']:.1f} ± "
+            f"| {r['row']} | {r['compute_dtype']} | {r['seeds']} | {r['env_steps_per_seed']:,} | "
+            f"{format_iqm_ci(ev['iqm'], ev['iqm_ci_low'], ev['iqm_ci_high'])} | {r['run_mean_return']:.1f} ± "
             f"{r['run_mean_return_se']:.1f} | {r['train_seconds']:.0f} s ({r['device']}) | {r['jax']}, "
             f"{r['date'][:10]} |"
         )

@@ -28,6 +28,7 @@ import matplotlib
 import numpy as np
 
 import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
+from purerl.core.stats import format_iqm_ci
 from purerl.io.run import read_metrics_csv
 from purerl.io.run_dir import RunSettings, finished_run, run_script
 from purerl.io.tuned import tuned_config
@@ -84,8 +85,8 @@ def write_results(rows: list[dict[str, Any]]) -> None:
         queries = "-" if r["queries"] is None else str(r["queries"])
         accuracy = f"{r['heldout_accuracy']:.3f}" if "heldout_accuracy" in r else "-"
         correlation = f"{r['return_correlation']:.3f}" if "return_correlation" in r else "-"
-        lines.append(f"| {r['env']} | {r['method']} | {queries} | {r['env_steps']:,} | {r['eval_iqm']:.1f} "
-                     f"[{r['eval_ci'][0]:.1f}, {r['eval_ci'][1]:.1f}] | {accuracy} | {correlation} |")  # fmt: skip
+        lines.append(f"| {r['env']} | {r['method']} | {queries} | {r['env_steps']:,} | "
+                     f"{format_iqm_ci(r['eval_iqm'], *r['eval_ci'])} | {accuracy} | {correlation} |")  # fmt: skip
     (RESULTS / "pbrl_queries.md").write_text("\n".join(lines) + "\n")
 
     envs = [env for env in ENVS if any(r["env"] == env for r in rows)]

@@ -79,11 +79,21 @@ def interval_estimates(
         return library.get_interval_estimates(scores, aggregate, reps=reps, random_state=np.random.RandomState(seed))
 
 
+def iqm_aggregate(scores: np.ndarray) -> np.ndarray:
+    """``[1]``: the IQM of ``scores``, in the form ``interval_estimates`` takes for its ``aggregate``."""
+    return np.array([iqm(scores)])
+
+
 def iqm_ci(x: np.ndarray, reps: int = BOOTSTRAP_REPS) -> tuple[float, float]:
     """95% stratified-bootstrap interval (rliable) of the IQM of one value per run (one task)."""
     values = np.asarray(x, dtype=np.float64).reshape(-1, 1)
-    _, intervals = interval_estimates({"runs": values}, lambda s: np.array([iqm(s)]), reps)
+    _, intervals = interval_estimates({"runs": values}, iqm_aggregate, reps)
     return float(intervals["runs"][0, 0]), float(intervals["runs"][1, 0])
+
+
+def format_iqm_ci(point: float, low: float, high: float, digits: int = 1) -> str:
+    """``IQM [low, high]`` with ``digits`` decimals: how every purerl table writes an IQM and its 95% CI."""
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 AGGREGATES = ("iqm", "mean", "optimality_gap")

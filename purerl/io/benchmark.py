@@ -32,7 +32,14 @@ import numpy as np
 from purerl.control.envs import SUITES, check_env_name
 from purerl.control.evaluation import random_policy_returns
 from purerl.control.physics_envs import BRAX, PLAYGROUND, is_physics_env
-from purerl.core.stats import AGGREGATES, interval_estimates, iqm, learning_curve_auc, summarize_runs
+from purerl.core.stats import (
+    AGGREGATES,
+    format_iqm_ci,
+    interval_estimates,
+    iqm,
+    learning_curve_auc,
+    summarize_runs,
+)
 from purerl.io.config_io import config_from_dict, config_to_dict, load_config_values
 from purerl.io.plots import plot_learning_curve_grid
 from purerl.io.run import ALGORITHMS, read_metrics_csv, title
@@ -328,6 +335,9 @@ def write_report(out: Path) -> dict[str, Any]:
 
 
 def report_markdown(report: dict[str, Any]) -> str:
+    def stats_text(stats: dict[str, float]) -> str:
+        return format_iqm_ci(stats["iqm"], stats["iqm_ci_low"], stats["iqm_ci_high"], digits=2)
+
     settings = report["settings"]
     lines = [
         f"# {title(settings['algorithm'])} on {settings['suite']} ({settings['num_seeds']} seeds from base seed "
@@ -354,9 +364,8 @@ def report_markdown(report: dict[str, Any]) -> str:
             cell = f"{published['value']:g} ({budget}, {published['source']})"
         resumed = f" (resumed at update {row['resumed_from_update']})" if row["resumed_from_update"] else ""
         lines.append(
-            f"| {env} | {row['config']} | {row['env_steps_per_seed']:,} | {ev['iqm']:.2f} [{ev['iqm_ci_low']:.2f}, "
-            f"{ev['iqm_ci_high']:.2f}] | {ev['mean']:.2f} | {auc['iqm']:.2f} [{auc['iqm_ci_low']:.2f}, "
-            f"{auc['iqm_ci_high']:.2f}] | {cell} | {report['random_policy_return'][env]:.2f} "
+            f"| {env} | {row['config']} | {row['env_steps_per_seed']:,} | {stats_text(ev)} | {ev['mean']:.2f} | "
+            f"{stats_text(auc)} | {cell} | {report['random_policy_return'][env]:.2f} "
             f"| {row['env_steps_per_second']:,.0f} | {row['wall_seconds']:.0f} s ({row['device']}){resumed} |"
         )
     lines += ["", "![learning curves](curves.png)", ""]

@@ -29,7 +29,7 @@ from purerl.core.spread import has_spread
 from purerl.core.stats import (
     BOOTSTRAP_REPS,
     interval_estimates,
-    iqm,
+    iqm_aggregate,
     learning_curve_auc,
     numpy_global_seed,
     score_aggregates,
@@ -122,12 +122,9 @@ def summarize_sweep(
     def interval(scores: np.ndarray, aggregate) -> tuple[dict, dict]:
         return interval_estimates(by_label(scores), aggregate)
 
-    def aggregate(x: np.ndarray) -> np.ndarray:
-        return np.array([iqm(x)])
-
-    eval_iqm, eval_ci = interval(eval_returns, aggregate)
+    eval_iqm, eval_ci = interval(eval_returns, iqm_aggregate)
     if plays_episodes:
-        auc_iqm, auc_ci = interval(auc, aggregate)
+        auc_iqm, auc_ci = interval(auc, iqm_aggregate)
     rows = []
     for p, label in enumerate(labels):
         row = {
