@@ -6,6 +6,7 @@ IQM with 95% CIs, env steps to a threshold, replay memory per seed and compile t
     python experiments/sac/study.py --envs Pendulum-v1 --seeds 8     # some envs
     python experiments/sac/study.py --budget full                    # the published budgets (a GPU)
     python experiments/sac/study.py --algorithms ppo                 # one algorithm's cells (the other's kept)
+    python experiments/sac/study.py --variants bootstrap             # the ablation's no-bootstrap arm later
 
 Each (env, algorithm, variant) is a ``purerl train`` run directory under ``runs/sac_study/`` (not committed),
 resumed after any stop and read back once finished, so the same command continues the study. Results (small)
@@ -43,7 +44,7 @@ import matplotlib
 import numpy as np
 
 import purerl  # noqa: F401  (the CPU hazard's cure, before any compile)
-from purerl.core.stats import iqm
+from purerl.core.stats import format_iqm_ci, iqm
 from purerl.io.config_io import config_from_dict, config_to_dict
 from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import RunSettings, finished_run, run_script
@@ -62,6 +63,7 @@ BUDGETS = {
 }  # fmt: skip
 CPU_SAC_BUDGET = 50_000  # env steps per seed on every env: about 28 min for 8 seeds on 2 cores (the docstring)
 THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "brax/hopper": 1000.0, "brax/walker2d": 1000.0}
+VARIANTS = ("bootstrap", "no_bootstrap")  # bootstrap at time limits on / off: the truncation ablation
 ABLATED = ("brax/hopper", "brax/walker2d")  # good policies reach the 1000-step limit there
 # What has been published near these budgets (../shared/reference/rl-anchors.md §c for gymnax,
 # anchors-2026-11.md §4.2 for brax): Brax's own SAC and PPO curves for hopper and walker2d are plots without
@@ -115,6 +117,9 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
     summary = json.loads((out / "summary.json").read_text())
     metrics = read_metrics_csv(out / "metrics.csv")
     reached = steps_to_threshold(metrics, THRESHOLDS[env])
+    # A resumed run's summary times its last session alone; the whole run's training time is its env steps at
+    # that session's rate (updates take equal time within a run), so stopped and unstopped cells compare.
+    train_seconds = summary["num_seeds"] * summary["env_steps_per_seed"] / summary["env_steps_per_second"]
     return {
         "env": env,
         "algorithm": algorithm,
@@ -128,7 +133,8 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
         "steps_to_threshold": reached,
         "threshold": THRESHOLDS[env],
         "compile_seconds": summary["compile_seconds"],
-        "train_seconds": summary["train_seconds"],
+        "train_seconds": train_seconds if summary["resumed_from_update"] else summary["train_seconds"],
+        "resumed_from_update": summary["resumed_from_update"],
         "env_steps_per_second": summary["env_steps_per_second"],
         "replay_mb_per_seed": replay_megabytes(config),
         "utd_ratio": getattr(config, "utd_ratio", None),
@@ -149,7 +155,8 @@ def write_results(cells: list[dict[str, Any]], budget: str) -> None:
         "",
         "Final evaluation: IQM over seeds [95% stratified-bootstrap CI] (rliable). Steps to threshold: median over "
         "the seeds that reached it (a trailing mean of 10 updates' training-episode returns), and how many did. "
-        "Wall time: training only; compile time apart. Throughput: env steps of all seeds per second.",
+        "Wall time: training only; compile time apart; a cell stopped and resumed (*) is timed at its last session's "
+        "rate. Throughput: env steps of all seeds per second.",
         "",
         "| env | algorithm | bootstrap at time limits | seeds x steps | final eval IQM [CI] | steps to threshold | "
         "compile s | train s | env steps/s | UTD | replay MB/seed |",
@@ -158,10 +165,11 @@ def write_results(cells: list[dict[str, Any]], budget: str) -> None:
     for c in cells:
         reached = [s for s in c["steps_to_threshold"] if np.isfinite(s)]
         to = f"{np.median(reached):,.0f} ({len(reached)}/{c['seeds']})" if reached else f"never (0/{c['seeds']})"
+        resumed = "*" if c.get("resumed_from_update") else ""  # cells from before the field: never resumed
         lines.append(
             f"| {c['env']} | {c['algorithm'].upper()} | {c['variant'] == 'bootstrap'} | {c['seeds']} x "
-            f"{c['env_steps']:,} | {c['eval_iqm']:.1f} [{c['eval_ci'][0]:.1f}, {c['eval_ci'][1]:.1f}] | "
-            f"{to} (>= {c['threshold']:g}) | {c['compile_seconds']:.0f} | {c['train_seconds']:.0f} | "
+            f"{c['env_steps']:,} | {format_iqm_ci(c['eval_iqm'], *c['eval_ci'])} | "
+            f"{to} (>= {c['threshold']:g}) | {c['compile_seconds']:.0f} | {c['train_seconds']:.0f}{resumed} | "
             f"{c['env_steps_per_second']:,.0f} | {c['utd_ratio'] or '-'} | {c['replay_mb_per_seed']:.1f} |"
         )
     lines += ["", "Published near these budgets (none at exactly these budgets and settings):", ""]
@@ -206,12 +214,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--budget", default="cpu", choices=tuple(BUDGETS))
     parser.add_argument("--algorithms", nargs="+", default=["sac", "ppo"], choices=("sac", "ppo"))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="the truncation ablation's arms (no_bootstrap: hopper and walker2d only)")  # fmt: skip
     args = parser.parse_args()
     plan = []
     for env in args.envs:
         for algorithm in args.algorithms:
-            variants = ("bootstrap", "no_bootstrap") if env in ABLATED else ("bootstrap",)
-            for variant in variants:
+            for variant in (v for v in args.variants if v == "bootstrap" or env in ABLATED):
                 config = study_config(algorithm, env, args.budget, variant == "bootstrap")
                 plan.append((env, algorithm, variant, config))  # every config checked before the first run
     kept = committed_cells(args.budget, args.seeds)
