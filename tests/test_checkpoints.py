@@ -20,7 +20,7 @@ from purerl.core.streams import split_streams
 from purerl.io import cli
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints, state_digest
 from purerl.io.chunked import first_non_finite, train_in_chunks
-from purerl.io.run import ALGORITHMS
+from purerl.io.run import ALGORITHMS, read_metrics_csv
 from purerl.io.run_dir import load_run_dir
 from purerl.io.stopping import NonFiniteError
 from purerl.io.tuned import tuned_config
@@ -268,6 +268,30 @@ def test_a_checkpoint_from_before_a_config_field_existed_resumes(uninterrupted, 
     meta.write_text(json.dumps(values | {"config": values["config"] | {"reward_scale": 2.0}}))
     message = resume_error(old, capsys)
     assert message.endswith("saved by a different run: config field reward_scale is 2.0 there and 1.0 here")
+
+
+@SHARES_THE_RUN
+def test_a_checkpoint_from_before_a_metric_existed_resumes_with_nan_for_its_updates(uninterrupted, tmp_path):
+    """A metric added since (here ``episodes_truncated``) has no values for the restored updates: NaN there, so
+    every column of metrics.csv keeps one value per update (it held the resumed updates' alone, and the summary
+    failed with an IndexError after the whole run had trained)."""
+    old = copy_run(uninterrupted, tmp_path / "old")
+    _, config, _ = load_run_dir(old)
+    like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), jax.random.split(jax.random.key(0), 2), config)
+    resumed_at = NUM_UPDATES - 20  # the older of the 2 kept checkpoints
+    state, history, meta = RunCheckpoints(old / "checkpoints").restore(resumed_at, like)
+    del history["episodes_truncated"]
+    subprocess.run(["rm", "-r", str(old / "checkpoints")], check=True)
+    RunCheckpoints(old / "checkpoints").save(resumed_at, state, history, meta)
+    assert cli.main(["train", "ppo", "--resume", str(old)]) == 0
+    resumed, reference = read_metrics_csv(old / "metrics.csv"), read_metrics_csv(uninterrupted / "metrics.csv")
+    assert resumed.keys() == reference.keys()
+    for name, values in reference.items():
+        if name == "episodes_truncated":
+            assert np.isnan(resumed[name][:, :resumed_at]).all()
+            np.testing.assert_array_equal(resumed[name][:, resumed_at:], values[:, resumed_at:])
+        else:
+            np.testing.assert_array_equal(resumed[name], values, err_msg=name)
 
 
 @SHARES_THE_RUN

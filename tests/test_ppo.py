@@ -91,7 +91,17 @@ def test_metrics_are_per_update_scalars_and_env_steps_count_up():
         metrics["learning_rate"], SMALL.learning_rate * (1 - np.arange(num_updates) / num_updates), rtol=1e-6
     )
     assert np.all(np.asarray(metrics["episodes_finished"]) > 0)
+    assert np.all(np.asarray(metrics["episodes_truncated"]) == 0)  # poles fall long before CartPole's 500 steps
     assert np.all(np.isfinite(metrics["episode_return"]))
+
+
+def test_episodes_that_a_time_limit_ends_are_counted_as_truncated():
+    # Pendulum never terminates; its time limit ends every episode at step 200: in update 2 (steps 151-300).
+    config = PPOConfig(env="Pendulum-v1", num_envs=2, num_steps=150, total_timesteps=600, num_minibatches=2,
+                       update_epochs=1, hidden_sizes=(8,))  # fmt: skip
+    _, metrics = jax.jit(make_train(config))(jax.random.key(0))
+    np.testing.assert_array_equal(metrics["episodes_finished"], [0, 2])
+    np.testing.assert_array_equal(metrics["episodes_truncated"], [0, 2])
 
 
 def test_target_kl_stops_epochs_early():

@@ -136,6 +136,7 @@ def test_the_buffer_keeps_the_true_next_observation_at_a_time_limit(reward_scale
     np.testing.assert_allclose(state.obs_stats.mean, np.mean(np.r_[stored.obs, state.obs], axis=0), rtol=1e-4)
     done = np.flatnonzero(stored.done)
     assert done.tolist() == [199] and not stored.terminated.any()  # a time limit, not a termination
+    assert int(metrics["episodes_finished"]) == int(metrics["episodes_truncated"]) == 1
     np.testing.assert_array_equal(stored.next_obs[:199], stored.obs[1:200])  # within the episode
     assert not np.allclose(stored.next_obs[199], stored.obs[200])  # the final observation, not the reset one
     cos, sin = stored.next_obs[199, :2]

@@ -357,7 +357,8 @@ def update_metrics(
 ) -> tuple[RunnerState, dict[str, jax.Array]]:
     """The update's scalars: loss statistics averaged over the epochs that ran, and the mean raw return and
     length of the episodes that ended in the rollout (the last ones carried over if none did, so the
-    runner keeps them). Per-step info is never stacked across updates."""
+    runner keeps them), how many ended and how many of those a time limit ended (truncated, not terminated:
+    the steps ``bootstrap_truncation`` bootstraps). Per-step info is never stacked across updates."""
     epochs_run = jnp.sum(epoch_ran)
     epoch_means = {name: jnp.mean(values, axis=1) for name, values in stats.items()}
     metrics = {name: jnp.sum(means * epoch_ran) / epochs_run for name, means in epoch_means.items()}
@@ -368,6 +369,7 @@ def update_metrics(
         "episode_return": episode_return,
         "episode_length": episode_length,
         "episodes_finished": finished,
+        "episodes_truncated": jnp.sum(traj.done & ~traj.terminated),  # ended by a time limit alone
         "explained_variance": explained_variance(traj.value, targets),
         "learning_rate": learning_rate,
         "epochs_run": epochs_run,

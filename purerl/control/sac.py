@@ -343,7 +343,8 @@ def collect(runner: SACState, key: jax.Array, random_actions: jax.Array) -> tupl
         obs, env_state, reward, terminated, truncated, info = env.step(env_key, runner.env_state, action)
         done = terminated | truncated
         transition = Transition(runner.obs, action, reward, info["final_observation"], terminated, done)
-        episodes = {"return": info["episode_return"], "length": info["episode_length"], "done": done}
+        episodes = {"return": info["episode_return"], "length": info["episode_length"], "done": done,
+                    "truncated": done & ~terminated}  # fmt: skip
         runner = runner._replace(env_state=env_state, obs=obs, obs_stats=runner.obs_stats.update(obs))
         return runner, (transition, episodes)
 
@@ -395,7 +396,8 @@ def episode_metrics(
     runner: SACState, episodes: dict[str, jax.Array], stats: dict[str, jax.Array], env_steps: jax.Array
 ) -> tuple[SACState, dict[str, jax.Array]]:
     """``stats`` plus the mean raw return and length of the episodes that ended in this update (the last ones
-    carried over if none did) and the env steps so far."""
+    carried over if none did), how many ended and how many of those a time limit ended (truncated, not
+    terminated: the steps ``bootstrap_truncation`` bootstraps), and the env steps so far."""
     episode_return, episode_length, finished = finished_episode_means(
         episodes["done"], episodes["return"], episodes["length"], runner.last_episode_return, runner.last_episode_length
     )
@@ -403,6 +405,7 @@ def episode_metrics(
         "episode_return": episode_return,
         "episode_length": episode_length,
         "episodes_finished": finished,
+        "episodes_truncated": jnp.sum(episodes["truncated"]),  # ended by a time limit alone
         "env_steps": env_steps,
     }
     return runner._replace(last_episode_return=episode_return, last_episode_length=episode_length), metrics

@@ -112,6 +112,19 @@ def entry_differences(meta: dict[str, Any], stored_meta: dict[str, Any]) -> list
     ]
 
 
+def extend_history(history: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``history`` (name -> ``[runs, updates so far]``) followed by a chunk's ``metrics`` (name -> ``[runs,
+    chunk]``). A metric the earlier updates lack (a checkpoint saved before purerl reported it) is NaN there, so
+    that every column keeps one value per update; one the chunk lacks (no longer reported) is dropped."""
+    if not history:
+        return dict(metrics)
+    done = next(iter(history.values())).shape[1]
+    return {
+        name: np.concatenate([history.get(name, np.full((values.shape[0], done), np.nan)), values], axis=1)
+        for name, values in metrics.items()
+    }
+
+
 def train_in_chunks(
     init: Any,
     update: Any,
@@ -210,10 +223,7 @@ def train_in_chunks(
                 progress(high, metrics[progress_metric][:, -1])
             if on_chunk is not None:
                 on_chunk(low, metrics)
-            history = {
-                name: np.concatenate([history[name], values], axis=1) if name in history else values
-                for name, values in metrics.items()
-            }
+            history = extend_history(history, metrics)
             stop = any_process(signals.received is not None)  # every process stops at the same chunk
             if checkpoints is None:
                 if stop:
