@@ -1,6 +1,8 @@
 """Every language-model method resumes to the run it would have been without the stop, through the config
 it saved (whose tuple fields, the pairs and the reward models, come back from JSON as lists)."""
 
+import csv
+import math
 import re
 import shutil
 from dataclasses import replace
@@ -8,8 +10,8 @@ from dataclasses import replace
 import pytest
 from preference_rows import sentiment_pairs
 
-from purerl.io.checkpoints import CheckpointError
-from purerl.io.lm_align import run_method
+from purerl.io.checkpoints import CheckpointError, RunCheckpoints
+from purerl.io.lm_align import dpo_trainer, run_method
 from purerl.io.lm_sft import run_sft
 from purerl.lm.dpo import DPOConfig
 from purerl.lm.grpo import LMGRPOConfig
@@ -62,6 +64,37 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
         run_method(
             algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True
         )
+
+
+def csv_columns(path):
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+@pytest.mark.timeout(300)
+def test_a_checkpoint_from_before_a_metric_existed_resumes_with_nan_for_its_steps(start, tmp_path):
+    """A step metric and an eval metric added since have no values for what the checkpoint restored: NaN there,
+    the steps and evaluations after it as the uninterrupted run's (a missing one failed the resume)."""
+    config = configs(start)["dpo"]
+    run_method("dpo", config, tmp_path / "whole")
+    run_method("dpo", config, tmp_path / "old")
+    like = dpo_trainer(config).init_state
+    state, history, meta = RunCheckpoints(tmp_path / "old" / "checkpoints").restore(2, like)
+    del history["rewards/margins"], history["eval/kl_to_reference"]
+    shutil.rmtree(tmp_path / "old" / "checkpoints")
+    RunCheckpoints(tmp_path / "old" / "checkpoints").save(2, state, history, meta)
+    run_method("dpo", config, tmp_path / "old", resume=True)
+    # restored: steps 1-2 of metrics.csv, the evaluations at steps 0 and 2 of evals.csv
+    for name, missing, restored in (("metrics.csv", "rewards/margins", 2), ("evals.csv", "kl_to_reference", 2)):
+        whole, old = csv_columns(tmp_path / "whole" / name), csv_columns(tmp_path / "old" / name)
+        assert old.keys() == whole.keys()
+        for column, values in whole.items():
+            if column == missing:
+                assert all(math.isnan(float(x)) for x in old[column][:restored]), old[column]
+                assert old[column][restored:] == values[restored:]
+            else:
+                assert old[column] == values, (name, column)
 
 
 @pytest.mark.timeout(300)

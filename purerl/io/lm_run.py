@@ -122,7 +122,16 @@ def run_lm(
     elif resume:  # stopped before its first checkpoint (killed: a stop signal saves one), as control runs do
         print(f"{out} has no checkpoint yet: starting at step 0", file=stream)
     print(trainer.description, file=stream)
-    columns = {name: [float(x) for x in history[name]] for name in names}
+    evaluations = len(history.get("eval_step", ()))
+
+    def restored(name: str) -> list[float]:
+        """A metric the checkpoint lacks (saved before purerl reported it) is NaN for the restored steps or
+        evaluations, so that every column keeps one value per row (its absence failed the resume)."""
+        if name in history:
+            return [float(x) for x in history[name]]
+        return [float("nan")] * (first_step if name in trainer.step_metrics else evaluations)
+
+    columns = {name: restored(name) for name in names}
 
     def save(step: int) -> None:
         checkpoints.save(step, state, {name: np.asarray(v, np.float32) for name, v in columns.items()}, meta)
