@@ -131,6 +131,10 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
         "eval_ci": [summary["eval"]["iqm_ci_low"], summary["eval"]["iqm_ci_high"]],
         "eval_protocol": summary["eval"]["protocol"],
         "steps_to_threshold": reached,
+        # Training episodes a time limit ended, of all that ended: the steps the truncation ablation changes
+        # (absent from runs made before the metric).
+        "episodes_truncated": int(metrics["episodes_truncated"].sum()) if "episodes_truncated" in metrics else None,
+        "episodes_ended": int(metrics["episodes_finished"].sum()),
         "threshold": THRESHOLDS[env],
         "compile_seconds": summary["compile_seconds"],
         "train_seconds": train_seconds if summary["resumed_from_update"] else summary["train_seconds"],
@@ -155,22 +159,28 @@ def write_results(cells: list[dict[str, Any]], budget: str) -> None:
         "",
         "Final evaluation: IQM over seeds [95% stratified-bootstrap CI] (rliable). Steps to threshold: median over "
         "the seeds that reached it (a trailing mean of 10 updates' training-episode returns), and how many did. "
+        "Truncated episodes: training episodes a time limit ended, of all that ended, over all seeds (-: run "
+        "before purerl counted them). "
         "Wall time: training only; compile time apart; a cell stopped and resumed (*) is timed at its last session's "
         "rate. Throughput: env steps of all seeds per second.",
         "",
         "| env | algorithm | bootstrap at time limits | seeds x steps | final eval IQM [CI] | steps to threshold | "
-        "compile s | train s | env steps/s | UTD | replay MB/seed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "truncated episodes | compile s | train s | env steps/s | UTD | replay MB/seed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in cells:
         reached = [s for s in c["steps_to_threshold"] if np.isfinite(s)]
         to = f"{np.median(reached):,.0f} ({len(reached)}/{c['seeds']})" if reached else f"never (0/{c['seeds']})"
         resumed = "*" if c.get("resumed_from_update") else ""  # cells from before the field: never resumed
+        truncated = "-"
+        if c.get("episodes_truncated") is not None:
+            truncated = f"{c['episodes_truncated']:,} of {c['episodes_ended']:,}"
         lines.append(
             f"| {c['env']} | {c['algorithm'].upper()} | {c['variant'] == 'bootstrap'} | {c['seeds']} x "
             f"{c['env_steps']:,} | {format_iqm_ci(c['eval_iqm'], *c['eval_ci'])} | "
-            f"{to} (>= {c['threshold']:g}) | {c['compile_seconds']:.0f} | {c['train_seconds']:.0f}{resumed} | "
-            f"{c['env_steps_per_second']:,.0f} | {c['utd_ratio'] or '-'} | {c['replay_mb_per_seed']:.1f} |"
+            f"{to} (>= {c['threshold']:g}) | {truncated} | {c['compile_seconds']:.0f} | "
+            f"{c['train_seconds']:.0f}{resumed} | {c['env_steps_per_second']:,.0f} | {c['utd_ratio'] or '-'} | "
+            f"{c['replay_mb_per_seed']:.1f} |"
         )
     lines += ["", "Published near these budgets (none at exactly these budgets and settings):", ""]
     lines += [f"- {env}: {PUBLISHED[env]}" for env in sorted({c["env"] for c in cells})]
