@@ -6,7 +6,7 @@ IQM with 95% CIs, env steps to a threshold, replay memory per seed and compile t
     python experiments/sac/study.py --envs Pendulum-v1 --seeds 8     # some envs
     python experiments/sac/study.py --budget full                    # the published budgets (a GPU)
     python experiments/sac/study.py --algorithms ppo                 # one algorithm's cells (the other's kept)
-    python experiments/sac/study.py --variants bootstrap             # the ablation's no-bootstrap arm later
+    python experiments/sac/study.py --variants bootstrap             # the bootstrap arm only (no-bootstrap later)
 
 Each (env, algorithm, variant) is a ``purerl train`` run directory under ``runs/sac_study/`` (not committed),
 resumed after any stop and read back once finished, so the same command continues the study. Results (small)
@@ -224,9 +224,9 @@ def committed_cells(budget: str, seeds: int) -> dict[tuple[str, str, str], dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--budget", default="cpu", choices=tuple(BUDGETS))
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS, help="the envs' cells to run")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per cell (base seed 1)")
+    parser.add_argument("--budget", default="cpu", choices=tuple(BUDGETS), help="env steps per seed (the docstring)")
     parser.add_argument("--algorithms", nargs="+", default=["sac", "ppo"], choices=("sac", "ppo"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                         help="the truncation ablation's arms (no_bootstrap: hopper and walker2d only)")  # fmt: skip
@@ -237,6 +237,8 @@ def main() -> None:
             for variant in (v for v in args.variants if v == "bootstrap" or env in ABLATED):
                 config = study_config(algorithm, env, args.budget, variant == "bootstrap")
                 plan.append((env, algorithm, variant, config))  # every config checked before the first run
+    if not plan:
+        parser.error(f"no cell to run: --variants no_bootstrap runs on {' and '.join(ABLATED)} only")
     kept = committed_cells(args.budget, args.seeds)
     cells = []
     for env, algorithm, variant, config in plan:
