@@ -48,13 +48,17 @@ def wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 1
         time.sleep(0.05)
 
 
-def final_checkpoint(out: Path):
+def restore_checkpoint(out: Path, step: int):
+    """``(state, history, meta)`` of the PPO run in ``out`` at ``step``."""
     algorithm, config, settings = load_run_dir(out)
-    checkpoints = RunCheckpoints(out / "checkpoints")
     keys = jax.random.split(jax.random.key(0), settings.num_seeds)
     like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), keys, config)
-    assert checkpoints.latest_step() == NUM_UPDATES
-    return checkpoints.restore(NUM_UPDATES, like)
+    return RunCheckpoints(out / "checkpoints").restore(step, like)
+
+
+def final_checkpoint(out: Path):
+    assert RunCheckpoints(out / "checkpoints").latest_step() == NUM_UPDATES
+    return restore_checkpoint(out, NUM_UPDATES)
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -276,10 +280,8 @@ def test_a_checkpoint_from_before_a_metric_existed_resumes_with_nan_for_its_upda
     every column of metrics.csv keeps one value per update (it held the resumed updates' alone, and the summary
     failed with an IndexError after the whole run had trained)."""
     old = copy_run(uninterrupted, tmp_path / "old")
-    _, config, _ = load_run_dir(old)
-    like = jax.eval_shape(jax.vmap(ppo.init, in_axes=(0, None)), jax.random.split(jax.random.key(0), 2), config)
     resumed_at = NUM_UPDATES - 20  # the older of the 2 kept checkpoints
-    state, history, meta = RunCheckpoints(old / "checkpoints").restore(resumed_at, like)
+    state, history, meta = restore_checkpoint(old, resumed_at)
     del history["episodes_truncated"]
     subprocess.run(["rm", "-r", str(old / "checkpoints")], check=True)
     RunCheckpoints(old / "checkpoints").save(resumed_at, state, history, meta)

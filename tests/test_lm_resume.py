@@ -1,7 +1,6 @@
 """Every language-model method resumes to the run it would have been without the stop, through the config
 it saved (whose tuple fields, the pairs and the reward models, come back from JSON as lists)."""
 
-import csv
 import math
 import re
 import shutil
@@ -9,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 from preference_rows import sentiment_pairs
+from reference_results import read_columns
 
 from purerl.io.checkpoints import CheckpointError, RunCheckpoints
 from purerl.io.lm_align import dpo_trainer, run_method
@@ -66,12 +66,6 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
         )
 
 
-def csv_columns(path):
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {name: [row[name] for row in rows] for name in rows[0]}
-
-
 @pytest.mark.timeout(300)
 def test_a_checkpoint_from_before_a_metric_existed_resumes_with_nan_for_its_steps(start, tmp_path):
     """A step metric and an eval metric added since have no values for what the checkpoint restored: NaN there,
@@ -87,11 +81,11 @@ def test_a_checkpoint_from_before_a_metric_existed_resumes_with_nan_for_its_step
     run_method("dpo", config, tmp_path / "old", resume=True)
     # restored: steps 1-2 of metrics.csv, the evaluations at steps 0 and 2 of evals.csv
     for name, missing, restored in (("metrics.csv", "rewards/margins", 2), ("evals.csv", "kl_to_reference", 2)):
-        whole, old = csv_columns(tmp_path / "whole" / name), csv_columns(tmp_path / "old" / name)
+        whole, old = read_columns(tmp_path / "whole" / name), read_columns(tmp_path / "old" / name)
         assert old.keys() == whole.keys()
         for column, values in whole.items():
             if column == missing:
-                assert all(math.isnan(float(x)) for x in old[column][:restored]), old[column]
+                assert all(math.isnan(x) for x in old[column][:restored]), old[column]
                 assert old[column][restored:] == values[restored:]
             else:
                 assert old[column] == values, (name, column)
