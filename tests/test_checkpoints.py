@@ -3,6 +3,7 @@ NaN stops the run with the update and seed, keeping the last good checkpoint."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -410,3 +411,16 @@ def test_the_default_chunk_is_about_50_small_updates():
     assert ALGORITHMS["grpo"].default_chunk(grpo.GRPOConfig(num_groups=4, group_size=4)) == 50 // 16  # x 500 steps
     assert ALGORITHMS["dagger"].default_chunk(None) == 1  # a round per chunk
     assert ALGORITHMS["bc"].default_chunk(None) == 50  # Adam steps
+
+
+def test_a_save_cut_short_is_removed_by_the_next_run_of_its_checkpoints(tmp_path):
+    """A second Ctrl-C or a kill during a save leaves orbax's temporary directory, which no resume reads; the
+    resumed run removes it (orbax starts that when the checkpoints are opened and finishes it before a save)."""
+    checkpoints = RunCheckpoints(tmp_path)
+    checkpoints.save(3, small_state(), {"loss": np.zeros((2, 3))}, {})
+    partial = tmp_path / "5.orbax-checkpoint-tmp-1764758400"  # the name orbax writes a step under until it commits
+    shutil.copytree(tmp_path / "3", partial)
+    resumed = RunCheckpoints(tmp_path)
+    assert resumed.latest_step() == 3
+    resumed.save(4, small_state(), {"loss": np.zeros((2, 4))}, {})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["3", "4"]

@@ -63,11 +63,15 @@ def state_digest(state: Any) -> str:
 
 class RunCheckpoints:
     """The checkpoints of one run, under ``directory`` (``<run dir>/checkpoints``); keeps the newest
-    ``max_to_keep``. Saving is synchronous: a step on disk is complete (orbax commits it atomically)."""
+    ``max_to_keep``. Saving is synchronous: a step on disk is complete (orbax commits it atomically). A save cut
+    short (a second Ctrl-C, a kill) leaves a ``<step>.orbax-checkpoint-tmp-*`` directory that no resume reads;
+    the resumed run removes it (orbax begins when the checkpoints are opened and finishes before a save)."""
 
     def __init__(self, directory: Path, max_to_keep: int = 2):
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
             "history": ocp.StandardCheckpointHandler(),
