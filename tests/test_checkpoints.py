@@ -92,10 +92,26 @@ def test_killed_run_resumes_bitwise_identical(uninterrupted, tmp_path, capsys):
     process.wait()
     saved = RunCheckpoints(out / "checkpoints").latest_step()
     assert 0 < saved < NUM_UPDATES
+    capsys.readouterr()
     assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert f"resuming at update {saved} of {NUM_UPDATES}\n" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_update"] == saved
     assert_same_run(uninterrupted, out)
+
+
+@SHARES_THE_RUN
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_update_0_and_says_so(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "stopped_while_compiling"  # what a run holds until its first save: its settings alone
+    out.mkdir()
+    for name in ("config.json", "run.json"):
+        shutil.copy(uninterrupted / name, out / name)
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert f"{out} has no checkpoint yet: starting at update 0\n" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["resumed_from_update"] == 0
+    assert_same_run(uninterrupted, out)
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    assert "finished training (400 updates): evaluating its final state again\n" in capsys.readouterr().err
 
 
 @SHARES_THE_RUN
@@ -415,12 +431,14 @@ def test_the_default_chunk_is_about_50_small_updates():
 
 def test_a_save_cut_short_is_removed_by_the_next_run_of_its_checkpoints(tmp_path):
     """A second Ctrl-C or a kill during a save leaves orbax's temporary directory, which no resume reads; the
-    resumed run removes it (orbax starts that when the checkpoints are opened and finishes it before a save)."""
+    resumed run removes it, a reader of the checkpoints does not (it could be another process's save)."""
     checkpoints = RunCheckpoints(tmp_path)
     checkpoints.save(3, small_state(), {"loss": np.zeros((2, 3))}, {})
     partial = tmp_path / "5.orbax-checkpoint-tmp-1764758400"  # the name orbax writes a step under until it commits
     shutil.copytree(tmp_path / "3", partial)
-    resumed = RunCheckpoints(tmp_path)
+    RunCheckpoints(tmp_path).restore(3, jax.eval_shape(small_state))  # a reader: the save may be in progress
+    assert partial.exists()
+    resumed = RunCheckpoints(tmp_path, writer=True)
     assert resumed.latest_step() == 3
     resumed.save(4, small_state(), {"loss": np.zeros((2, 4))}, {})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["3", "4"]

@@ -45,14 +45,14 @@ def test_bar_prints_a_line_per_tenth_of_the_run_off_a_terminal():
     assert early.getvalue().rstrip().endswith("return - (no episode has ended)")  # not "return nan"
 
 
-def test_bar_counts_updates_when_steps_per_update_vary_and_skips_lines_inside_a_tenth():
+def test_bar_counts_updates_when_steps_per_update_vary_and_a_resumed_run_draws_from_the_next_tenth():
     stream = io.StringIO()
     bar = ProgressBar(num_updates=100, steps_per_update=None, num_runs=1, stream=stream)
-    bar.start(first_update=40)  # a resumed run
-    for done in (41, 45, 49, 50, 100):
+    bar.start(first_update=42)  # a run resumed at 42%: its first line is at 50%, not after its first chunk
+    for done in (43, 45, 49, 50, 61, 100):
         bar(done, np.array([1.0]))
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 3 and "41/100 updates" in lines[0] and "50/100 updates" in lines[1]
+    assert len(lines) == 3 and "50/100 updates" in lines[0] and "61/100 updates" in lines[1]
     assert "100/100 updates" in lines[2]
 
 

@@ -64,13 +64,15 @@ def state_digest(state: Any) -> str:
 class RunCheckpoints:
     """The checkpoints of one run, under ``directory`` (``<run dir>/checkpoints``); keeps the newest
     ``max_to_keep``. Saving is synchronous: a step on disk is complete (orbax commits it atomically). A save cut
-    short (a second Ctrl-C, a kill) leaves a ``<step>.orbax-checkpoint-tmp-*`` directory that no resume reads;
-    the resumed run removes it (orbax begins when the checkpoints are opened and finishes before a save)."""
+    short (a second Ctrl-C, a kill) leaves a ``<step>.orbax-checkpoint-tmp-*`` directory that no resume reads.
+    ``writer=True`` (a resumed run, the one that saves here) removes those (orbax begins when the
+    checkpoints are opened and finishes before the first save); a reader leaves them, since one may be a save
+    in progress in another process."""
 
-    def __init__(self, directory: Path, max_to_keep: int = 2):
+    def __init__(self, directory: Path, max_to_keep: int = 2, writer: bool = False):
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=writer
         )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
@@ -183,7 +185,7 @@ def new_run_checkpoints(out: Path, resume_command: str) -> RunCheckpoints:
     """The checkpoints of a new run in ``out`` (control or LM); refuses an unwritable directory and one that
     holds another run's checkpoints, naming ``resume_command`` to continue that one instead."""
     check_writable(out)
-    checkpoints = RunCheckpoints(out / "checkpoints")
+    checkpoints = RunCheckpoints(out / "checkpoints")  # not a writer yet: another run may be saving there
     if checkpoints.latest_step() is not None:
         raise ValueError(
             f"--out {str(out)!r} holds checkpoints of an earlier run; continue it with {resume_command}, "

@@ -92,7 +92,7 @@ def run_lm(
     stream = sys.stderr if stream is None else stream
     config, algorithm = trainer.config, trainer.algorithm
     if resume:
-        checkpoints = RunCheckpoints(out / "checkpoints")
+        checkpoints = RunCheckpoints(out / "checkpoints", writer=True)
     else:
         checkpoints = new_run_checkpoints(out, f"purerl lm {algorithm} --resume {out}")
         save_config(config, out / "config.json", algorithm)

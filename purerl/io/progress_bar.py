@@ -42,6 +42,9 @@ class ProgressBar:
         """Starts the clock; ``first_update`` > 0 when a resumed run restored that many updates."""
         self.start_time = time.perf_counter()
         self.first_update = first_update
+        # Off a terminal, a resumed run's first line is at the next tenth, as it would be without the stop,
+        # not after its first chunk, whose rate one chunk's timing decides.
+        self.next_line_fraction = np.floor(first_update / self.num_updates * 10 + 1) / 10
 
     def __call__(self, done: int, values: np.ndarray) -> None:
         fraction = done / self.num_updates

@@ -120,7 +120,7 @@ def run_in_dir(
     ``stop_grace``: see ``purerl.io.stopping.StopSignals``."""
     points = None
     if resume:
-        checkpoints = RunCheckpoints(out / "checkpoints")
+        checkpoints = RunCheckpoints(out / "checkpoints", writer=True)
         saved = json.loads((out / RUN_FILE).read_text())
         settings = dataclasses.replace(settings, **{name: getattr(settings, name) or saved.get(name, False)
                                                     for name in TRACKERS})  # fmt: skip
@@ -142,6 +142,8 @@ def run_in_dir(
         (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if note and is_main_process():
         print(note, file=sys.stderr, flush=True)
+    if resume and is_main_process():
+        print(resume_line(out, checkpoints.latest_step(), config.num_updates), file=sys.stderr, flush=True)
     result = run_seeds(
         algorithm,
         config,
@@ -162,6 +164,16 @@ def run_in_dir(
     if trackers is not None:  # after the results are safe
         trackers.finish(result.metrics, result.eval_returns)
     return summary
+
+
+def resume_line(out: Path, step: int | None, num_updates: int) -> str:
+    """What a resume starts from: the newest checkpoint's update, or update 0 for a run stopped before its first
+    checkpoint (killed while compiling: a stop signal saves one once training has begun)."""
+    if step is None:
+        return f"{out} has no checkpoint yet: starting at update 0"
+    if step == num_updates:
+        return f"{out} finished training ({num_updates:,} updates): evaluating its final state again"
+    return f"resuming at update {step:,} of {num_updates:,}"
 
 
 def run_trackers(
