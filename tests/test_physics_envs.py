@@ -1,6 +1,8 @@
 """Brax and MuJoCo Playground behind purerl's env interface: time limits apart from terminations, the true final
-observation before the auto-reset, the spec, the suites' names and extras, and one update of PPO and SAC on
-brax/hopper."""
+observation before the auto-reset, the spec, the suites' names and extras, and one update of PPO and SAC.
+
+The rollouts and updates run on brax/inverted_pendulum: the adapter is the same for every brax env, and its
+programs compile in about 20 s on 2 CPU cores, against 50-90 s for hopper's contacts."""
 
 import sys
 
@@ -12,6 +14,8 @@ import pytest
 from purerl.control import ppo, sac
 from purerl.control.envs import check_env_name, env_spec
 from purerl.control.physics_envs import PLAYGROUND, PhysicsVecEnv
+
+ENV = "brax/inverted_pendulum"
 
 
 def rollout(env: PhysicsVecEnv, steps: int, action_scale: float, key: jax.Array) -> dict[str, np.ndarray]:
@@ -32,10 +36,10 @@ def rollout(env: PhysicsVecEnv, steps: int, action_scale: float, key: jax.Array)
 
 @pytest.mark.timeout(300)
 def test_time_limits_truncate_falls_terminate_and_the_final_observation_survives_the_reset():
-    env = PhysicsVecEnv("brax/hopper", 16, episode_length=20)
-    out = rollout(env, 60, action_scale=1.0, key=jax.random.key(0))
+    env = PhysicsVecEnv(ENV, 16, episode_length=20)
+    out = rollout(env, 60, action_scale=0.1, key=jax.random.key(0))
     terminated, truncated = out["terminated"], out["truncated"]
-    assert terminated.any() and truncated.any()  # random torques make some hoppers fall within 20 steps
+    assert terminated.any() and truncated.any()  # small random forces let some poles fall within 20 steps
     assert not (terminated & truncated).any()
     done = terminated | truncated
     for env_index in range(16):  # the plain way: walk each env's episodes
@@ -43,7 +47,7 @@ def test_time_limits_truncate_falls_terminate_and_the_final_observation_survives
         for t in range(60):
             length += 1
             if done[t, env_index]:
-                # Truncated exactly at the limit unless the hopper fell on that very step: a fall always terminates.
+                # Truncated exactly at the limit unless the pole fell on that very step: a fall always terminates.
                 assert truncated[t, env_index] == (length == 20 and not terminated[t, env_index])
                 assert out["steps"][t, env_index] == 0
                 length = 0
@@ -134,16 +138,16 @@ def test_the_playground_spec_names_and_extra(monkeypatch):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
-def test_one_update_on_brax_hopper(algorithm):
+def test_one_update_on_brax(algorithm):
     if algorithm == "ppo":
-        config = ppo.PPOConfig(env="brax/hopper", num_envs=4, num_steps=8, total_timesteps=32, num_minibatches=2,
+        config = ppo.PPOConfig(env=ENV, num_envs=4, num_steps=8, total_timesteps=32, num_minibatches=2,
                                update_epochs=1, hidden_sizes=(16,), normalize_observations=True)  # fmt: skip
         module = ppo
     else:
-        config = sac.SACConfig(env="brax/hopper", num_envs=4, num_steps=8, total_timesteps=32, learning_starts=0,
+        config = sac.SACConfig(env=ENV, num_envs=4, num_steps=8, total_timesteps=32, learning_starts=0,
                                batch_size=16, hidden_sizes=(16,))  # fmt: skip
         module = sac
     state = jax.jit(module.init, static_argnums=1)(jax.random.key(0), config)  # eagerly, a reset runs op by op
     state, metrics = jax.jit(module.update)(state, jnp.asarray(0))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) != 0
-    assert jax.tree.leaves(state.obs)[0].shape == (4, 11)
+    assert jax.tree.leaves(state.obs)[0].shape == (4, 4)
