@@ -30,7 +30,7 @@ import numpy as np
 
 import purerl  # noqa: F401  (safe XLA defaults before JAX starts)
 from purerl.control.ppo import PPOConfig, make_train
-from purerl.io.run import environment_info, train_return_per_seed
+from purerl.io.run import environment_info, train_curve_per_seed
 
 PUREJAXRL_CARTPOLE = PPOConfig(
     env="CartPole-v1",
@@ -127,7 +127,7 @@ def measure(config: PPOConfig, num_seeds: int, reps: int, program: str, purejaxr
         "device_bytes": device_bytes,
         "run_seconds": times,
         "env_steps_per_second": env_steps / best,
-        "train_return_mean": float(np.nanmean(train_return_per_seed(metrics))),
+        "train_return_mean": float(np.nanmean(train_curve_per_seed(metrics))),
     }
 
 
