@@ -3,7 +3,7 @@ kernel launches and bytes moved counted from the optimized HLO, beside PureJaxRL
 
     pip install --no-deps jax-cuda12-pjrt==$JAXLIB jax-cuda12-plugin==$JAXLIB      # in a scratch venv
     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false python benchmarks/gpu_aot_kernels.py \\
-        --gpu-aot ../shared/tools/gpu-aot --pjrl .peers/purejaxrl                   # about 5 minutes
+        --gpu-aot ../shared/tools/gpu-aot --pjrl .peers/purejaxrl                   # about 11 minutes
 
 ``--gpu-aot`` is the folder of the team's deviceless-compile tools (``gpu_aot.py``, ``hlo_cost.py``);
 ``--pjrl`` a folder holding PureJaxRL's ``ppo.py`` (``prepare_purejaxrl.sh`` there lays it out; it is read
@@ -17,6 +17,8 @@ autotuning, no CUDA graphs; bytes = operands + outputs per kernel), to be checke
   (truncation as termination, as PureJaxRL does).
 - LM: one SFT train step (the small and the tiny model, f32 and bf16, batch 512): kernels, bytes, scatters
   and the dtype of the output projection.
+- physics: whole SAC and PPO runs at the shipped brax hopper and walker2d configs (full budgets, 8 seeds):
+  kernel launches, and the time they alone take at 1.5 us each.
 """
 
 import argparse
@@ -31,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def loop_totals(hlo_text: str, computations, analyse) -> tuple[int, int]:
-    """``(kernel launches, bytes)`` of a whole program: each while loop's body counted its trip count times."""
+    """``(kernel launches, bytes)`` of a whole program: each while loop's body counted its trip count times, and
+    of each conditional its costliest branch (SAC's gradient steps sit in the branch taken from
+    ``learning_starts`` on)."""
     comps = computations(hlo_text)
     entry = next(name for name, (is_entry, _) in comps.items() if is_entry)
     skipped = ("while", "copy-start", "copy-done", "conditional", "call")
@@ -41,11 +45,19 @@ def loop_totals(hlo_text: str, computations, analyse) -> tuple[int, int]:
         kernels = [k for k in analyse(body) if k["kind"] not in skipped]
         launches, moved = times * len(kernels), times * sum(k["bytes"] for k in kernels)
         for line in body.split("\n"):
+            more = (0, 0)
             if " while(" in line:
                 sub = re.search(r"body=%?([\w.\-]+)", line).group(1)
                 trip = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', line)
                 more = walk(sub, times * (int(trip.group(1)) if trip else 1))
-                launches, moved = launches + more[0], moved + more[1]
+            elif " conditional(" in line:
+                branches = re.search(r"branch_computations=\{([^}]*)\}", line)
+                if branches:
+                    names = re.findall(r"%?([\w.\-]+)", branches.group(1))
+                else:
+                    names = re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", line)
+                more = max(walk(branch, times) for branch in names)
+            launches, moved = launches + more[0], moved + more[1]
         return launches, moved
 
     return walk(entry, 1)
@@ -83,6 +95,43 @@ def ppo_rows(gpu_aot, tools, seeds: int, pjrl: str | None) -> list[dict]:
         print(
             f"ppo {seeds} seeds, {name}: {launches / 1e6:.2f}M launches, {moved / env_steps / 1e3:.1f} KB per env "
             f"step, compiled in {compile_seconds:.0f} s",
+            flush=True,
+        )
+    return rows
+
+
+PHYSICS_PROGRAMS = (("sac", "brax/hopper"), ("sac", "brax/walker2d"), ("ppo", "brax/hopper"), ("ppo", "brax/walker2d"))
+LAUNCH_SECONDS = 1.5e-6  # the launch floor the team's run_total.py assumes per kernel on an H100
+
+
+def physics_rows(gpu_aot, tools, seeds: int) -> list[dict]:
+    """Kernel launches of whole SAC and PPO runs at the shipped Brax configs (their full budgets), and the
+    run time they alone would take at ``LAUNCH_SECONDS`` each: a floor for a launch-bound program. Bytes are
+    left out: the tool counts a scatter's or gather's whole operand (the replay buffer, 369 MB at 8 seeds of
+    hopper) where the kernel touches a few rows."""
+    import jax
+
+    from purerl.control import ppo, sac
+    from purerl.io.tuned import tuned_config
+
+    modules = {"sac": sac, "ppo": ppo}
+    keys = jax.random.split(jax.random.key(0), seeds)
+    rows = []
+    for algorithm, env in PHYSICS_PROGRAMS:
+        config = tuned_config(algorithm, env)
+        start = time.perf_counter()
+        _, compiled = gpu_aot.compile_gpu(jax.jit(jax.vmap(modules[algorithm].make_train(config))), keys)
+        compile_seconds = time.perf_counter() - start
+        launches, _ = loop_totals(compiled.as_text(), tools.computations, tools.analyse)
+        rows.append({"part": "physics", "algorithm": algorithm, "env": env, "seeds": seeds,
+                     "env_steps_per_seed": config.num_updates * config.steps_per_update,
+                     "updates": config.num_updates,
+                     "gradient_steps_per_update": getattr(config, "gradient_steps", None),
+                     "kernel_launches": launches, "launch_floor_seconds": launches * LAUNCH_SECONDS,
+                     "compile_seconds_cpu_host": compile_seconds})  # fmt: skip
+        print(
+            f"{algorithm} {env} {seeds} seeds: {launches / 1e6:.1f}M launches ({launches / config.num_updates:,.0f} "
+            f"per update), launch floor {launches * LAUNCH_SECONDS / 60:.1f} min, compiled in {compile_seconds:.0f} s",
             flush=True,
         )
     return rows
@@ -144,7 +193,7 @@ def sample_rows(gpu_aot, tools, batches: list[int]) -> list[dict]:
     return rows
 
 
-ROW_PART = {"ppo": "ppo", "lm_sft_step": "lm", "sample": "sample"}  # a row's part -> its --parts name
+ROW_PART = {"ppo": "ppo", "lm_sft_step": "lm", "sample": "sample", "physics": "physics"}  # row part -> --parts
 
 
 def dates(rows: list[dict]) -> str:
@@ -176,6 +225,16 @@ def report(rows: list[dict], info: dict) -> str:
                   "| dtype | batch | kernels | MB moved |", "| --- " * 4 + "|"]  # fmt: skip
         lines += [f"| {r['compute_dtype']} | {r['batch']} | {r['kernels_per_token']:.0f} | "
                   f"{r['bytes_per_token'] / 1e6:.0f} |" for r in sample]  # fmt: skip
+    physics = [r for r in rows if r["part"] == "physics"]
+    if physics:
+        lines += ["", f"Whole runs at the shipped Brax configs' full budgets, {physics[0]['seeds']} seeds "
+                  f"(compiled {dates(physics)}); the floor is the launches alone at {LAUNCH_SECONDS * 1e6:g} us each:",
+                  "",
+                  "| algorithm | env | env steps per seed | updates | kernel launches | per update | launch floor |",
+                  "| --- " * 7 + "|"]  # fmt: skip
+        lines += [f"| {r['algorithm']} | {r['env']} | {r['env_steps_per_seed']:,} | {r['updates']:,} | "
+                  f"{r['kernel_launches'] / 1e6:.1f}M | {r['kernel_launches'] / r['updates']:,.0f} | "
+                  f"{r['launch_floor_seconds'] / 60:.1f} min |" for r in physics]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -186,7 +245,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[64, 1024, 4096])
     parser.add_argument("--lm-batch", type=int, default=512)
     parser.add_argument("--sample-batches", type=int, nargs="+", default=[64, 512])
-    parser.add_argument("--parts", nargs="+", default=["ppo", "lm", "sample"], choices=["ppo", "lm", "sample"])
+    parser.add_argument("--physics-seeds", type=int, default=8)
+    parts = ["ppo", "lm", "sample", "physics"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.gpu_aot).resolve()))
     import gpu_aot  # sets JAX_PLATFORMS=cpu and builds the virtual H100 before purerl imports jax
@@ -203,6 +264,8 @@ def main() -> None:
         rows += lm_rows(gpu_aot, hlo_cost, args.lm_batch)
     if "sample" in args.parts:
         rows += sample_rows(gpu_aot, hlo_cost, args.sample_batches)
+    if "physics" in args.parts:
+        rows += physics_rows(gpu_aot, hlo_cost, args.physics_seeds)
     info = environment_info()
     rows = [row | {"date": info["date"]} for row in rows]
     out = ROOT / "benchmarks" / "results"
