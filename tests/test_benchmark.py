@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from purerl.control import grpo
 from purerl.core.stats import iqm
 from purerl.io import cli
-from purerl.io.benchmark import PUBLISHED, benchmark_config, suite_envs, write_report
+from purerl.io.benchmark import PUBLISHED, benchmark_config, run_timing, suite_envs, write_report
 from purerl.io.config_io import save_config
 from purerl.io.run import read_metrics_csv
 from purerl.io.tuned import tuned_config
@@ -115,7 +115,10 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
     assert "env 2/2 DeepSea-bsuite resuming" in capsys.readouterr().err
     assert json.loads((out / "DeepSea-bsuite" / "run.json").read_text())["chunk_updates"] == 7  # the first command's
     assert (out / "DeepSea-bsuite" / "summary.json").exists()
-    assert "(resumed at update " in (out / "report.md").read_text()  # its timings are the last session's only
+    row = json.loads((out / "report.json").read_text())["envs"][1]
+    assert row["resumed_from_update"] > 0 and row["timed_sessions"] == "all"  # its checkpoint kept the train time
+    assert row["env_steps_per_second"] > 0 and row["wall_seconds"] > 0
+    assert "(last session" not in (out / "report.md").read_text()
     assert "Partial" not in (out / "report.md").read_text()
     # The first command's --tensorboard is kept by the resume: every update and the new evaluation, once each.
     summary = json.loads((out / "DeepSea-bsuite" / "summary.json").read_text())
@@ -234,3 +237,15 @@ def test_compare_gives_iqm_differences_and_probabilities_of_improvement_as_a_loo
             cli.main([*argv, "--out", str(tmp_path / "d")])
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_a_resumed_runs_timing_covers_all_its_sessions_where_its_summary_has_them():
+    summary = {"num_seeds": 2, "env_steps_per_seed": 1000, "compile_seconds": 3.0, "eval_seconds": 1.0,
+               "train_seconds": 4.0, "env_steps_per_second": 250.0}  # fmt: skip
+    fresh = run_timing(summary | {"resumed_from_update": 0, "run_train_seconds": 4.0})
+    assert fresh == {"env_steps_per_second": 250.0, "wall_seconds": 8.0, "timed_sessions": "all"}
+    resumed = run_timing(summary | {"resumed_from_update": 5, "run_train_seconds": 10.0})
+    assert resumed == {"env_steps_per_second": 2 * 1000 / 10.0, "wall_seconds": 14.0, "timed_sessions": "all"}
+    for older in ({"run_train_seconds": None}, {}):  # resumed from a checkpoint without the record, or written before
+        last = run_timing(summary | {"resumed_from_update": 5} | older)
+        assert last == {"env_steps_per_second": 250.0, "wall_seconds": 8.0, "timed_sessions": "last"}

@@ -97,6 +97,7 @@ def test_killed_run_resumes_bitwise_identical(uninterrupted, tmp_path, capsys):
     assert f"resuming at update {saved} of {NUM_UPDATES}\n" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_update"] == saved
+    assert summary["run_train_seconds"] > summary["train_seconds"] > 0  # the killed process's seconds, then these
     assert_same_run(uninterrupted, out)
 
 
@@ -110,8 +111,22 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_update_0_and_say
     assert f"{out} has no checkpoint yet: starting at update 0\n" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["resumed_from_update"] == 0
     assert_same_run(uninterrupted, out)
+    trained = json.loads((out / "summary.json").read_text())
     assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
     assert "finished training (400 updates): evaluating its final state again\n" in capsys.readouterr().err
+    # It trained nothing: its summary keeps the whole run's training time and rate, not zeros.
+    again = json.loads((out / "summary.json").read_text())
+    assert again["train_seconds"] < 0.1 and again["run_train_seconds"] > 0
+    assert again["run_train_seconds"] == pytest.approx(trained["run_train_seconds"], rel=0.2)  # less the last save
+    assert again["env_steps_per_second"] == pytest.approx(2 * 25600 / again["run_train_seconds"], rel=1e-3)
+    # A checkpoint saved before purerl recorded training time: the time is unknown, and so said.
+    meta_file = out / "checkpoints" / str(NUM_UPDATES) / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({name: value for name, value in meta.items() if name != "train_seconds"}))
+    assert cli.main(["train", "ppo", "--resume", str(out)]) == 0
+    unknown = json.loads((out / "summary.json").read_text())
+    assert unknown["run_train_seconds"] is None and unknown["env_steps_per_second"] is None
+    assert "the whole run's time is unknown" in capsys.readouterr().out
 
 
 @SHARES_THE_RUN

@@ -58,8 +58,13 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
         (tmp_path / "stopped" / name).unlink()
     summary = run_method(algorithm, config, tmp_path / "stopped", resume=True)
     assert summary["resumed_from_step"] == 2
+    assert summary["run_train_seconds"] > summary["train_seconds"] > 0  # the first process's seconds, then these
     for name in ("metrics.csv", "evals.csv", "samples.txt"):  # step 4's samples once, not twice
         assert (tmp_path / "stopped" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    if algorithm == "rm":  # a finished run evaluated again trains nothing: it keeps the whole run's time, no rate
+        again = run_method(algorithm, config, tmp_path / "stopped", resume=True)
+        assert again["tokens_per_second"] is None and again["train_seconds"] == 0.0
+        assert again["run_train_seconds"] == pytest.approx(summary["run_train_seconds"], rel=0.2)
     with pytest.raises(CheckpointError, match="belongs to a run with another config"):
         run_method(
             algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True

@@ -117,9 +117,12 @@ def cell(env: str, algorithm: str, variant: str, out: Path, config: Any) -> dict
     summary = json.loads((out / "summary.json").read_text())
     metrics = read_metrics_csv(out / "metrics.csv")
     reached = steps_to_threshold(metrics, THRESHOLDS[env])
-    # A resumed run's summary times its last session alone; the whole run's training time is its env steps at
-    # that session's rate (updates take equal time within a run), so stopped and unstopped cells compare.
-    train_seconds = summary["num_seeds"] * summary["env_steps_per_seed"] / summary["env_steps_per_second"]
+    # The whole run's training time, over its sessions. Runs resumed from checkpoints saved before purerl recorded
+    # it have only their last session's: their env steps at that session's rate (updates take equal time within
+    # a run), so stopped and unstopped cells compare.
+    train_seconds = summary.get("run_train_seconds") or (
+        summary["num_seeds"] * summary["env_steps_per_seed"] / summary["env_steps_per_second"]
+    )
     return {
         "env": env,
         "algorithm": algorithm,

@@ -268,6 +268,24 @@ def normalised_scores(rows: list[dict[str, Any]], random: dict[str, float], envs
     return np.stack(columns, axis=1)
 
 
+def run_timing(summary: dict[str, Any]) -> dict[str, Any]:
+    """``env_steps_per_second`` and ``wall_seconds`` (compile, train, evaluation) of a run, and ``timed_sessions``:
+    "all" where its summary has the whole run's training time, "last" where only its last session's (a run
+    resumed from a checkpoint saved before purerl recorded the time)."""
+    if not summary["resumed_from_update"]:
+        train_seconds, rate, sessions = summary["train_seconds"], summary["env_steps_per_second"], "all"
+    elif summary.get("run_train_seconds"):
+        train_seconds, sessions = summary["run_train_seconds"], "all"
+        rate = summary["num_seeds"] * summary["env_steps_per_seed"] / train_seconds
+    else:
+        train_seconds, rate, sessions = summary["train_seconds"], summary["env_steps_per_second"], "last"
+    return {
+        "env_steps_per_second": rate,
+        "wall_seconds": summary["compile_seconds"] + train_seconds + summary["eval_seconds"],
+        "timed_sessions": sessions,
+    }
+
+
 def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
     """One env's row of the report, from its run directory."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -281,10 +299,8 @@ def env_result(run_dir: Path, algorithm: str) -> dict[str, Any]:
         | {"per_seed": auc.tolist()}
         | summarize_runs(auc),
         "config": "tuned" if tuned_config_path(algorithm, summary["env"]) is not None else "defaults",
-        # A resumed run's timings cover its last session only: reported as such, not as the run's.
         "resumed_from_update": summary["resumed_from_update"],
-        "env_steps_per_second": summary["env_steps_per_second"],
-        "wall_seconds": summary["compile_seconds"] + summary["train_seconds"] + summary["eval_seconds"],
+        **run_timing(summary),
         "device": summary["device"]["kind"],
     }
 
@@ -348,7 +364,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         "(25%-trimmed mean: with fewer than 4 seeds the plain mean) and 95% stratified-bootstrap CIs over seeds "
         "(rliable). Config: the env's tuned config or the generic defaults. Published: the best published return "
         "(final unless noted), its budget and source (one seed each). Random: the uniformly random policy's mean "
-        "return here. Env steps/s and wall: of the run's last session (a resumed run's are marked).",
+        "return here. Env steps/s and wall: over all of a run's sessions, or its last one where marked (a run "
+        "resumed from a checkpoint older than purerl's record of training time).",
         "",
         "| env | config | env steps | eval IQM [95% CI] | eval mean | AUC IQM [95% CI] | published (budget, source) "
         "| random | env steps/s | wall |",
@@ -362,7 +379,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         else:
             budget = "budget not stated" if published["budget"] is None else f"{published['budget']:,}"
             cell = f"{published['value']:g} ({budget}, {published['source']})"
-        resumed = f" (resumed at update {row['resumed_from_update']})" if row["resumed_from_update"] else ""
+        last_session = row["resumed_from_update"] and row.get("timed_sessions", "last") == "last"
+        resumed = f" (last session: resumed at update {row['resumed_from_update']})" if last_session else ""
         lines.append(
             f"| {env} | {row['config']} | {row['env_steps_per_seed']:,} | {stats_text(ev)} | {ev['mean']:.2f} | "
             f"{stats_text(auc)} | {cell} | {report['random_policy_return'][env]:.2f} "

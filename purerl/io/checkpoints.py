@@ -20,6 +20,8 @@ import orbax.checkpoint as ocp
 
 from purerl.core.sharding import is_prng_key, to_host
 
+# A checkpoint's meta holds the run's training seconds up to it over all its processes (older ones lack it).
+TRAIN_SECONDS = "train_seconds"
 FORMAT_VERSION = 3  # 2: random streams (purerl.core.streams); 3: states carry their config, LM PPO named params
 
 

@@ -35,7 +35,7 @@ from purerl.core.sharding import (
     to_host,
     unpad,
 )
-from purerl.io.checkpoints import CheckpointError, RunCheckpoints
+from purerl.io.checkpoints import TRAIN_SECONDS, CheckpointError, RunCheckpoints
 from purerl.io.stopping import DEFAULT_STOP_GRACE, Interrupted, NonFiniteError, StopSignals
 
 
@@ -44,8 +44,9 @@ class TrainOutput:
     padded_state: Any  # every run's final state, leading axis = run, padded to the mesh and on its devices
     metrics: dict[str, np.ndarray]  # name -> [runs, updates]
     compile_seconds: float
-    train_seconds: float
+    train_seconds: float  # this process's
     resumed_from: int  # updates already done when this process started (0 for a fresh run)
+    restored_train_seconds: float | None = 0.0  # the earlier processes' (None: saved before purerl kept it)
 
 
 def first_non_finite(
@@ -155,7 +156,8 @@ def train_in_chunks(
     a checkpoint resumes from the newest one; checkpoints are saved every ``checkpoint_every`` updates
     (0: never periodically), after the first chunk that ends ``checkpoint_minutes`` or more after the last save
     or the start of training (0: never by time), at the end, and when a stop signal arrives (``StopSignals``, with
-    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint; a
+    ``stop_grace``). ``meta`` describes the run and is stored with every checkpoint, with the run's training
+    seconds so far over all its processes (``TRAIN_SECONDS``; a resumed run reports them apart); a
     resume refuses a checkpoint for which ``meta_differences(stored_meta)`` names differences (default: the
     entries of ``meta`` stored otherwise). ``progress(done,
     values)`` is called after each chunk with the updates done and every run's last ``progress_metric``;
@@ -168,7 +170,7 @@ def train_in_chunks(
     chunk_updates = num_updates if chunk_updates is None else min(chunk_updates, num_updates)
     chunk = chunk_program(update, mesh)
 
-    start, history = 0, {}
+    start, history, restored_seconds = 0, {}, 0.0
     step = checkpoints.latest_step() if checkpoints is not None else None
     if step is not None:
         like = jax.eval_shape(jax.vmap(init), keys, configs)
@@ -177,8 +179,9 @@ def train_in_chunks(
             raise CheckpointError(
                 f"checkpoint {checkpoints.directory}/{step} was saved by a different run: " + "; ".join(differences)
             )
-        restored, history, _ = checkpoints.restore(step, like)
+        restored, history, stored_meta = checkpoints.restore(step, like)
         state, start = shard_seeds(restored, mesh), step
+        restored_seconds = stored_meta.get(TRAIN_SECONDS)
         if on_chunk is not None:
             on_chunk(0, history)  # the restored updates, for a tracker added at this resume (the others rewrite)
     if on_compile is not None:
@@ -207,7 +210,8 @@ def train_in_chunks(
 
         def save(done: int) -> None:
             nonlocal last_save
-            checkpoints.save(done, unpad(state, num_runs), history, meta or {})
+            so_far = None if restored_seconds is None else restored_seconds + time.perf_counter() - train_start
+            checkpoints.save(done, unpad(state, num_runs), history, (meta or {}) | {TRAIN_SECONDS: so_far})
             signals.last_saved = f"update {done} in {checkpoints.directory}"
             last_save = time.monotonic()
 
@@ -241,4 +245,4 @@ def train_in_chunks(
                 )
         jax.block_until_ready(state)
     train_seconds = time.perf_counter() - train_start
-    return TrainOutput(state, history, compile_seconds, train_seconds, start)
+    return TrainOutput(state, history, compile_seconds, train_seconds, start, restored_seconds)

@@ -233,11 +233,11 @@ def print_summary(summary: dict, out: Path) -> None:
         ci = f"[{stats['iqm_ci_low']:.{places}f}, {stats['iqm_ci_high']:.{places}f}]"
         print(f"{label:22}{stats['mean']:>10.{places}f}{stats['iqm']:>10.{places}f}{ci:>22}")
     print(f"eval: {evaluation['protocol']}; train: {training['protocol']}")
-    speed = "" if offline else f", {summary['env_steps_per_second']:,.0f} env steps/s"
-    print(
-        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s{speed} on "
-        f"{summary['device']['kind']}"
-    )
+    rate = summary["env_steps_per_second"]
+    speed = "" if offline or rate is None else f", {rate:,.0f} env steps/s"
+    run = whole_run(summary["resumed_from_update"], summary["run_train_seconds"])
+    print(f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s{speed} on "
+          f"{summary['device']['kind']}{run}")  # fmt: skip
     files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, summary.json, learning_curve.png"
     print(f"wrote {out}/{files}{resumed_note(summary)}")
 
@@ -253,6 +253,15 @@ def print_sweep_summary(summary: dict, out: Path) -> None:
     print(f"eval: {protocol['eval']}; AUC: {protocol['auc']}; CIs: {protocol['intervals']}")
     files = "config.json, run.json, checkpoints/, metrics.csv, eval.npz, sweep.json, sweep.md, curves.png, "
     print(f"wrote {out}/{files}aggregate.png, profiles.png{resumed_note(summary)}")
+
+
+def whole_run(resumed_from: int, run_seconds: float | None) -> str:
+    """A resumed run's training time over all its sessions, printed after its last session's."""
+    if not resumed_from:
+        return ""
+    if run_seconds is None:
+        return "; the whole run's time is unknown"
+    return f"; the whole run trained {run_seconds:.1f} s"
 
 
 def resumed_note(summary: dict) -> str:
@@ -347,10 +356,11 @@ def print_lm_summary(summary: dict, out: Path) -> None:
     start, end = summary["eval_at_start"], summary["eval"]
     for name in end:
         print(f"eval {name:20} {start[name]:+.3f} at step 0 -> {end[name]:+.3f}")
-    print(
-        f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s, "
-        f"{summary['tokens_per_second']:,.0f} tokens/s on {summary['device']['kind']}"
-    )
+    rate = summary["tokens_per_second"]
+    speed = "" if rate is None else f", {rate:,.0f} tokens/s"
+    run = whole_run(summary["resumed_from_step"], summary["run_train_seconds"])
+    print(f"compile {summary['compile_seconds']:.1f} s, train {summary['train_seconds']:.1f} s{speed} on "
+          f"{summary['device']['kind']}{run}")  # fmt: skip
     print(f"wrote {out}/config.json, checkpoints/, metrics.csv, evals.csv, samples.txt, summary.json, {algorithm}.png")
 
 

@@ -21,7 +21,7 @@ import jax
 import matplotlib
 import numpy as np
 
-from purerl.io.checkpoints import CheckpointError, RunCheckpoints, new_run_checkpoints
+from purerl.io.checkpoints import TRAIN_SECONDS, CheckpointError, RunCheckpoints, new_run_checkpoints
 from purerl.io.config_io import (
     config_from_dict,
     config_to_dict,
@@ -101,7 +101,7 @@ def run_lm(
     eval_columns = tuple(f"eval/{name}" for name in trainer.eval_metrics)  # apart from step metrics' names
     names = (*trainer.step_metrics, "eval_step", *eval_columns)
     history: dict[str, np.ndarray] = {name: np.zeros(0, np.float32) for name in names}
-    first_step = 0
+    first_step, restored_seconds = 0, 0.0
     latest = checkpoints.latest_step() if resume else None
     if latest is not None:
         stored = checkpoints.meta(latest)
@@ -116,7 +116,8 @@ def run_lm(
             if changed:
                 raise CheckpointError(f"checkpoint {checkpoints.directory}/{latest} was saved by a run that read "
                                       "other inputs: " + "; ".join(changed))  # fmt: skip
-        state, history, _ = checkpoints.restore(latest, jax.eval_shape(lambda: state))
+        state, history, stored_meta = checkpoints.restore(latest, jax.eval_shape(lambda: state))
+        restored_seconds = stored_meta.get(TRAIN_SECONDS)
         first_step = latest
         print(f"resuming at step {first_step} of {config.steps}", file=stream)
     elif resume:  # stopped before its first checkpoint (killed: a stop signal saves one), as control runs do
@@ -133,8 +134,15 @@ def run_lm(
 
     columns = {name: restored(name) for name in names}
 
+    def seconds_so_far() -> float | None:
+        """The run's training seconds over all its processes (None if a checkpoint saved before purerl kept them
+        was restored)."""
+        here = 0.0 if train_start is None else time.perf_counter() - train_start
+        return None if restored_seconds is None else restored_seconds + here
+
     def save(step: int) -> None:
-        checkpoints.save(step, state, {name: np.asarray(v, np.float32) for name, v in columns.items()}, meta)
+        history = {name: np.asarray(v, np.float32) for name, v in columns.items()}
+        checkpoints.save(step, state, history, meta | {TRAIN_SECONDS: seconds_so_far()})
         signals.last_saved = f"step {step} in {checkpoints.directory}"
 
     def record_eval(step: int, samples_file: TextIO) -> None:
@@ -185,6 +193,7 @@ def run_lm(
                 )
     save(config.steps)
     train_seconds = 0.0 if train_start is None else time.perf_counter() - train_start
+    run_seconds = None if restored_seconds is None else restored_seconds + train_seconds
     summary = (
         {"algorithm": algorithm, "steps": config.steps, "resumed_from_step": first_step}
         | trainer.summary
@@ -192,10 +201,12 @@ def run_lm(
         | {
             "eval": {name: columns[f"eval/{name}"][-1] for name in trainer.eval_metrics},
             "eval_at_start": {name: columns[f"eval/{name}"][0] for name in trainer.eval_metrics},
-            "tokens_per_second": timed_steps * trainer.tokens_per_step / max(train_seconds, 1e-9),
+            # this process's rate; none for a finished run evaluated again, which trained no step
+            "tokens_per_second": timed_steps * trainer.tokens_per_step / train_seconds if timed_steps else None,
             "tokens_per_step": trainer.tokens_per_step,
             "compile_seconds": compile_seconds,
             "train_seconds": train_seconds,
+            "run_train_seconds": run_seconds,
         }
         | environment_info()
     )

@@ -143,9 +143,10 @@ class RunResult:
     eval_returns: np.ndarray  # [runs, episodes]
     eval_lengths: np.ndarray
     compile_seconds: float
-    train_seconds: float
+    train_seconds: float  # this process's
     eval_seconds: float
     resumed_from: int = 0  # updates that were restored from a checkpoint instead of trained here
+    restored_train_seconds: float | None = 0.0  # the earlier processes' (None: saved before purerl kept it)
 
 
 def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
@@ -272,6 +273,7 @@ def run_seeds(
         output.train_seconds,
         eval_seconds,
         output.resumed_from,
+        output.restored_train_seconds,
     )
 
 
@@ -310,7 +312,18 @@ def train_curve_per_seed(
         return np.nanmean(values[:, -tail:], axis=1)
 
 
+def run_train_seconds(result: RunResult) -> float | None:
+    """The run's training seconds over all its processes: this one's and those its checkpoint recorded (None if
+    that checkpoint was saved before purerl recorded them)."""
+    if result.restored_train_seconds is None:
+        return None
+    return result.restored_train_seconds + result.train_seconds
+
+
 def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) -> dict[str, Any]:
+    """``summary.json``'s content. Timings: ``compile_seconds``, ``train_seconds`` and ``env_steps_per_second``
+    are this process's (a resumed run's last session), ``run_train_seconds`` the whole run's; a finished run
+    evaluated again trained nothing here, so its rate is the whole run's (None if unknown)."""
     num_seeds = result.eval_returns.shape[0]
     final_env_steps = result.metrics["env_steps"][:, -1]  # equal across seeds for PPO, not for GRPO
     restored_env_steps = result.metrics["env_steps"][:, result.resumed_from - 1] if result.resumed_from else 0
@@ -319,6 +332,11 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
     curve = ALGORITHMS[algorithm].curve
     train_per_seed = train_curve_per_seed(result.metrics, curve)
     train_name = "training-episode return" if curve == "episode_return" else f"training {curve}"
+    run_seconds = run_train_seconds(result)
+    if trained_env_steps.sum() > 0:
+        rate = float(trained_env_steps.sum()) / max(result.train_seconds, 1e-9)
+    else:  # a finished run evaluated again: no rate of its own, the whole run's instead
+        rate = None if not run_seconds else float(final_env_steps.sum()) / run_seconds
     return {
         "algorithm": algorithm,
         "env": config.env,
@@ -342,8 +360,9 @@ def summarize(algorithm: str, config: Any, result: RunResult, base_seed: int) ->
         | summarize_runs(train_per_seed),
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
+        "run_train_seconds": run_seconds,
         "eval_seconds": result.eval_seconds,
-        "env_steps_per_second": float(trained_env_steps.sum()) / max(result.train_seconds, 1e-9),
+        "env_steps_per_second": rate,
         "resumed_from_update": result.resumed_from,
         "command": " ".join(sys.argv),
     } | environment_info()

@@ -35,7 +35,7 @@ from purerl.core.stats import (
     score_aggregates,
 )
 from purerl.io.plots import plot_learning_curve
-from purerl.io.run import ALGORITHMS, RunResult, environment_info, title, write_metrics_csv
+from purerl.io.run import ALGORITHMS, RunResult, environment_info, run_train_seconds, title, write_metrics_csv
 
 # Normalised score = (return - low) / (high - low): the worst and best returns an episode can have.
 # Other envs are normalised by the lowest and highest per-seed return of the sweep itself (stated in the output).
@@ -227,6 +227,7 @@ def write_sweep_outputs(
         "command": " ".join(sys.argv),
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
+        "run_train_seconds": run_train_seconds(result),
         "resumed_from_update": result.resumed_from,
     } | environment_info()
     if not is_main_process():
