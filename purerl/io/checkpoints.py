@@ -66,7 +66,7 @@ def state_digest(state: Any) -> str:
 class RunCheckpoints:
     """The checkpoints of one run, under ``directory`` (``<run dir>/checkpoints``); keeps the newest
     ``max_to_keep``. Saving is synchronous: a step on disk is complete (orbax commits it atomically). A save cut
-    short (a second Ctrl-C, a kill) leaves a ``<step>.orbax-checkpoint-tmp-*`` directory that no resume reads.
+    short (a second Ctrl-C, a kill) leaves a ``<step>.orbax-checkpoint-tmp*`` directory that no resume reads.
     ``writer=True`` (a resumed run, the one that saves here) removes those (orbax begins when the
     checkpoints are opened and finishes before the first save); a reader leaves them, since one may be a save
     in progress in another process."""
