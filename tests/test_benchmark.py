@@ -131,6 +131,20 @@ def test_a_tiny_benchmark_writes_its_report_and_the_same_command_continues_it(tm
         read_metrics_csv(out / "DeepSea-bsuite" / "metrics.csv")["loss"][0]
     )
 
+    # Stopped again before its results, from a final checkpoint older than purerl's record of training time:
+    # the run trains nothing, its rate is unknown ("-"), not a crash, and its timing is marked as the last session's.
+    checkpoint = max(int(p.name) for p in (out / "DeepSea-bsuite" / "checkpoints").iterdir())
+    meta_file = out / "DeepSea-bsuite" / "checkpoints" / str(checkpoint) / "meta" / "metadata"
+    meta_file.write_text(
+        json.dumps({k: v for k, v in json.loads(meta_file.read_text()).items() if k != "train_seconds"})
+    )
+    (out / "DeepSea-bsuite" / "summary.json").unlink()
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    assert (
+        "| - | " in (out / "report.md").read_text()
+        and "(last session: resumed at update" in (out / "report.md").read_text()
+    )
+
 
 def test_a_benchmark_directory_refuses_other_settings_and_bad_input_is_one_line(tmp_path, capsys):
     out = tmp_path / "bench"

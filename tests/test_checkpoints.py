@@ -117,7 +117,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_update_0_and_say
     # It trained nothing: its summary keeps the whole run's training time and rate, not zeros.
     again = json.loads((out / "summary.json").read_text())
     assert again["train_seconds"] < 0.1 and again["run_train_seconds"] > 0
-    assert again["run_train_seconds"] == pytest.approx(trained["run_train_seconds"], rel=0.2)  # less the last save
+    assert again["run_train_seconds"] == pytest.approx(trained["run_train_seconds"], abs=0.1)  # recorded at the end
     assert again["env_steps_per_second"] == pytest.approx(2 * 25600 / again["run_train_seconds"], rel=1e-3)
     # A checkpoint saved before purerl recorded training time: the time is unknown, and so said.
     meta_file = out / "checkpoints" / str(NUM_UPDATES) / "meta" / "metadata"

@@ -64,7 +64,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(start, tmp_path, algorit
     if algorithm == "rm":  # a finished run evaluated again trains nothing: it keeps the whole run's time, no rate
         again = run_method(algorithm, config, tmp_path / "stopped", resume=True)
         assert again["tokens_per_second"] is None and again["train_seconds"] == 0.0
-        assert again["run_train_seconds"] == pytest.approx(summary["run_train_seconds"], rel=0.2)
+        assert again["run_train_seconds"] == summary["run_train_seconds"]  # what the last checkpoint recorded
     with pytest.raises(CheckpointError, match="belongs to a run with another config"):
         run_method(
             algorithm, replace(config, learning_rate=2 * config.learning_rate), tmp_path / "stopped", resume=True

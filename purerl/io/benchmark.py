@@ -268,6 +268,12 @@ def normalised_scores(rows: list[dict[str, Any]], random: dict[str, float], envs
     return np.stack(columns, axis=1)
 
 
+def speed_text(rate: float | None) -> str:
+    """Env steps/s for the report, "-" where unknown (a finished run evaluated again from a checkpoint older than
+    purerl's record of training time trained nothing in its last session)."""
+    return "-" if rate is None else f"{rate:,.0f}"
+
+
 def run_timing(summary: dict[str, Any]) -> dict[str, Any]:
     """``env_steps_per_second`` and ``wall_seconds`` (compile, train, evaluation) of a run, and ``timed_sessions``:
     "all" where its summary has the whole run's training time, "last" where only its last session's (a run
@@ -364,8 +370,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "(25%-trimmed mean: with fewer than 4 seeds the plain mean) and 95% stratified-bootstrap CIs over seeds "
         "(rliable). Config: the env's tuned config or the generic defaults. Published: the best published return "
         "(final unless noted), its budget and source (one seed each). Random: the uniformly random policy's mean "
-        "return here. Env steps/s and wall: over all of a run's sessions, or its last one where marked (a run "
-        "resumed from a checkpoint older than purerl's record of training time).",
+        "return here. Env steps/s: over all of a run's training sessions, or its last one where marked (a run "
+        "resumed from a checkpoint older than purerl's record of training time). Wall: that training time, plus "
+        "the last session's compile and the evaluation.",
         "",
         "| env | config | env steps | eval IQM [95% CI] | eval mean | AUC IQM [95% CI] | published (budget, source) "
         "| random | env steps/s | wall |",
@@ -384,7 +391,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {env} | {row['config']} | {row['env_steps_per_seed']:,} | {stats_text(ev)} | {ev['mean']:.2f} | "
             f"{stats_text(auc)} | {cell} | {report['random_policy_return'][env]:.2f} "
-            f"| {row['env_steps_per_second']:,.0f} | {row['wall_seconds']:.0f} s ({row['device']}){resumed} |"
+            f"| {speed_text(row['env_steps_per_second'])} | {row['wall_seconds']:.0f} s ({row['device']}){resumed} |"
         )
     lines += ["", "![learning curves](curves.png)", ""]
     if report["aggregates"]:

@@ -206,11 +206,14 @@ def train_in_chunks(
         if checkpoints is not None and start:
             signals.last_saved = f"update {start} in {checkpoints.directory}"
 
-        last_save = time.monotonic()
+        last_save, train_end = time.monotonic(), None
 
         def save(done: int) -> None:
-            nonlocal last_save
-            so_far = None if restored_seconds is None else restored_seconds + time.perf_counter() - train_start
+            nonlocal last_save, train_end
+            now = time.perf_counter()
+            if done == num_updates:  # training ends here, so the summary's time is the one this checkpoint records
+                train_end = now
+            so_far = None if restored_seconds is None else restored_seconds + now - train_start
             checkpoints.save(done, unpad(state, num_runs), history, (meta or {}) | {TRAIN_SECONDS: so_far})
             signals.last_saved = f"update {done} in {checkpoints.directory}"
             last_save = time.monotonic()
@@ -244,5 +247,5 @@ def train_in_chunks(
                     f"{signals.received or 'stop'} at update {high}/{num_updates}; saved in {where}", signals.signum
                 )
         jax.block_until_ready(state)
-    train_seconds = time.perf_counter() - train_start
+    train_seconds = (time.perf_counter() if train_end is None else train_end) - train_start
     return TrainOutput(state, history, compile_seconds, train_seconds, start, restored_seconds)

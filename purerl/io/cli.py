@@ -243,10 +243,11 @@ def print_summary(summary: dict, out: Path) -> None:
 
 
 def print_sweep_summary(summary: dict, out: Path) -> None:
+    run = whole_run(summary["resumed_from_update"], summary["run_train_seconds"])
     print(
         f"\n{title(summary['algorithm'])} sweep on {summary['env']}: {summary['num_points']} points x "
         f"{summary['num_seeds']} seeds, compile {summary['compile_seconds']:.1f} s, "
-        f"train {summary['train_seconds']:.1f} s"
+        f"train {summary['train_seconds']:.1f} s{run}"
     )
     print(sweep_table(summary))
     protocol = summary["protocol"]

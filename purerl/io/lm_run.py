@@ -134,15 +134,17 @@ def run_lm(
 
     columns = {name: restored(name) for name in names}
 
-    def seconds_so_far() -> float | None:
-        """The run's training seconds over all its processes (None if a checkpoint saved before purerl kept them
-        was restored)."""
-        here = 0.0 if train_start is None else time.perf_counter() - train_start
-        return None if restored_seconds is None else restored_seconds + here
-
     def save(step: int) -> None:
+        """Saves ``step`` with the run's training seconds so far over all its processes (None if a checkpoint
+        saved before purerl kept them was restored); at the last step, training ends there."""
+        nonlocal train_end
+        now = time.perf_counter()
+        if step == config.steps:
+            train_end = now
+        here = 0.0 if train_start is None else now - train_start
+        so_far = None if restored_seconds is None else restored_seconds + here
         history = {name: np.asarray(v, np.float32) for name, v in columns.items()}
-        checkpoints.save(step, state, history, meta | {TRAIN_SECONDS: seconds_so_far()})
+        checkpoints.save(step, state, history, meta | {TRAIN_SECONDS: so_far})
         signals.last_saved = f"step {step} in {checkpoints.directory}"
 
     def record_eval(step: int, samples_file: TextIO) -> None:
@@ -158,7 +160,7 @@ def run_lm(
         samples_file.flush()
 
     loss_name = trainer.step_metrics[0]
-    compile_seconds, train_start, timed_steps = 0.0, None, 0
+    compile_seconds, train_start, train_end, timed_steps = 0.0, None, None, 0
     keep_samples(out / "samples.txt", first_step)
     with StopSignals("the current step", stop_grace) as signals, (out / "samples.txt").open("a") as samples_file:
         if first_step:
@@ -192,7 +194,7 @@ def run_lm(
                     f"{signals.received}: stopped after step {done}; saved a checkpoint in {out}", signals.signum
                 )
     save(config.steps)
-    train_seconds = 0.0 if train_start is None else time.perf_counter() - train_start
+    train_seconds = 0.0 if train_start is None else train_end - train_start
     run_seconds = None if restored_seconds is None else restored_seconds + train_seconds
     summary = (
         {"algorithm": algorithm, "steps": config.steps, "resumed_from_step": first_step}
