@@ -205,6 +205,7 @@ def run_seeds(
     checkpoint_minutes: float = 0.0,
     stop_grace: float = DEFAULT_STOP_GRACE,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    on_accept: Callable[[], None] | None = None,
 ) -> RunResult:
     """Trains ``num_seeds`` agents (per sweep point) in one ``jit(vmap(...))`` and evaluates each final policy.
 
@@ -213,7 +214,8 @@ def run_seeds(
     are split over the devices of ``mesh`` (default: all devices, ``purerl.core.sharding``); the results are
     the same as on one device up to float rounding (README, "Many devices, many hosts"). ``chunk_updates``,
     ``checkpoints``, ``checkpoint_every``, ``checkpoint_minutes``, ``stop_grace`` and ``on_chunk`` are those of
-    ``purerl.io.chunked.train_in_chunks``.
+    ``purerl.io.chunked.train_in_chunks``; ``on_accept()`` runs once a resumed run's checkpoint is accepted (or
+    at once for a new run), before anything compiles.
     """
     algo = ALGORITHMS[algorithm]
     mesh = seed_mesh() if mesh is None else mesh
@@ -249,7 +251,7 @@ def run_seeds(
             meta=meta,
             meta_differences=partial(run_meta_differences, meta, config),
             progress=bar,
-            on_compile=None if bar is None else lambda: print(heading, file=sys.stderr, flush=True),
+            on_compile=partial(before_compile, on_accept, None if bar is None else heading),
             on_start=None if bar is None else bar.start,
             on_chunk=on_chunk,
             run_name=lambda r: f"seed {r % num_seeds}" + (f" of sweep point {r // num_seeds}" if sweep else ""),
@@ -275,6 +277,13 @@ def run_seeds(
         output.resumed_from,
         output.restored_train_seconds,
     )
+
+
+def before_compile(on_accept: Callable[[], None] | None, heading: str | None) -> None:
+    if on_accept is not None:
+        on_accept()
+    if heading is not None:
+        print(heading, file=sys.stderr, flush=True)
 
 
 def evaluation_program(algorithm: str, mesh: Any) -> Any:

@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,10 @@ def run_in_dir(
         (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if note and is_main_process():
         print(note, file=sys.stderr, flush=True)
-    if resume and is_main_process():
-        print(resume_line(out, checkpoints.latest_step(), config.num_updates), file=sys.stderr, flush=True)
+    announce = None
+    if resume and is_main_process():  # once the checkpoint is accepted: a refused one gets its one line alone
+        line = resume_line(out, checkpoints.latest_step(), config.num_updates)
+        announce = partial(print, line, file=sys.stderr, flush=True)
     result = run_seeds(
         algorithm,
         config,
@@ -156,6 +159,7 @@ def run_in_dir(
         checkpoint_minutes=settings.checkpoint_minutes,
         stop_grace=stop_grace,
         on_chunk=None if trackers is None else trackers.log_chunk,
+        on_accept=announce,
     )
     if points is not None:
         summary = write_sweep_outputs(out, algorithm, config, points, result, settings.num_seeds)
